@@ -1,0 +1,33 @@
+# Two commands on a fresh machine with Python 3 and make:
+#   make demo   set up .venv, install bptt, run the built-in demo
+#   make test   set up .venv with the test extras, run the linter and the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test lint bench clean
+
+$(VENV)/.core: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.test: $(VENV)/.core
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.core
+	$(VENV)/bin/bptt demo
+
+lint: $(VENV)/.test
+	$(PY) -m ruff check src tests benchmarks
+
+test: lint
+	$(PY) -m pytest
+
+bench: $(VENV)/.test
+	$(PY) benchmarks/bench_rnn.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

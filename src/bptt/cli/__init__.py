@@ -1,0 +1,66 @@
+"""The ``bptt`` command line: one module per command, each with ``add_parser``.
+
+Every command reports a user error as one line ``bptt: error: ...`` and exits
+with status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import BpttError
+
+# command name -> module under bptt.cli (imported only when needed, so `bptt tag` starts fast)
+COMMANDS = {
+    "demo": "demo",
+}
+
+EPILOG = """examples:
+  bptt demo                                  train a person-name tagger on the built-in corpus
+  bptt COMMAND --help                        options and examples of one command
+"""
+
+
+def build_parser(commands=None):
+    parser = argparse.ArgumentParser(
+        prog="bptt",
+        description="Recurrent networks trained by backpropagation through time, written out by hand.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show a full traceback on errors")
+    parser.add_argument("--version", action="version", version=f"bptt {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in (commands or COMMANDS).values():
+        importlib.import_module(f"{__name__}.{module}").add_parser(sub)
+    return parser
+
+
+def _version():
+    from .. import __version__
+
+    return __version__
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    # import only the command that runs (plus help when none is named)
+    name = next((a for a in argv if not a.startswith("-")), None)
+    commands = {name: COMMANDS[name]} if name in COMMANDS else None
+    parser = build_parser(commands)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args) or 0
+    except BpttError as e:
+        if args.debug:
+            raise
+        print(f"bptt: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bptt: interrupted", file=sys.stderr)
+        return 130

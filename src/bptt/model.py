@@ -1,0 +1,82 @@
+"""The whole lecture model in one call: recurrence, per-step outputs, loss and BPTT.
+
+    a⟨t⟩ = g(W_aa a⟨t−1⟩ + W_ax x⟨t⟩ + b_a),   ŷ⟨t⟩ = σ(W_ya a⟨t⟩ + b_y) (or softmax),
+    L = Σ_t L⟨t⟩ over the unmasked steps.
+
+Batch reduction, stated once: ``reduction="sum"`` (default) adds the sequence losses
+of the batch, so one sequence gives exactly the lecture's L; ``reduction="mean"``
+divides that sum by the batch size B (the mean sequence loss). Gradients follow
+the same reduction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import BpttError, check_array, check_choice
+from .heads import HEAD_KEYS, OUTPUTS, check_labels, output_backward, output_logits, step_losses
+from .rnn import ACTIVATIONS, _backward, _forward, check_sequence_inputs
+
+PARAM_KEYS = ("W_ax", "W_aa", "b_a", "W_ya", "b_y")
+
+
+def init_params(n_x, n_a, n_y, *, seed=0, dtype=np.float32):
+    """Random parameters: uniform(±1/√n_a) like ``torch.nn.RNN``, zero biases.
+
+    Returns: dict with W_ax (n_a, n_x), W_aa (n_a, n_a), b_a (n_a,), W_ya (n_y, n_a), b_y (n_y,).
+    """
+    rng = np.random.default_rng(seed)
+    k = 1 / np.sqrt(n_a)
+    shapes = {"W_ax": (n_a, n_x), "W_aa": (n_a, n_a), "b_a": (n_a,), "W_ya": (n_y, n_a), "b_y": (n_y,)}
+    params = {}
+    for name, shape in shapes.items():
+        if name.startswith("b"):
+            params[name] = np.zeros(shape, dtype=dtype)
+        else:
+            params[name] = rng.uniform(-k, k, size=shape).astype(dtype)
+    return params
+
+
+def sequence_loss(
+    params,
+    X,
+    Y,
+    a0=None,
+    mask=None,
+    output="sigmoid",
+    activation="tanh",
+    reduction="sum",
+    return_messages=False,
+):
+    """Forward, loss and backpropagation through time for the whole model.
+
+    Shapes: X (T, B, n_x); Y (T, B) or (T, B, n_y) for sigmoid, (T, B) int for softmax;
+    a0 (B, n_a) or None; mask (T, B) or None.
+    Returns: L (float), grads (same keys as params) and, with ``return_messages``,
+    the right-to-left messages ∂L/∂a⟨t⟩ (T, B, n_a).
+    """
+    check_choice("output", output, OUTPUTS)
+    check_choice("activation", activation, tuple(ACTIVATIONS))
+    check_choice("reduction", reduction, ("sum", "mean"))
+    missing = [k for k in HEAD_KEYS if k not in params]
+    if missing:
+        raise BpttError(f"params: missing key(s) {', '.join(missing)}")
+    a0, mask = check_sequence_inputs(X, a0, params, mask)
+    T, B, _ = X.shape
+    n_a = params["W_aa"].shape[0]
+    sizes = {"n_a": n_a, "T": T, "B": B}
+    check_array("params['W_ya']", params["W_ya"], ("n_y", "n_a"), sizes=sizes)
+    check_array("params['b_y']", params["b_y"], ("n_y",), sizes=sizes)
+    Y = check_labels(Y, output, sizes["n_y"], sizes)
+
+    A, cache = _forward(X, a0, params, mask, activation)
+    L_t, dZ_y = step_losses(output_logits(A, params), Y, output, mask)
+    scale = 1.0 if reduction == "sum" else 1.0 / B
+    L = float(L_t.sum()) * scale
+    if scale != 1.0:
+        dZ_y *= scale  # the reduction scales every gradient alike
+    dA, head_grads = output_backward(dZ_y, A, params)
+    _, _, grads, M = _backward(dA, cache, messages=return_messages, need_dX=False)
+    grads.update(head_grads)
+    grads = {k: grads[k] for k in params}  # exactly the keys of params, in their order
+    return (L, grads, M) if return_messages else (L, grads)

@@ -1,0 +1,114 @@
+"""Gradient descent on the BPTT gradients: SGD, momentum, Adam, and clipping.
+
+Each optimizer updates a dict of arrays in place, key by key, so it works for any
+model whose ``grads`` has the keys of its ``params``:
+
+    SGD:       θ ← θ − η g
+    Momentum:  v ← μ v + g;            θ ← θ − η v            (PyTorch's SGD(momentum=μ))
+    Adam:      m ← β₁ m + (1 − β₁) g;  v ← β₂ v + (1 − β₂) g²
+               θ ← θ − η m̂ / (√v̂ + ε), m̂ = m / (1 − β₁ᵗ), v̂ = v / (1 − β₂ᵗ)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backend import array_namespace
+
+
+def global_norm(grads):
+    """‖g‖₂ over all the arrays of ``grads`` together."""
+    return math.sqrt(sum(float((g.astype(np.float64, copy=False) ** 2).sum()) for g in grads.values()))
+
+
+def clip_grad_norm(grads, max_norm):
+    """Scale all gradients in place so their global norm is at most ``max_norm``.
+
+    Returns: the norm before clipping (a float; inf or nan when a gradient is not finite).
+    """
+    norm = global_norm(grads)
+    if max_norm is not None and max_norm > 0 and math.isfinite(norm) and norm > max_norm:
+        scale = max_norm / (norm + 1e-12)
+        for g in grads.values():
+            g *= scale
+    return norm
+
+
+@dataclass
+class SGD:
+    """Plain SGD, or SGD with (heavy-ball) momentum when ``momentum > 0``."""
+
+    lr: float = 0.1  # learning rate η
+    momentum: float = 0.0  # μ; 0 is plain SGD
+    state: dict = field(default_factory=dict)  # velocity per parameter
+
+    def step(self, params, grads):
+        for k, g in grads.items():
+            if self.momentum:
+                v = self.state.get(k)
+                if v is None:
+                    v = self.state[k] = array_namespace(g).zeros_like(g)
+                v *= self.momentum
+                v += g
+                g = v
+            params[k] -= self.lr * g
+
+    def state_dict(self):
+        return {f"v.{k}": v for k, v in self.state.items()}
+
+    def load_state_dict(self, arrays):
+        self.state = {k[2:]: v for k, v in arrays.items() if k.startswith("v.")}
+
+
+@dataclass
+class Adam:
+    """Adam (Kingma & Ba, 2015), as ``torch.optim.Adam`` with default options."""
+
+    lr: float = 1e-3  # learning rate η
+    beta1: float = 0.9  # β₁, decay of the first moment
+    beta2: float = 0.999  # β₂, decay of the second moment
+    eps: float = 1e-8  # ε added to √v̂
+    t: int = 0  # steps taken
+    m: dict = field(default_factory=dict)  # first moments per parameter
+    v: dict = field(default_factory=dict)  # second moments per parameter
+
+    def step(self, params, grads):
+        self.t += 1
+        c1 = 1 - self.beta1**self.t
+        c2 = 1 - self.beta2**self.t
+        for k, g in grads.items():
+            xp = array_namespace(g)
+            if k not in self.m:
+                self.m[k] = xp.zeros_like(g)
+                self.v[k] = xp.zeros_like(g)
+            m, v = self.m[k], self.v[k]
+            m *= self.beta1
+            m += (1 - self.beta1) * g
+            v *= self.beta2
+            v += (1 - self.beta2) * (g * g)
+            denom = xp.sqrt(v / c2)
+            denom += self.eps
+            params[k] -= (self.lr / c1) * m / denom
+
+    def state_dict(self):
+        arrays = {f"m.{k}": a for k, a in self.m.items()}
+        arrays.update({f"v.{k}": a for k, a in self.v.items()})
+        arrays["t"] = np.array(self.t, dtype=np.int64)
+        return arrays
+
+    def load_state_dict(self, arrays):
+        self.t = int(arrays["t"])
+        self.m = {k[2:]: a for k, a in arrays.items() if k.startswith("m.")}
+        self.v = {k[2:]: a for k, a in arrays.items() if k.startswith("v.")}
+
+
+def make_optimizer(name, lr, momentum=0.9):
+    """``"adam"``, ``"sgd"`` or ``"momentum"`` by name (for the command line)."""
+    if name == "adam":
+        return Adam(lr=lr)
+    if name == "momentum":
+        return SGD(lr=lr, momentum=momentum)
+    return SGD(lr=lr)

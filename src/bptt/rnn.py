@@ -1,0 +1,248 @@
+"""The vanilla recurrent cell and backpropagation through time, written by hand.
+
+Forward, left to right, with the same parameters at every step:
+
+    z⟨t⟩ = W_aa a⟨t−1⟩ + W_ax x⟨t⟩ + b_a
+    a⟨t⟩ = g(z⟨t⟩)                                g = tanh (default) or relu
+
+Backward, right to left. ``dA[t]`` is ∂L/∂a⟨t⟩ through the outputs only and
+``da_next`` is ∂L/∂a⟨t⟩ through a⟨t+1⟩ (``da_T`` from a later segment at t = T):
+
+    da⟨t⟩   = dA[t] + da_next                    the whole message reaching a⟨t⟩
+    dz⟨t⟩   = da⟨t⟩ ⊙ g′(z⟨t⟩)                   g′ from the saved output: 1 − a², or [a > 0]
+    da_next ← dz⟨t⟩ W_aa                         the message sent to step t−1
+    ∂L/∂W_aa = Σ_t dz⟨t⟩ᵀ a⟨t−1⟩    ∂L/∂W_ax = Σ_t dz⟨t⟩ᵀ x⟨t⟩    ∂L/∂b_a = Σ_t dz⟨t⟩
+
+Masks (T, B): where ``mask[t, b] == 0`` the step is skipped: a⟨t⟩ = a⟨t−1⟩ is
+carried unchanged, so the step adds nothing to any gradient, ignores dA[t], and
+passes the message from t+1 through unchanged. With right-padded batches this
+makes A[-1] the last real state of every sequence.
+
+Rows are batch entries, so the code computes ``a_prev @ W_aa.T`` (a free
+transposed view). PyTorch: ``torch.nn.RNN(n_x, n_a, nonlinearity=g)`` with
+``weight_ih_l0 = W_ax``, ``weight_hh_l0 = W_aa``, ``bias_ih_l0 + bias_hh_l0 = b_a``.
+
+Speed: only the recurrence runs in the Python loop. All input projections are one
+GEMM before it, all parameter gradients and dX one GEMM each after it, and every
+per-step result is written with ``out=`` into preallocated (T, B, ·) buffers.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from .backend import array_namespace
+from .errors import BpttError, check_array, check_choice
+
+RNN_KEYS = ("W_ax", "W_aa", "b_a")
+
+
+def _tanh(z, out=None):
+    return np.tanh(z, out=out)
+
+
+def _tanh_prime(a):
+    return 1 - a * a  # tanh′(z) = 1 − tanh(z)², from the saved output
+
+
+def _relu(z, out=None):
+    return np.maximum(z, 0, out=out)
+
+
+def _relu_prime(a):
+    return (a > 0).astype(a.dtype)  # relu′(z) = [z > 0] = [a > 0]
+
+
+# name -> (g, g′ as a function of the output a = g(z))
+ACTIVATIONS = {"tanh": (_tanh, _tanh_prime), "relu": (_relu, _relu_prime)}
+
+
+class StepCache(NamedTuple):
+    """What one step's backward needs: its inputs, output and g′."""
+
+    x_t: object  # (B, n_x)
+    a_prev: object  # (B, n_a)
+    a_t: object  # (B, n_a)
+    params: dict
+    g_prime: Callable
+
+
+class RNNCache(NamedTuple):
+    """What the sequence backward needs; returned by ``rnn_forward``, never stored on an object."""
+
+    X: object  # (T, B, n_x)
+    a0: object  # (B, n_a)
+    A: object  # (T, B, n_a)  a⟨1⟩ … a⟨T⟩
+    mask: object  # (T, B) or None
+    params: dict
+    g_prime: Callable
+
+
+def rnn_step_forward(x_t, a_prev, params, activation="tanh"):
+    """One step: a⟨t⟩ = g(W_aa a⟨t−1⟩ + W_ax x⟨t⟩ + b_a).
+
+    Shapes: x_t (B, n_x), a_prev (B, n_a).
+    Returns: a_t (B, n_a), cache_t.
+    """
+    g, g_prime = ACTIVATIONS[check_choice("activation", activation, tuple(ACTIVATIONS))]
+    z_t = x_t @ params["W_ax"].T + a_prev @ params["W_aa"].T + params["b_a"]  # (B, n_a)
+    a_t = g(z_t)
+    return a_t, StepCache(x_t, a_prev, a_t, params, g_prime)
+
+
+def rnn_step_backward(da_t, cache_t):
+    """Backward of one step, given the whole gradient da_t reaching a⟨t⟩.
+
+    Shapes: da_t (B, n_a).
+    Returns: dx_t (B, n_x), da_prev (B, n_a), grads_t (this step's share of each gradient).
+    """
+    x_t, a_prev, a_t, p, g_prime = cache_t
+    dz_t = da_t * g_prime(a_t)  # backprop through g
+    dx_t = dz_t @ p["W_ax"]  # backprop through W_ax x⟨t⟩
+    da_prev = dz_t @ p["W_aa"]  # backprop through W_aa a⟨t−1⟩
+    grads_t = {"W_ax": dz_t.T @ x_t, "W_aa": dz_t.T @ a_prev, "b_a": dz_t.sum(axis=0)}
+    return dx_t, da_prev, grads_t
+
+
+def check_rnn_params(params, sizes=None, name="params"):
+    """Check the recurrent parameters' shapes, dtype and values; return the dtype."""
+    if not isinstance(params, dict):
+        raise BpttError(f"{name}: expected a dict of arrays, got {type(params).__name__}")
+    missing = [k for k in RNN_KEYS if k not in params]
+    if missing:
+        raise BpttError(f"{name}: missing key(s) {', '.join(missing)}")
+    sizes = {} if sizes is None else sizes
+    check_array(f"{name}['W_aa']", params["W_aa"], ("n_a", "n_a"), sizes=sizes)
+    check_array(f"{name}['W_ax']", params["W_ax"], ("n_a", "n_x"), sizes=sizes)
+    check_array(f"{name}['b_a']", params["b_a"], ("n_a",), sizes=sizes)
+    dtype = params["W_aa"].dtype
+    for k in RNN_KEYS:
+        if params[k].dtype != dtype:
+            raise BpttError(f"{name}['{k}']: dtype {params[k].dtype} differs from W_aa's {dtype}")
+    return dtype
+
+
+def check_mask(mask, sizes):
+    """Check a (T, B) mask of 0/1 (or bool) and return it as a bool array."""
+    check_array("mask", mask, ("T", "B"), sizes=sizes, floating=False, finite=False)
+    if mask.dtype != bool:
+        if mask.dtype.kind not in "biuf" or not bool(((mask == 0) | (mask == 1)).all()):
+            raise BpttError("mask: expected only 0/1 or True/False values")
+        mask = mask != 0
+    return mask
+
+
+def check_sequence_inputs(X, a0, params, mask):
+    """Validate the arguments of ``rnn_forward``; return (a0, mask) with defaults filled in."""
+    sizes = {}
+    dtype = check_rnn_params(params, sizes)
+    check_array("X", X, ("T", "B", "n_x"), sizes=sizes)
+    if X.dtype != dtype:
+        raise BpttError(f"X: dtype {X.dtype} differs from the parameters' {dtype}; cast one of them")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise BpttError(f"X: empty input (shape {tuple(X.shape)}): need T >= 1 and B >= 1")
+    xp = array_namespace(X)
+    if a0 is None:
+        a0 = xp.zeros((X.shape[1], sizes["n_a"]), dtype=dtype)
+    check_array("a0", a0, ("B", "n_a"), sizes=sizes)
+    if a0.dtype != dtype:
+        raise BpttError(f"a0: dtype {a0.dtype} differs from the parameters' {dtype}")
+    if mask is not None:
+        mask = check_mask(mask, sizes)
+    return a0, mask
+
+
+def rnn_forward(X, a0, params, mask=None, activation="tanh"):
+    """Run the cell over a batch of sequences, left to right.
+
+    Shapes: X (T, B, n_x), a0 (B, n_a) or None for zeros, mask (T, B) or None.
+    Returns: A (T, B, n_a) holding a⟨1⟩ … a⟨T⟩, and the cache for ``rnn_backward``.
+    """
+    check_choice("activation", activation, tuple(ACTIVATIONS))
+    a0, mask = check_sequence_inputs(X, a0, params, mask)
+    return _forward(X, a0, params, mask, activation)
+
+
+def _forward(X, a0, p, mask, activation):
+    """``rnn_forward`` without the checks: the fast path used inside training."""
+    xp = array_namespace(X)
+    g, g_prime = ACTIVATIONS[activation]
+    T, B, n_x = X.shape
+    n_a = p["W_aa"].shape[0]
+    W_aa_T = p["W_aa"].T  # (n_a, n_a) view: rows are batch entries
+    A = xp.empty((T, B, n_a), dtype=X.dtype)
+    # every input projection W_ax x⟨t⟩ + b_a at once: one GEMM, written into A
+    xp.matmul(X.reshape(T * B, n_x), p["W_ax"].T, out=A.reshape(T * B, n_a))  # (T*B, n_a)
+    A += p["b_a"]
+    rec = xp.empty((B, n_a), dtype=X.dtype)
+    skip = None if mask is None else ~mask[:, :, None]  # (T, B, 1)
+    a_prev = a0
+    for t in range(T):
+        a_t = A[t]
+        xp.matmul(a_prev, W_aa_T, out=rec)  # W_aa a⟨t−1⟩
+        xp.add(a_t, rec, out=a_t)  # z⟨t⟩
+        g(a_t, out=a_t)  # a⟨t⟩ = g(z⟨t⟩)
+        if skip is not None:
+            xp.copyto(a_t, a_prev, where=skip[t])  # skipped steps carry a⟨t−1⟩
+        a_prev = a_t
+    return A, RNNCache(X, a0, A, mask, p, g_prime)
+
+
+def rnn_backward(dA, cache, da_T=None):
+    """Backpropagation through time, right to left.
+
+    Shapes: dA (T, B, n_a) gradient reaching each a⟨t⟩ from the outputs only;
+    da_T (B, n_a) gradient reaching a⟨T⟩ from a later segment, or None.
+    Returns: dX (T, B, n_x), da0 (B, n_a), grads with the keys W_ax, W_aa, b_a.
+    """
+    sizes = {"T": cache.A.shape[0], "B": cache.A.shape[1], "n_a": cache.A.shape[2]}
+    check_array("dA", dA, ("T", "B", "n_a"), sizes=sizes)
+    if da_T is not None:
+        check_array("da_T", da_T, ("B", "n_a"), sizes=sizes)
+    dX, da0, grads, _ = _backward(dA, cache, da_T)
+    return dX, da0, grads
+
+
+def _backward(dA, cache, da_T=None, messages=False, need_dX=True):
+    """``rnn_backward`` without the checks.
+
+    Returns: dX (or None), da0, grads, and the messages (T, B, n_a) — the whole
+    ∂L/∂a⟨t⟩ at every step — when ``messages`` is true, else None.
+    """
+    X, a0, A, mask, p, g_prime = cache
+    xp = array_namespace(A)
+    T, B, n_a = A.shape
+    n_x = X.shape[2]
+    W_aa = p["W_aa"]
+    dZ = g_prime(A)  # (T, B, n_a) g′ at every step, in one pass; becomes dz⟨t⟩ in place
+    skip = None
+    if mask is not None:
+        keep = mask[:, :, None]  # (T, B, 1)
+        skip = ~keep
+        dZ *= keep  # skipped steps have no dz
+        dA = dA * keep  # and ignore their output gradient
+    M = xp.empty((T, B, n_a), dtype=A.dtype) if messages else None
+    da_t = xp.empty((B, n_a), dtype=A.dtype)
+    da_next = xp.zeros((B, n_a), dtype=A.dtype) if da_T is None else da_T.astype(A.dtype, copy=True)
+    for t in range(T - 1, -1, -1):
+        if M is not None:
+            da_t = M[t]
+        xp.add(dA[t], da_next, out=da_t)  # the whole message reaching a⟨t⟩
+        dz_t = dZ[t]
+        xp.multiply(da_t, dz_t, out=dz_t)  # backprop through g
+        xp.matmul(dz_t, W_aa, out=da_next)  # backprop through W_aa a⟨t−1⟩
+        if skip is not None:
+            xp.copyto(da_next, da_t, where=skip[t])  # skipped steps pass the message on
+    dZ2 = dZ.reshape(T * B, n_a)  # (T*B, n_a)
+    dW_aa = dZ[0].T @ a0  # step 1 reads a⟨0⟩ ...
+    if T > 1:  # ... the others read a⟨1⟩ … a⟨T−1⟩: one GEMM
+        dW_aa += dZ[1:].reshape((T - 1) * B, n_a).T @ A[:-1].reshape((T - 1) * B, n_a)
+    grads = {
+        "W_ax": dZ2.T @ X.reshape(T * B, n_x),  # Σ_t dz⟨t⟩ᵀ x⟨t⟩
+        "W_aa": dW_aa,  # Σ_t dz⟨t⟩ᵀ a⟨t−1⟩
+        "b_a": dZ2.sum(axis=0),  # Σ_t dz⟨t⟩
+    }
+    dX = (dZ2 @ p["W_ax"]).reshape(T, B, n_x) if need_dX else None  # backprop through W_ax x⟨t⟩
+    return dX, da_next, grads, M

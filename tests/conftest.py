@@ -1,0 +1,37 @@
+"""Shared fixtures: small odd sizes so transposition bugs show, float64 for checks."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+T, B, N_X, N_A, N_Y = 5, 3, 4, 6, 2
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def make_params(n_x=N_X, n_a=N_A, n_y=N_Y, seed=0, scale=0.5, dtype=np.float64):
+    """Random parameters with non-zero biases (zero biases would hide bias-gradient bugs)."""
+    rng = np.random.default_rng(seed)
+    shapes = {"W_ax": (n_a, n_x), "W_aa": (n_a, n_a), "b_a": (n_a,), "W_ya": (n_y, n_a), "b_y": (n_y,)}
+    return {k: (scale * rng.standard_normal(s)).astype(dtype) for k, s in shapes.items()}
+
+
+def ragged_mask(lengths, T):
+    """(T, B) bool mask for right-padded sequences of the given lengths."""
+    return np.arange(T)[:, None] < np.asarray(lengths)[None, :]
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def data_file(*parts):
+    """Path to a file of ../shared/data; skip when absent unless BPTT_REQUIRE_DATA is set."""
+    path = DATA.joinpath(*parts)
+    if not path.exists():
+        if os.environ.get("BPTT_REQUIRE_DATA"):
+            pytest.fail(f"required data file missing: {path}")
+        pytest.skip(f"data file not present: {path}")
+    return path
