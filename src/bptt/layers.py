@@ -1,0 +1,130 @@
+"""The tagger's building blocks around the recurrence, each a forward/backward pair.
+
+Embedding lookup:   x⟨t⟩ = E[id⟨t⟩]                 ∂L/∂E[r] = Σ_{t: id⟨t⟩ = r} ∂L/∂x⟨t⟩
+Dropout (inverted): y = x ⊙ m / (1 − p), m ~ Bernoulli(1 − p)      ∂L/∂x = ∂L/∂y ⊙ m / (1 − p)
+Bidirectional RNN:  a→⟨t⟩ runs left to right, a←⟨t⟩ right to left over each sequence
+                    *within its own length* (padding stays at the end), output [a→⟨t⟩; a←⟨t⟩].
+                    PyTorch: ``torch.nn.RNN(bidirectional=True)`` on a packed sequence.
+
+Embedding gradients are returned as ``RowGrad(rows, values)``: only the rows a batch
+used, so the optimizer updates a 20,000-word table at the cost of the batch's words.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .backend import array_namespace
+from .rnn import _backward, _forward
+
+
+class RowGrad(NamedTuple):
+    """Gradient of an embedding table that is zero outside ``rows``."""
+
+    rows: np.ndarray  # (k,) unique row ids
+    values: np.ndarray  # (k, d) gradient of those rows
+    n_rows: int  # rows of the full table
+
+    def dense(self):
+        """The full (n_rows, d) gradient."""
+        out = np.zeros((self.n_rows, self.values.shape[1]), dtype=self.values.dtype)
+        out[self.rows] = self.values
+        return out
+
+
+def embedding_forward(E, ids):
+    """Look up rows of E.
+
+    Shapes: E (V, d), ids (...) ints.
+    Returns: X (..., d).
+    """
+    return E[ids]
+
+
+def embedding_backward(dX, ids, n_rows):
+    """Backprop through the lookup: add each position's gradient into its row.
+
+    Shapes: dX (..., d), ids (...).
+    Returns: RowGrad over the unique ids.
+    """
+    d = dX.shape[-1]
+    rows, inverse = np.unique(ids.reshape(-1), return_inverse=True)
+    values = np.zeros((rows.size, d), dtype=dX.dtype)
+    np.add.at(values, inverse.reshape(-1), dX.reshape(-1, d))  # Σ over positions sharing a row
+    return RowGrad(rows, values, n_rows)
+
+
+def dropout_forward(X, rate, rng):
+    """Inverted dropout; rate 0 (or rng None, at inference) is the identity.
+
+    Returns: Y like X, and the scaled keep-mask (None when nothing was dropped).
+    """
+    if not rate or rng is None:
+        return X, None
+    keep = (rng.random(X.shape, dtype=np.float32) >= rate).astype(X.dtype)
+    keep *= 1.0 / (1.0 - rate)
+    return X * keep, keep
+
+
+def dropout_backward(dY, keep):
+    """Backprop through dropout: the same mask, the same scale."""
+    return dY if keep is None else dY * keep
+
+
+def reverse_index(lengths, T):
+    """Time index that reverses each sequence within its own length.
+
+    Shapes: lengths (B,).
+    Returns: rev (T, B) with rev[t, b] = len_b − 1 − t for t < len_b, else t. It is its own inverse.
+    """
+    t = np.arange(T)[:, None]  # (T, 1)
+    lengths = np.asarray(lengths)[None, :]  # (1, B)
+    return np.where(t < lengths, lengths - 1 - t, t)
+
+
+def reverse_sequences(X, rev):
+    """X[rev[t, b], b] for every t, b: each sequence read backwards, padding left in place."""
+    return X[rev, np.arange(X.shape[1])[None, :]]
+
+
+class BiRNNCache(NamedTuple):
+    forward: object  # RNNCache of the left-to-right pass
+    backward: object  # RNNCache of the right-to-left pass (on reversed sequences)
+    rev: np.ndarray  # (T, B) reversal index
+
+
+def birnn_forward(X, mask, rev, pf, pb, activation="tanh"):
+    """Both directions over right-padded sequences, from zero initial states.
+
+    Shapes: X (T, B, n_x), mask (T, B) bool, rev (T, B) from ``reverse_index``.
+    Returns: A (T, B, 2 n_a) = [a→; a←], cache.
+    """
+    xp = array_namespace(X)
+    T, B, _ = X.shape
+    n_a = pf["W_aa"].shape[0]
+    a0 = xp.zeros((B, n_a), dtype=X.dtype)
+    A_f, cache_f = _forward(X, a0, pf, mask, activation)
+    A_r, cache_b = _forward(reverse_sequences(X, rev), a0, pb, mask, activation)
+    A = xp.concatenate([A_f, reverse_sequences(A_r, rev)], axis=2)  # (T, B, 2 n_a)
+    return A, BiRNNCache(cache_f, cache_b, rev)
+
+
+def birnn_backward(dA, cache, da_T=None, need_dX=True, messages=False):
+    """Backprop through both directions.
+
+    Shapes: dA (T, B, 2 n_a); da_T (B, 2 n_a) gradient reaching each direction's final state, or None.
+    Returns: dX (T, B, n_x) or None, grads_f, grads_b, and the forward direction's messages (or None).
+    """
+    n_a = dA.shape[2] // 2
+    dT_f = dT_b = None
+    if da_T is not None:
+        dT_f, dT_b = da_T[:, :n_a], da_T[:, n_a:]
+    dX_f, _, grads_f, M = _backward(dA[:, :, :n_a], cache.forward, dT_f, messages, need_dX)
+    dA_r = reverse_sequences(dA[:, :, n_a:], cache.rev)  # the right-to-left pass saw reversed time
+    dX_r, _, grads_b, _ = _backward(dA_r, cache.backward, dT_b, False, need_dX)
+    dX = None
+    if need_dX:
+        dX = dX_f + reverse_sequences(dX_r, cache.rev)  # both directions read the same x⟨t⟩
+    return dX, grads_f, grads_b, M

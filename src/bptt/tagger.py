@@ -1,0 +1,313 @@
+"""The sequence tagger: embeddings → bidirectional recurrent layers → a per-word output.
+
+For a sentence of words w⟨1⟩ … w⟨T⟩:
+
+    x⟨t⟩ = [E_word[word(w⟨t⟩)]; E_case[casing(w⟨t⟩)]; c(w⟨t⟩)]        (dropout on x⟨t⟩)
+    c(w) = [c→⟨last⟩; c←⟨first⟩]   a bidirectional character RNN over the letters of w
+    a⟨t⟩ = [a→⟨t⟩; a←⟨t⟩]            the lecture's cell, both directions, one or more layers
+    ŷ⟨t⟩ = σ(W_ya a⟨t⟩ + b_y)        task "person": P(word t is part of a person's name)
+    ŷ⟨t⟩ = softmax(W_ya a⟨t⟩ + b_y)  task "ner": a distribution over the IOB2 tags
+
+The loss is the lecture's L = Σ_t L⟨t⟩ per sentence, averaged over the sentences of a
+batch. Every backward here is the forward read in reverse; the recurrences themselves
+are ``rnn._forward``/``rnn._backward``. Parameters live in one flat dict:
+``E_word``, ``E_case``, ``E_char``, ``char.f.W_ax`` … (character RNN, forward/backward),
+``rnn1.f.W_ax`` … (layer 1), ``W_ya``, ``b_y``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from .heads import output_backward, output_logits, sigmoid, softmax, step_losses
+from .layers import (
+    RowGrad,
+    birnn_backward,
+    birnn_forward,
+    dropout_backward,
+    dropout_forward,
+    embedding_backward,
+    reverse_index,
+)
+from .rnn import RNN_KEYS, _backward, _forward
+from .vocab import CASINGS, UNK
+
+TASKS = ("person", "ner")
+
+
+@dataclass
+class TaggerConfig:
+    """The network's shape. Defaults are the configuration benchmarked in BENCHMARKS.md."""
+
+    task: str = "person"  # "person": sigmoid + logistic loss per word; "ner": softmax over IOB2 tags
+    tags: list = field(default_factory=lambda: ["O", "PER"])  # output classes (ner: IOB2 tags)
+    word_dim: int = 100  # word embedding size
+    case_dim: int = 8  # casing embedding size (0: no casing feature)
+    char_dim: int = 25  # character embedding size (0: no character features)
+    char_hidden: int = 25  # character RNN units per direction
+    hidden: int = 128  # word RNN units per direction (n_a)
+    layers: int = 1  # stacked recurrent layers
+    bidirectional: bool = True  # also read each sentence right to left
+    activation: str = "tanh"  # the cell's g: "tanh" or "relu"
+    dropout: float = 0.5  # on the inputs of every layer and on the top layer's output
+    unk_replace: float = 0.5  # training: a word seen once becomes <unk> with this probability
+
+    def to_json(self):
+        return asdict(self)
+
+    @property
+    def n_y(self):
+        return 1 if self.task == "person" else len(self.tags)
+
+    @property
+    def directions(self):
+        return ("f", "b") if self.bidirectional else ("f",)
+
+
+class Batch(NamedTuple):
+    forms: np.ndarray  # (T, B) form ids, 0 = padding
+    mask: np.ndarray  # (T, B) bool, True on real words
+    lengths: np.ndarray  # (B,)
+    labels: np.ndarray  # (T, B) class ids (person: 0/1), 0 on padding
+    index: np.ndarray  # (B,) positions of the sentences in their list
+
+
+class Tables(NamedTuple):
+    """Per-form lookups from ``FormTable.arrays()``, and the vocabulary's singletons."""
+
+    word: np.ndarray  # (F,)
+    case: np.ndarray  # (F,)
+    chars: np.ndarray  # (F, MAX_CHARS)
+    n_chars: np.ndarray  # (F,)
+    singleton: np.ndarray  # (V,) bool by word id: seen once in training
+
+
+def make_batch(form_seqs, label_seqs, index):
+    """Pad the chosen sentences into time-major arrays."""
+    lengths = np.array([len(form_seqs[i]) for i in index])
+    T, B = int(lengths.max()), len(index)
+    forms = np.zeros((T, B), dtype=np.int64)
+    labels = np.zeros((T, B), dtype=np.int64)
+    for b, i in enumerate(index):
+        forms[: lengths[b], b] = form_seqs[i]
+        if label_seqs is not None:
+            labels[: lengths[b], b] = label_seqs[i]
+    mask = np.arange(T)[:, None] < lengths[None, :]
+    return Batch(forms, mask, lengths, labels, np.asarray(index))
+
+
+def batch_indices(lengths, batch_size, rng=None):
+    """Sentence indices grouped by similar length; shuffled (deterministically) when rng is given.
+
+    Returns: list of index arrays.
+    """
+    lengths = np.asarray(lengths, dtype=np.float64)
+    if rng is None:
+        order = np.argsort(lengths, kind="stable")
+    else:  # sort by a jittered length so the buckets differ between epochs
+        order = np.argsort(lengths + rng.uniform(0, 2, size=lengths.size), kind="stable")
+    batches = [order[i : i + batch_size] for i in range(0, order.size, batch_size)]
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def init_tagger_params(cfg, n_words, n_chars, seed=0, dtype=np.float32, pretrained=None):
+    """Initial parameters: embeddings ~ N(0, 0.1²) (or the pretrained rows), RNNs as torch.nn.RNN."""
+    rng = np.random.default_rng(seed)
+    p = {}
+
+    def uniform(shape, fan):
+        k = 1 / np.sqrt(fan)
+        return rng.uniform(-k, k, size=shape).astype(dtype)
+
+    def rnn(prefix, n_x, n_a):
+        for d in cfg.directions if prefix != "char" else ("f", "b"):
+            p[f"{prefix}.{d}.W_ax"] = uniform((n_a, n_x), n_a)
+            p[f"{prefix}.{d}.W_aa"] = uniform((n_a, n_a), n_a)
+            p[f"{prefix}.{d}.b_a"] = np.zeros(n_a, dtype=dtype)
+
+    p["E_word"] = (0.1 * rng.standard_normal((n_words, cfg.word_dim))).astype(dtype)
+    if pretrained is not None:
+        rows, vectors = pretrained
+        p["E_word"][rows] = vectors
+    p["E_word"][0] = 0
+    n_x = cfg.word_dim
+    if cfg.case_dim:
+        p["E_case"] = (0.1 * rng.standard_normal((len(CASINGS), cfg.case_dim))).astype(dtype)
+        n_x += cfg.case_dim
+    if cfg.char_dim:
+        p["E_char"] = (0.1 * rng.standard_normal((n_chars, cfg.char_dim))).astype(dtype)
+        rnn("char", cfg.char_dim, cfg.char_hidden)
+        n_x += 2 * cfg.char_hidden
+    width = cfg.hidden * len(cfg.directions)
+    for layer in range(1, cfg.layers + 1):
+        rnn(f"rnn{layer}", n_x if layer == 1 else width, cfg.hidden)
+    p["W_ya"] = uniform((cfg.n_y, width), width)
+    p["b_y"] = np.zeros(cfg.n_y, dtype=dtype)
+    return p
+
+
+def _sub(params, prefix):
+    return {k: params[f"{prefix}.{k}"] for k in RNN_KEYS}
+
+
+def _layer_forward(X, mask, rev, params, prefix, cfg):
+    if cfg.bidirectional:
+        return birnn_forward(
+            X, mask, rev, _sub(params, f"{prefix}.f"), _sub(params, f"{prefix}.b"), cfg.activation
+        )
+    a0 = np.zeros((X.shape[1], cfg.hidden), dtype=X.dtype)
+    return _forward(X, a0, _sub(params, f"{prefix}.f"), mask, cfg.activation)
+
+
+def _layer_backward(dA, cache, prefix, cfg, need_dX, messages):
+    if cfg.bidirectional:
+        dX, gf, gb, M = birnn_backward(dA, cache, need_dX=need_dX, messages=messages)
+        grads = {f"{prefix}.f.{k}": v for k, v in gf.items()}
+        grads.update({f"{prefix}.b.{k}": v for k, v in gb.items()})
+        return dX, grads, M
+    dX, _, g, M = _backward(dA, cache, None, messages, need_dX)
+    return dX, {f"{prefix}.f.{k}": v for k, v in g.items()}, M
+
+
+class TaggerCache(NamedTuple):
+    words: np.ndarray
+    cases: np.ndarray
+    chars: object  # (char ids (Lc, U), unique inverse (T, B), char BiRNN cache) or None
+    keeps: list  # dropout masks: inputs of each layer, then the top output
+    layer_caches: list
+    A_top: np.ndarray  # (T, B, width) after dropout: what the head read
+    widths: tuple  # sizes of the parts of x⟨t⟩
+
+
+def tagger_forward(params, cfg, batch, tables, rng=None):
+    """Logits for every word. ``rng`` switches on training: dropout and <unk> replacement.
+
+    Shapes: batch.forms (T, B).
+    Returns: Z_y (T, B, n_y), cache.
+    """
+    forms, mask = batch.forms, batch.mask
+    T, B = forms.shape
+    words = tables.word[forms]  # (T, B)
+    if rng is not None and cfg.unk_replace:  # a word seen once in training is sometimes <unk>
+        drop = tables.singleton[words] & (rng.random((T, B)) < cfg.unk_replace)
+        words = np.where(drop, UNK, words)
+    parts = [params["E_word"][words]]  # (T, B, word_dim)
+    cases = tables.case[forms]
+    if cfg.case_dim:
+        parts.append(params["E_case"][cases])  # (T, B, case_dim)
+    chars = None
+    if cfg.char_dim:
+        uniq, inverse = np.unique(forms, return_inverse=True)  # each distinct form once
+        n_chars = tables.n_chars[uniq]
+        Lc = max(int(n_chars.max()), 1)
+        char_ids = tables.chars[uniq, :Lc].T  # (Lc, U) time-major
+        cmask = np.arange(Lc)[:, None] < n_chars[None, :]
+        Ac, cache_c = birnn_forward(
+            params["E_char"][char_ids],
+            cmask,
+            reverse_index(n_chars, Lc),
+            _sub(params, "char.f"),
+            _sub(params, "char.b"),
+            cfg.activation,
+        )
+        n = cfg.char_hidden
+        H = np.concatenate([Ac[-1, :, :n], Ac[0, :, n:]], axis=1)  # (U, 2 n_c) both final states
+        parts.append(H[inverse.reshape(T, B)])  # (T, B, 2 n_c)
+        chars = (char_ids, inverse.reshape(T, B), cache_c)
+    widths = tuple(x.shape[2] for x in parts)
+    X = np.concatenate(parts, axis=2)  # (T, B, n_x)
+    rev = reverse_index(batch.lengths, T) if cfg.bidirectional else None
+    keeps, caches = [], []
+    for layer in range(1, cfg.layers + 1):
+        X, keep = dropout_forward(X, cfg.dropout, rng)
+        keeps.append(keep)
+        X, cache = _layer_forward(X, mask, rev, params, f"rnn{layer}", cfg)
+        caches.append(cache)
+    A_top, keep = dropout_forward(X, cfg.dropout, rng)
+    keeps.append(keep)
+    Z_y = output_logits(A_top, params)  # (T, B, n_y)
+    return Z_y, TaggerCache(words, cases, chars, keeps, caches, A_top, widths)
+
+
+def tagger_backward(dZ_y, params, cfg, cache, dense=False, messages=False):
+    """Gradients of every parameter from ∂L/∂Z_y.
+
+    Returns: grads (embedding tables as RowGrad unless ``dense``), and layer 1's forward
+    messages ∂L/∂a→⟨t⟩ (T, B, hidden) when ``messages``.
+    """
+    dA, grads = output_backward(dZ_y, cache.A_top, params)  # backprop through the head
+    dA = dropout_backward(dA, cache.keeps[-1])
+    M = None
+    for layer in range(cfg.layers, 0, -1):
+        dX, g, m = _layer_backward(
+            dA, cache.layer_caches[layer - 1], f"rnn{layer}", cfg, True, messages and layer == 1
+        )
+        grads.update(g)
+        M = m if layer == 1 else M
+        dA = dropout_backward(dX, cache.keeps[layer - 1])  # backprop through the layer's input dropout
+    # dA is now ∂L/∂x⟨t⟩: split it back into its parts
+    offsets = np.cumsum((0,) + cache.widths)
+    dparts = [dA[:, :, offsets[i] : offsets[i + 1]] for i in range(len(cache.widths))]
+    grads["E_word"] = embedding_backward(dparts[0], cache.words, params["E_word"].shape[0])
+    i = 1
+    if cfg.case_dim:
+        grads["E_case"] = embedding_backward(dparts[i], cache.cases, params["E_case"].shape[0])
+        i += 1
+    if cfg.char_dim:
+        char_ids, inverse, cache_c = cache.chars
+        n = cfg.char_hidden
+        U = char_ids.shape[1]
+        dH = np.zeros((U, 2 * n), dtype=dA.dtype)
+        np.add.at(dH, inverse.reshape(-1), dparts[i].reshape(-1, 2 * n))  # backprop through the gather
+        dAc = np.zeros((char_ids.shape[0], U, 2 * n), dtype=dA.dtype)
+        dAc[0, :, n:] = dH[:, n:]  # c←⟨first⟩ is an output of the right-to-left pass
+        da_T = np.concatenate([dH[:, :n], np.zeros_like(dH[:, n:])], axis=1)  # c→⟨last⟩ is its final state
+        dXc, gf, gb, _ = birnn_backward(dAc, cache_c, da_T=da_T)
+        grads.update({f"char.f.{k}": v for k, v in gf.items()})
+        grads.update({f"char.b.{k}": v for k, v in gb.items()})
+        grads["E_char"] = embedding_backward(dXc, char_ids, params["E_char"].shape[0])
+    if dense:
+        grads = {k: (v.dense() if isinstance(v, RowGrad) else v) for k, v in grads.items()}
+    grads = {k: grads[k] for k in params}
+    return grads, M
+
+
+def tagger_loss(params, cfg, batch, tables, rng=None, dense=False, messages=False):
+    """Mean sentence loss of a batch and its gradients.
+
+    Returns: L (float), grads, and layer 1's forward messages (or None).
+    """
+    Z_y, cache = tagger_forward(params, cfg, batch, tables, rng)
+    if cfg.task == "person":
+        L_t, dZ_y = step_losses(Z_y, batch.labels[:, :, None], "sigmoid", batch.mask)
+    else:
+        L_t, dZ_y = step_losses(Z_y, batch.labels, "softmax", batch.mask)
+    B = batch.forms.shape[1]
+    dZ_y /= B  # the mean over sentences
+    grads, M = tagger_backward(dZ_y, params, cfg, cache, dense=dense, messages=messages)
+    return float(L_t.sum()) / B, grads, M
+
+
+def predict_proba(params, cfg, batch, tables):
+    """ŷ⟨t⟩ for every word: (T, B) name probabilities (person) or (T, B, n_tags) (ner)."""
+    Z_y, _ = tagger_forward(params, cfg, batch, tables)
+    return sigmoid(Z_y[:, :, 0]) if cfg.task == "person" else softmax(Z_y)
+
+
+def decode(cfg, proba, lengths):
+    """Tag sequences (IOB2 strings) from predicted probabilities, one list per sentence."""
+    out = []
+    for b, n in enumerate(lengths):
+        if cfg.task == "person":
+            on = proba[:n, b] > 0.5
+            out.append(
+                ["O" if not o else ("I-PER" if t and on[t - 1] else "B-PER") for t, o in enumerate(on)]
+            )
+        else:
+            out.append([cfg.tags[i] for i in proba[:n, b].argmax(axis=1)])
+    return out

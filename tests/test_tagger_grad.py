@@ -1,0 +1,148 @@
+"""Every backward of the tagger: gradient checks in float64 and PyTorch twins."""
+
+import numpy as np
+import pytest
+
+from bptt.gradcheck import gradcheck
+from bptt.layers import (
+    birnn_backward,
+    birnn_forward,
+    dropout_backward,
+    dropout_forward,
+    embedding_backward,
+    reverse_index,
+    reverse_sequences,
+)
+from bptt.tagger import Tables, TaggerConfig, init_tagger_params, make_batch, tagger_loss
+from bptt.vocab import FormTable, Vocab
+from tests.conftest import make_params
+
+SENTS = [
+    ["Harry", "Potter", "met", "Ron", "."],
+    ["He", "went", "to", "London", "in", "1999", "."],
+    ["Hermione", "Granger", "!"],
+    ["McDonald", "SAID", "no"],
+]
+
+
+def tiny_setup(cfg, seed=0):
+    vocab = Vocab.build(SENTS[:2])
+    table = FormTable(vocab)
+    forms = [table.encode(s) for s in SENTS]
+    rng = np.random.default_rng(seed)
+    labels = [rng.integers(0, cfg.n_y if cfg.task == "ner" else 2, size=len(s)) for s in SENTS]
+    word, case, chars, n_chars = table.arrays()
+    tables = Tables(word, case, chars, n_chars, vocab.singleton)
+    params = init_tagger_params(cfg, len(vocab.words), len(vocab.chars), seed=seed, dtype=np.float64)
+    for k in params:  # non-zero biases and larger weights, so every path carries signal
+        params[k] = params[k] + 0.3 * rng.standard_normal(params[k].shape)
+    return params, tables, make_batch(forms, labels, np.arange(len(SENTS)))
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        TaggerConfig(task="person", word_dim=3, case_dim=2, char_dim=3, char_hidden=2, hidden=4, dropout=0.3),
+        TaggerConfig(
+            task="ner",
+            tags=["O", "B-PER", "I-PER"],
+            word_dim=3,
+            case_dim=0,
+            char_dim=2,
+            char_hidden=3,
+            hidden=3,
+            layers=2,
+            dropout=0.25,
+        ),
+        TaggerConfig(
+            task="person",
+            word_dim=4,
+            case_dim=2,
+            char_dim=0,
+            hidden=3,
+            bidirectional=False,
+            activation="relu",
+            dropout=0.0,
+        ),
+    ],
+    ids=["person-char-dropout", "ner-2layers", "uni-relu"],
+)
+def test_gradcheck_whole_tagger(cfg):
+    params, tables, batch = tiny_setup(cfg)
+
+    def fun(arrs):
+        # the same seed every call: the same dropout masks and <unk> replacements
+        L, grads, _ = tagger_loss(arrs, cfg, batch, tables, rng=np.random.default_rng(7), dense=True)
+        return L, grads
+
+    report = gradcheck(fun, params, max_elements=25)
+    assert set(report.errors) == set(params)
+    assert report.max_error < 1e-6, str(report)
+
+
+def test_embedding_backward_sums_repeated_rows(rng):
+    E = rng.standard_normal((6, 3))
+    ids = np.array([[1, 4], [4, 0], [1, 1]])
+    R = rng.standard_normal((3, 2, 3))
+    g = embedding_backward(R, ids, 6).dense()
+    expected = np.zeros_like(E)
+    for (t, b), i in np.ndenumerate(ids):
+        expected[i] += R[t, b]
+    np.testing.assert_allclose(g, expected, atol=1e-14)
+
+
+def test_dropout_is_inverted_and_backprops_through_the_same_mask(rng):
+    X = rng.standard_normal((50, 40))
+    Y, keep = dropout_forward(X, 0.4, np.random.default_rng(0))
+    assert set(np.unique(keep)) == {0.0, 1 / 0.6}
+    assert abs((keep > 0).mean() - 0.6) < 0.03
+    dY = rng.standard_normal(X.shape)
+    np.testing.assert_array_equal(dropout_backward(dY, keep), dY * keep)
+    same, none = dropout_forward(X, 0.4, None)  # inference: identity
+    assert same is X and none is None
+
+
+def test_reverse_within_length_is_an_involution():
+    rev = reverse_index([3, 1, 0], 4)
+    np.testing.assert_array_equal(rev[:, 0], [2, 1, 0, 3])
+    np.testing.assert_array_equal(rev[:, 1], [0, 1, 2, 3])
+    X = np.arange(12.0).reshape(4, 3, 1)
+    np.testing.assert_array_equal(reverse_sequences(reverse_sequences(X, rev), rev), X)
+
+
+def test_bidirectional_equals_two_manual_runs_and_torch(rng):
+    torch = pytest.importorskip("torch")
+    T, B, n_x, n_a = 6, 3, 4, 5
+    lengths = np.array([6, 2, 4])
+    mask = np.arange(T)[:, None] < lengths[None]
+    pf = {k: v for k, v in make_params(n_x, n_a, seed=1).items() if k in ("W_ax", "W_aa", "b_a")}
+    pb = {k: v for k, v in make_params(n_x, n_a, seed=2).items() if k in ("W_ax", "W_aa", "b_a")}
+    X = rng.standard_normal((T, B, n_x))
+    R = rng.standard_normal((T, B, 2 * n_a)) * mask[:, :, None]
+    A, cache = birnn_forward(X, mask, reverse_index(lengths, T), pf, pb)
+    dX, gf, gb, _ = birnn_backward(R, cache)
+
+    rnn = torch.nn.RNN(n_x, n_a, bidirectional=True, dtype=torch.float64)
+    with torch.no_grad():
+        for suffix, p in (("", pf), ("_reverse", pb)):
+            getattr(rnn, f"weight_ih_l0{suffix}").copy_(torch.from_numpy(p["W_ax"]))
+            getattr(rnn, f"weight_hh_l0{suffix}").copy_(torch.from_numpy(p["W_aa"]))
+            getattr(rnn, f"bias_ih_l0{suffix}").copy_(torch.from_numpy(p["b_a"]))
+            getattr(rnn, f"bias_hh_l0{suffix}").zero_()
+    Xt = torch.tensor(X, requires_grad=True)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(Xt, torch.tensor(lengths), enforce_sorted=False)
+    out, _ = rnn(packed)
+    out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=T)
+    (out * torch.from_numpy(R)).sum().backward()
+    np.testing.assert_allclose(A * mask[:, :, None], out.detach().numpy(), atol=1e-12)
+    np.testing.assert_allclose(dX, Xt.grad.numpy(), atol=1e-10)
+    for suffix, g in (("", gf), ("_reverse", gb)):
+        np.testing.assert_allclose(g["W_ax"], getattr(rnn, f"weight_ih_l0{suffix}").grad.numpy(), atol=1e-10)
+        np.testing.assert_allclose(g["W_aa"], getattr(rnn, f"weight_hh_l0{suffix}").grad.numpy(), atol=1e-10)
+        np.testing.assert_allclose(g["b_a"], getattr(rnn, f"bias_ih_l0{suffix}").grad.numpy(), atol=1e-10)
+    # and the backward direction is the plain RNN run on each reversed sentence
+    for b, n in enumerate(lengths):
+        from bptt import rnn_forward
+
+        A_b, _ = rnn_forward(X[:n, b : b + 1][::-1].copy(), None, pb)
+        np.testing.assert_allclose(A[:n, b, n_a:], A_b[::-1, 0], atol=1e-13)
