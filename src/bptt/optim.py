@@ -3,6 +3,11 @@
 Each optimizer updates a dict of arrays in place, key by key, so it works for any
 model whose ``grads`` has the keys of its ``params``:
 
+An embedding table's gradient may come as ``RowGrad(rows, values)``: then only those rows
+are updated, and for Adam only their moments ("lazy" Adam: a row's moments decay only on
+the steps that use it, as in TensorFlow's LazyAdam). On dense gradients the updates are
+exactly PyTorch's.
+
     SGD:       θ ← θ − η g
     Momentum:  v ← μ v + g;            θ ← θ − η v            (PyTorch's SGD(momentum=μ))
     Adam:      m ← β₁ m + (1 − β₁) g;  v ← β₂ v + (1 − β₂) g²
@@ -17,11 +22,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .backend import array_namespace
+from .layers import RowGrad
+
+
+def _values(g):
+    return g.values if isinstance(g, RowGrad) else g
 
 
 def global_norm(grads):
     """‖g‖₂ over all the arrays of ``grads`` together."""
-    return math.sqrt(sum(float((g.astype(np.float64, copy=False) ** 2).sum()) for g in grads.values()))
+    total = 0.0
+    for g in grads.values():
+        v = _values(g)
+        total += float(np.vdot(v, v))  # Σ g², without a temporary
+    return math.sqrt(total)
 
 
 def clip_grad_norm(grads, max_norm):
@@ -31,9 +45,9 @@ def clip_grad_norm(grads, max_norm):
     """
     norm = global_norm(grads)
     if max_norm is not None and max_norm > 0 and math.isfinite(norm) and norm > max_norm:
-        scale = max_norm / (norm + 1e-12)
+        scale = max_norm / (norm + 1e-6)  # the same ε as torch.nn.utils.clip_grad_norm_
         for g in grads.values():
-            g *= scale
+            _values(g)[...] *= scale
     return norm
 
 
@@ -47,6 +61,12 @@ class SGD:
 
     def step(self, params, grads):
         for k, g in grads.items():
+            if isinstance(g, RowGrad):
+                if self.momentum:
+                    g = g.dense()  # momentum keeps every row moving: no sparse shortcut
+                else:
+                    params[k][g.rows] -= self.lr * g.values
+                    continue
             if self.momentum:
                 v = self.state.get(k)
                 if v is None:
@@ -80,10 +100,14 @@ class Adam:
         c1 = 1 - self.beta1**self.t
         c2 = 1 - self.beta2**self.t
         for k, g in grads.items():
-            xp = array_namespace(g)
             if k not in self.m:
-                self.m[k] = xp.zeros_like(g)
-                self.v[k] = xp.zeros_like(g)
+                xp = array_namespace(params[k])
+                self.m[k] = xp.zeros_like(params[k])
+                self.v[k] = xp.zeros_like(params[k])
+            if isinstance(g, RowGrad):
+                self._rows_step(params[k], g, self.m[k], self.v[k], c1, c2)
+                continue
+            xp = array_namespace(g)
             m, v = self.m[k], self.v[k]
             m *= self.beta1
             m += (1 - self.beta1) * g
@@ -92,6 +116,15 @@ class Adam:
             denom = xp.sqrt(v / c2)
             denom += self.eps
             params[k] -= (self.lr / c1) * m / denom
+
+    def _rows_step(self, param, g, m_all, v_all, c1, c2):
+        """The same update on the rows a batch used; other rows keep their moments."""
+        r = g.rows
+        m = self.beta1 * m_all[r] + (1 - self.beta1) * g.values
+        v = self.beta2 * v_all[r] + (1 - self.beta2) * (g.values * g.values)
+        m_all[r] = m
+        v_all[r] = v
+        param[r] -= (self.lr / c1) * m / (np.sqrt(v / c2) + self.eps)
 
     def state_dict(self):
         arrays = {f"m.{k}": a for k, a in self.m.items()}
