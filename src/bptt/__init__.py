@@ -1,12 +1,15 @@
 """bptt: recurrent networks trained by backpropagation through time, written out by hand."""
 
+from .conll import iter_conll, read_conll
 from .errors import BpttError
 from .gradcheck import GradcheckReport, gradcheck
 from .heads import output_backward, output_forward, output_logits, sigmoid, softmax, step_losses
 from .ledger import Ledger, ledger
+from .metrics import Scores, evaluate
 from .model import PARAM_KEYS, init_params, sequence_loss
 from .optim import SGD, Adam, clip_grad_norm, global_norm
 from .rnn import RNNCache, rnn_backward, rnn_forward, rnn_step_backward, rnn_step_forward
+from .safetensors_io import load_safetensors, save_safetensors
 
 __version__ = "0.1.0"
 
@@ -18,18 +21,24 @@ __all__ = [
     "PARAM_KEYS",
     "RNNCache",
     "SGD",
+    "Scores",
     "clip_grad_norm",
+    "evaluate",
     "global_norm",
     "gradcheck",
     "init_params",
+    "iter_conll",
     "ledger",
+    "load_safetensors",
     "output_backward",
     "output_forward",
     "output_logits",
+    "read_conll",
     "rnn_backward",
     "rnn_forward",
     "rnn_step_backward",
     "rnn_step_forward",
+    "save_safetensors",
     "sequence_loss",
     "sigmoid",
     "softmax",
