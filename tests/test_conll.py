@@ -1,6 +1,7 @@
 """CoNLL reading and tag schemes: errors name file and line; conversions are exact round trips."""
 
 import io
+import tracemalloc
 
 import pytest
 from hypothesis import given, settings
@@ -62,11 +63,12 @@ def test_tabs_crlf_bom_and_tag_column(tmp_path):
 
 
 def test_strip_prefix_explicit_and_auto(tmp_path):
-    path = write(tmp_path, "en:New\tB-LOC\nen:York\tI-LOC\n\nen:en:x\tO\n")
-    want = [Sentence(["New", "York"], ["B-LOC", "I-LOC"], 1), Sentence(["en:x"], ["O"], 4)]
+    path = write(tmp_path, "en:-DOCSTART-\tO\nen:New\tB-LOC\nen:York\tI-LOC\n\nen:en:x\tO\n")
+    want = [Sentence(["New", "York"], ["B-LOC", "I-LOC"], 2), Sentence(["en:x"], ["O"], 5)]
     assert read_conll(path, strip_prefix="en:") == want
     assert read_conll(path, strip_prefix="auto") == want
-    assert read_conll(path)[0].words == ["en:New", "en:York"]
+    # without a prefix to strip, "en:-DOCSTART-" is an ordinary word
+    assert read_conll(path)[0].words == ["en:-DOCSTART-", "en:New", "en:York"]
     bad = write(tmp_path, "en:New\tB-LOC\n\nYork\tI-LOC\n", "bad.txt")
     with pytest.raises(BpttError, match=r"bad\.txt:3: word 'York' does not start with prefix 'en:'"):
         read_conll(bad, strip_prefix="auto")
@@ -97,6 +99,7 @@ def test_words_only_when_tags_not_required(tmp_path):
         ("a O\nb B-\n", r"f\.txt:2: invalid tag 'B-'"),
         (b"a O\nb\x00 O\n", r"f\.txt:2: NUL byte"),
         (b"a O\n\nb\xff O\n", r"f\.txt:3: invalid UTF-8 \(byte 0xff"),
+        ("a O\n" + "b" * (1 << 20) + " O\n", r"f\.txt:2: line over 1048576 bytes"),
     ],
 )
 def test_content_errors_name_file_and_line(tmp_path, content, message):
@@ -131,6 +134,18 @@ def test_iter_conll_streams(tmp_path):
     assert next(it).words == ["b"]
     with pytest.raises(BpttError, match=r":5:"):
         next(it)
+
+
+def test_memory_does_not_grow_with_file_size(tmp_path):
+    peaks = []
+    for n in (500, 5000):
+        path = write(tmp_path, "word B-PER\nnext I-PER\n\n" * n, f"{n}.txt")
+        tracemalloc.start()
+        count = sum(1 for _ in iter_conll(path))
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert count == n
+    assert peaks[1] < peaks[0] + 4096 and peaks[1] < 64 * 1024
 
 
 def test_write_conll_is_read_back(tmp_path):

@@ -217,6 +217,8 @@ def _check_path(path):
         raise BpttError(f"{path}: is a directory, expected a CoNLL file")
     if not os.path.exists(path):
         raise BpttError(f"{path}: no such file")
+    if not os.access(path, os.R_OK):
+        raise BpttError(f"{path}: cannot read: permission denied")
     return path
 
 
@@ -252,7 +254,11 @@ def read_conll(path, **kw) -> list[Sentence]:
 
 def _lines(path):
     """(line number, text) for each line of a UTF-8 text file, read line by line."""
-    with open(path, "rb") as f:
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise BpttError(f"{path}: cannot read: {e.strerror}") from None
+    with f:
         lineno = 0
         while True:
             raw = f.readline(_MAX_LINE_BYTES + 1)
@@ -272,6 +278,14 @@ def _lines(path):
             if lineno == 1 and text.startswith("\ufeff"):  # a UTF-8 byte-order mark
                 text = text[1:]
             yield lineno, text
+
+
+def _bare_word(word, prefix, auto):
+    """The word without its prefix (the one given, or while detecting, any language prefix)."""
+    if prefix and word.startswith(prefix):
+        return word[len(prefix) :]
+    m = _LANG_PREFIX.match(word) if auto else None
+    return word[m.end() :] if m else word
 
 
 def _iter_sentences(path, tag_column, strip_prefix, require_tags, scheme):
@@ -303,7 +317,7 @@ def _iter_sentences(path, tag_column, strip_prefix, require_tags, scheme):
                 words, tags = [], []
             continue
         cols = _COLUMN_SEP.split(text)
-        if cols[0] == DOCSTART or (prefix and cols[0] == prefix + DOCSTART):
+        if _bare_word(cols[0], prefix, auto) == DOCSTART:
             if words:  # a document boundary also ends a sentence
                 n_sentences += 1
                 yield finish()
