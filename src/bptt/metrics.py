@@ -54,7 +54,7 @@ class Scores:
     precision: float  # percent of predicted chunks that are correct
     recall: float  # percent of gold chunks that are found
     f1: float  # harmonic mean of precision and recall, percent
-    per_type: dict[str, TypeScores]  # , types of gold and predicted chunks, sorted
+    per_type: dict[str, TypeScores]  # one entry per type of a gold or predicted chunk, sorted
     token_accuracy: float  # percent of tokens whose predicted tag is the gold tag
     correct: int  # correct chunks
     gold: int  # gold chunks
