@@ -1,0 +1,445 @@
+"""Model directories and training checkpoints: safetensors + JSON, written atomically, checked on load.
+
+A model directory (written by training, read by tagging)::
+
+    model/
+      weights.safetensors   the parameters (`bptt.safetensors_io`)
+      vocab.json            the vocabularies
+      config.json           written last: "format": "bptt-model", "format_version", "bptt_version",
+                            "checksums" {file: {"sha256": hex, "bytes": n}} of the two files above,
+                            and the hyper-parameters (the caller's config) beside them
+
+A training checkpoint, for ``--resume``, lives inside it::
+
+    model/checkpoint/
+      arrays.safetensors    parameters and optimizer moments, dtypes bit for bit
+      state.json            "format": "bptt-checkpoint", "format_version", "bptt_version", "checksums"
+                            of arrays.safetensors, "state" (epoch, step, RNG state, ...) and "state_sha256"
+                            of the state in canonical JSON (sorted keys), so a flipped digit is caught too
+
+Nothing here unpickles or evaluates. Every file name is a constant of this module: none is ever read
+from a file, so a crafted config cannot point a load anywhere else, and a symbolic link leading out of
+the directory is refused. Loading checks presence, size and SHA-256 of each file before parsing it.
+
+Atomicity. Every file is written to a temporary name in its own directory, flushed, fsynced, renamed
+over its target (`os.replace`) and the directory fsynced: readers see the old file or the new, never
+half of one. Overwriting a model directory replaces its files one by one, config.json last; a crash
+in between leaves checksums that do not match, reported as a corrupt directory, never a silent mix.
+A checkpoint is replaced as a whole directory:
+
+    1. write checkpoint.tmp-XXXX/ completely (each file fsynced, then the directory);
+    2. if checkpoint/ exists: delete checkpoint.old/ if any, then rename checkpoint/ -> checkpoint.old/;
+    3. rename checkpoint.tmp-XXXX/ -> checkpoint/;
+    4. delete checkpoint.old/.
+
+checkpoint/ only ever appears by renaming a complete directory, and checkpoint.old/ is only deleted
+while checkpoint/ exists. So a SIGKILL at any moment leaves checkpoint/ complete, or (killed between
+2 and 3) no checkpoint/ and a complete checkpoint.old/; `load_checkpoint` reads checkpoint/, falling
+back to checkpoint.old/. One process saves a given checkpoint at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+
+import numpy as np
+
+from .errors import BpttError, check_choice
+from .safetensors_io import open_regular, parse_json, read_safetensors, save_safetensors
+
+MODEL_FORMAT = "bptt-model"
+MODEL_FORMAT_VERSION = 1  # the newest model format this code reads and the one it writes
+CHECKPOINT_FORMAT = "bptt-checkpoint"
+CHECKPOINT_FORMAT_VERSION = 1
+
+CONFIG, VOCAB, WEIGHTS = "config.json", "vocab.json", "weights.safetensors"
+CHECKPOINT, STATE, ARRAYS = "checkpoint", "state.json", "arrays.safetensors"
+_OLD, _TMP_PREFIX = "checkpoint.old", "checkpoint.tmp-"
+_RESERVED = ("format", "format_version", "bptt_version", "checksums")  # config.json keys not the caller's
+_MAX_CONFIG_BYTES = 16 * 2**20  # config.json and state.json hold hyper-parameters and counters, not data
+
+
+# ---------------------------------------------------------------------------------------------- atomic files
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode="wb"):
+    """Open a temporary file beside ``path``; on a clean exit make it ``path``, atomically and durably.
+
+    Flushes, fsyncs, renames over ``path`` (`os.replace`) and fsyncs the directory. On an exception
+    the temporary file is removed and ``path`` is untouched. OS errors become `BpttError` naming ``path``.
+    mode: ``"wb"`` (bytes) or ``"w"`` (UTF-8 text).
+    """
+    check_choice("mode", mode, ("wb", "w"))
+    label = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(label))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(label)}.", suffix=".tmp")
+    except OSError as e:
+        raise BpttError(f"{label}: cannot write: {e.strerror or e}") from None
+    try:
+        text = {"encoding": "utf-8", "newline": "\n"} if mode == "w" else {}
+        with os.fdopen(fd, mode, **text) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
+        os.replace(tmp, label)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise BpttError(f"{label}: cannot write: {e.strerror or e}") from None
+        raise
+    _fsync_dir(directory)
+
+
+def atomic_write(path, data):
+    """Write the bytes ``data`` to ``path`` atomically and durably (see `atomic_open`)."""
+    with atomic_open(path) as f:
+        f.write(data)
+
+
+def _fsync_dir(directory):
+    """Make renames and creations in ``directory`` durable (a no-op where directories cannot be opened)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:  # the write itself succeeded; only its durability is left to the system
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+def _umask():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no way to read it without setting it elsewhere
+    os.umask(mask)
+    return mask
+
+
+# ---------------------------------------------------------------------------------------- model directories
+
+
+def save_model_dir(directory, arrays, config, vocab):
+    """Write a model directory: weights.safetensors, vocab.json, then config.json with their checksums.
+
+    arrays: name -> NumPy array. config: JSON-serialisable hyper-parameters (not using the keys
+    format, format_version, bptt_version, checksums). vocab: JSON-serialisable vocabularies.
+    Returns: None.
+    """
+    label = os.fspath(directory)
+    if not isinstance(config, dict):
+        raise BpttError(f"config: expected a dict, got {type(config).__name__}")
+    taken = [k for k in _RESERVED if k in config]
+    if taken:
+        raise BpttError(f"config: the key {taken[0]!r} is reserved for the file format")
+    _json_text("config", config)
+    vocab_text = _json_text("vocab", vocab).encode("utf-8")
+    _makedirs(label)
+    weights = os.path.join(label, WEIGHTS)
+    save_safetensors(weights, arrays)
+    atomic_write(os.path.join(label, VOCAB), vocab_text)
+    doc = {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "bptt_version": _bptt_version(),
+        **config,
+        "checksums": {WEIGHTS: _file_checksum(weights), VOCAB: _checksum(vocab_text)},
+    }
+    atomic_write(os.path.join(label, CONFIG), (_json_text("config", doc, indent=2) + "\n").encode("utf-8"))
+
+
+def load_model_dir(directory):
+    """Read and verify a model directory written by `save_model_dir`.
+
+    Returns: ``(arrays, config, vocab)``: name -> array, and the config and vocab as saved
+    (tuples come back as lists; config without the format keys).
+    """
+    label = os.fspath(directory)
+    root = _root(label, "model directory")
+    doc, checksums = _read_manifest(root, label, CONFIG, MODEL_FORMAT, MODEL_FORMAT_VERSION, (WEIGHTS, VOCAB))
+    with _open_member(root, label, VOCAB) as f:
+        raw = _read_verified(f, label, VOCAB, CONFIG, checksums[VOCAB])
+    vocab = parse_json(raw, os.path.join(label, VOCAB))
+    arrays = _load_weights(root, label, WEIGHTS, CONFIG, checksums[WEIGHTS])
+    config = {k: v for k, v in doc.items() if k not in _RESERVED}
+    return arrays, config, vocab
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(directory, arrays, state):
+    """Replace ``directory/checkpoint/`` as a whole, so a crash leaves the old or the new one loadable.
+
+    arrays: name -> NumPy array (parameters, optimizer moments); saved bit for bit.
+    state: JSON-serialisable dict (epoch, step, RNG state, counters, best F1, ...).
+    Returns: None.
+    """
+    label = os.fspath(directory)
+    if not isinstance(state, dict):
+        raise BpttError(f"state: expected a dict, got {type(state).__name__}")
+    canonical = _json_text("state", state, sort_keys=True, separators=(",", ":"))
+    _makedirs(label)
+    final, old = os.path.join(label, CHECKPOINT), os.path.join(label, _OLD)
+    for stale in glob.glob(os.path.join(glob.escape(label), _TMP_PREFIX + "*")):  # left by a killed save
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        tmp = tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=label)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give what mkdir would
+    except OSError as e:
+        raise BpttError(f"{label}: cannot write: {e.strerror or e}") from None
+    try:
+        arrays_path = os.path.join(tmp, ARRAYS)
+        save_safetensors(arrays_path, arrays)
+        doc = {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_FORMAT_VERSION,
+            "bptt_version": _bptt_version(),
+            "checksums": {ARRAYS: _file_checksum(arrays_path)},
+            "state_sha256": hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
+            "state": state,
+        }
+        atomic_write(os.path.join(tmp, STATE), (_json_text("state", doc, indent=1) + "\n").encode("utf-8"))
+        _fsync_dir(tmp)  # 1. the new checkpoint is complete on disk
+        if os.path.lexists(final):
+            if os.path.lexists(old):
+                shutil.rmtree(old)  # safe: checkpoint/ is complete
+            os.replace(final, old)  # 2.
+            _fsync_dir(label)
+        os.replace(tmp, final)  # 3.
+        _fsync_dir(label)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BpttError(f"{final}: cannot write: {e.strerror or e}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)  # 4. (a failure here is retried by the next save)
+
+
+def load_checkpoint(directory):
+    """Read the checkpoint saved by `save_checkpoint` in ``directory``.
+
+    Falls back to the previous checkpoint (with a warning) when the newest is corrupt.
+    Returns: ``(arrays, state)``, or None when ``directory`` holds no checkpoint.
+    """
+    label = os.fspath(directory)
+    if not os.path.exists(label):
+        return None
+    root = _root(label, "directory")
+    final, old = os.path.join(root, CHECKPOINT), os.path.join(root, _OLD)
+    if os.path.lexists(final):
+        try:
+            return _load_checkpoint_dir(root, label, CHECKPOINT)
+        except BpttError as error:
+            if not os.path.lexists(old):
+                raise
+            try:
+                result = _load_checkpoint_dir(root, label, _OLD)
+            except BpttError:
+                raise error from None
+            warnings.warn(f"{error}; resuming from the previous checkpoint instead", stacklevel=2)
+            return result
+    if os.path.lexists(old):  # killed between steps 2 and 3 of a save
+        return _load_checkpoint_dir(root, label, _OLD)
+    return None
+
+
+def _load_checkpoint_dir(root, label, name):
+    sub = _inside(root, os.path.join(label, name), os.path.join(root, name))
+    sub_label = os.path.join(label, name)
+    if not os.path.isdir(sub):
+        raise BpttError(f"{sub_label}: is not a directory")
+    doc, checksums = _read_manifest(
+        sub, sub_label, STATE, CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, (ARRAYS,)
+    )
+    state_label = os.path.join(sub_label, STATE)
+    state, digest = doc.get("state"), doc.get("state_sha256")
+    if not isinstance(state, dict) or not _is_sha256(digest):
+        raise BpttError(f"{state_label}: expected a 'state' object and its 'state_sha256'")
+    canonical = json.dumps(state, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if hashlib.sha256(canonical.encode("utf-8")).hexdigest() != digest:
+        raise BpttError(f"{state_label}: the state does not match its checksum (the file is corrupted)")
+    return _load_weights(sub, sub_label, ARRAYS, STATE, checksums[ARRAYS]), state
+
+
+# ------------------------------------------------------------------------------------------- shared checks
+
+
+def _root(label, what):
+    """The real path of the directory ``label``, checked to be one."""
+    if not os.path.exists(label):
+        raise BpttError(f"{label}: no such {what}")
+    if not os.path.isdir(label):
+        raise BpttError(f"{label}: is not a directory (expected a {what})")
+    return os.path.realpath(label)
+
+
+def _inside(root, label, path):
+    """The real path of ``path``, refusing a symbolic link that leads outside ``root``."""
+    real = os.path.realpath(path)
+    try:
+        inside = os.path.commonpath([real, root]) == root
+    except ValueError:  # another drive
+        inside = False
+    if not inside:
+        raise BpttError(
+            f"{label}: is a symbolic link to {real}, outside {os.path.dirname(label) or '.'}; refusing it"
+        )
+    return real
+
+
+def _open_member(root, label, name):
+    """Open the file ``name`` of the directory ``root`` (shown as ``label``); errors name the file."""
+    file = os.path.join(label, name)
+    path = os.path.join(root, name)
+    if not os.path.lexists(path):
+        raise BpttError(f"{file}: missing (incomplete or damaged directory)")
+    return open_regular(_inside(root, file, path), file)
+
+
+def _read_manifest(root, label, name, fmt, version, files):
+    """Read the JSON file ``name`` that describes a directory; check its format and its checksums."""
+    file = os.path.join(label, name)
+    with _open_member(root, label, name) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > _MAX_CONFIG_BYTES:
+            raise BpttError(f"{file}: {size} bytes, too large for a {fmt} description")
+        doc = parse_json(f.read(_MAX_CONFIG_BYTES + 1), file)
+    if not isinstance(doc, dict):
+        raise BpttError(f"{file}: expected a JSON object, got {type(doc).__name__}")
+    if doc.get("format") != fmt:
+        raise BpttError(f"{file}: not a {fmt} file (its format is {doc.get('format')!r}, expected {fmt!r})")
+    found = doc.get("format_version")
+    if not isinstance(found, int) or isinstance(found, bool) or found < 1:
+        raise BpttError(f"{file}: format_version must be a positive integer, got {found!r}")
+    if found > version:
+        raise BpttError(
+            f"{file}: format_version {found} is newer than this bptt supports ({version}); upgrade bptt"
+        )
+    checksums = doc.get("checksums")
+    if not isinstance(checksums, dict):
+        raise BpttError(f"{file}: expected 'checksums', an object of file name -> {{sha256, bytes}}")
+    for key, entry in checksums.items():
+        if key not in files:
+            raise BpttError(
+                f"{file}: checksums name an unexpected file {key!r} (expected only {', '.join(files)})"
+            )
+        n = entry.get("bytes") if isinstance(entry, dict) else None
+        ok = isinstance(n, int) and not isinstance(n, bool) and n >= 0 and _is_sha256(entry.get("sha256"))
+        if not ok or len(entry) != 2:
+            raise BpttError(f'{file}: checksums of {key!r} must be {{"sha256": 64 hex digits, "bytes": n}}')
+    for key in files:
+        if key not in checksums:
+            raise BpttError(f"{file}: checksums lack an entry for {key!r}")
+    return doc, checksums
+
+
+def _read_verified(f, label, name, manifest, expect, keep=True):
+    """Check the open file's size and SHA-256 against ``expect``; return its bytes when ``keep``."""
+    file = os.path.join(label, name)
+    size = os.fstat(f.fileno()).st_size
+    if size != expect["bytes"]:
+        raise BpttError(
+            f"{file}: {size} bytes but {manifest} records {expect['bytes']} (truncated or replaced)"
+        )
+    h, chunks = hashlib.sha256(), []
+    while chunk := f.read(1 << 20):
+        h.update(chunk)
+        if keep:
+            chunks.append(chunk)
+    if h.hexdigest() != expect["sha256"]:
+        raise BpttError(f"{file}: SHA-256 does not match {manifest} (corrupted, or changed after saving)")
+    return b"".join(chunks) if keep else None
+
+
+def _load_weights(root, label, name, manifest, expect):
+    with _open_member(root, label, name) as f:
+        _read_verified(f, label, name, manifest, expect, keep=False)
+        f.seek(0)
+        arrays, _ = read_safetensors(f, os.path.join(label, name), max_bytes=expect["bytes"])
+    return arrays
+
+
+def _json_text(name, value, **dumps):
+    """``value`` as strict JSON text, checked first to read back as it is (errors name the path)."""
+    _check_json(name, value)
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, default=lambda v: v.item(), **dumps)
+
+
+def _check_json(path, value):
+    if value is None or isinstance(value, (bool, np.bool_)):
+        return
+    if isinstance(value, (int, np.integer)):
+        return
+    if isinstance(value, (float, np.floating)):
+        if not np.isfinite(value):
+            raise BpttError(f"{path}: {value} is not valid JSON (store None instead)")
+        return
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BpttError(f"{path}: holds a lone surrogate, not encodable as UTF-8") from None
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_json(f"{path}[{i}]", v)
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise BpttError(f"{path}: key {k!r} is not a string (JSON would turn it into one)")
+            _check_json(f"{path}[{k!r}]", v)
+        return
+    raise BpttError(f"{path}: {type(value).__name__} is not JSON-serialisable")
+
+
+def _checksum(data):
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def _file_checksum(path):
+    h, n = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            n += len(chunk)
+    return {"sha256": h.hexdigest(), "bytes": n}
+
+
+def _is_sha256(value):
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def _makedirs(label):
+    try:
+        os.makedirs(label, exist_ok=True)
+    except OSError as e:
+        raise BpttError(f"{label}: cannot create the directory: {e.strerror or e}") from None
+
+
+def _bptt_version():
+    from . import __version__  # here, not at the top: the package may import this module first
+
+    return __version__
