@@ -54,6 +54,7 @@ class TaggerConfig:
     activation: str = "tanh"  # the cell's g: "tanh" or "relu"
     dropout: float = 0.5  # on the inputs of every layer and on the top layer's output
     unk_replace: float = 0.5  # training: a word seen once becomes <unk> with this probability
+    word_dropout: float = 0.0  # training: any word becomes <unk> with this probability
 
     def to_json(self):
         return asdict(self)
@@ -193,9 +194,10 @@ def tagger_forward(params, cfg, batch, tables, rng=None):
     forms, mask = batch.forms, batch.mask
     T, B = forms.shape
     words = tables.word[forms]  # (T, B)
-    if rng is not None and cfg.unk_replace:  # a word seen once in training is sometimes <unk>
-        drop = tables.singleton[words] & (rng.random((T, B)) < cfg.unk_replace)
-        words = np.where(drop, UNK, words)
+    if rng is not None and (cfg.unk_replace or cfg.word_dropout):  # so that <unk> gets trained
+        r = rng.random((T, B))
+        drop = (tables.singleton[words] & (r < cfg.unk_replace)) | (r < cfg.word_dropout)
+        words = np.where(drop & mask, UNK, words)
     parts = [params["E_word"][words]]  # (T, B, word_dim)
     cases = tables.case[forms]
     if cfg.case_dim:

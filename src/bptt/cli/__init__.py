@@ -15,6 +15,13 @@ from ..errors import BpttError
 # command name -> module under bptt.cli (imported only when needed, so `bptt tag` starts fast)
 COMMANDS = {
     "demo": "demo",
+    "graph": "graph",
+    "gradflow": "gradflow",
+    "report": "report",
+    "train": "train",
+    "evaluate": "evaluate",
+    "tag": "tag",
+    "bench": "bench",
 }
 
 EPILOG = """examples:

@@ -1,0 +1,147 @@
+"""``bptt train``: train a person-name or named-entity tagger on CoNLL files."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..errors import BpttError
+from .common import add_command, add_reader_options, strip_prefix_arg
+
+EXAMPLES = """\
+  # person names, the lecture's setting (sigmoid + logistic loss per word), 10 minutes:
+  bptt train --train ../shared/data/conll2003/eng.train --dev ../shared/data/conll2003/eng.testa \\
+             --task person --out runs/person --time-budget 10
+  # all entity types (softmax over IOB tags):
+  bptt train --train ../shared/data/conll2003/eng.train --dev ../shared/data/conll2003/eng.testa \\
+             --task ner --out runs/ner --time-budget 15
+  # WikiANN (its "en:" prefix is removed automatically):
+  bptt train --train ../shared/data/wikiann-en/train --dev ../shared/data/wikiann-en/dev --out runs/wikiann
+  # continue an interrupted run:
+  bptt train --resume runs/person
+"""
+
+
+def add_parser(sub):
+    p = add_command(
+        sub,
+        "train",
+        "train a tagger on CoNLL files",
+        "Train a tagger (embeddings -> bidirectional RNN -> per-word output) by hand-written BPTT.\n"
+        "Evaluates on --dev after every epoch, keeps the best model, stops early when dev F1 stops\n"
+        "improving or when --time-budget runs out, and writes model, log and curves to --out.",
+        EXAMPLES,
+        run,
+    )
+    g = p.add_argument_group("data")
+    g.add_argument("--train", metavar="FILE", help="training file (CoNLL columns; tag in the last column)")
+    g.add_argument("--dev", metavar="FILE", help="development file, scored after every epoch")
+    g.add_argument(
+        "--task",
+        choices=["person", "ner"],
+        default="person",
+        help="person: is each word part of a person's name (default); ner: every entity type",
+    )
+    add_reader_options(g)
+    g.add_argument("--embeddings", metavar="FILE", help="pretrained word vectors, GloVe text format")
+    g.add_argument("--max-sentences", type=int, metavar="N", help="use only the first N training sentences")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", metavar="DIR", help="directory for the model, log and curves")
+    g.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR")
+    g.add_argument("--quiet", action="store_true", help="no progress display")
+    g = p.add_argument_group("model")
+    g.add_argument("--hidden", type=int, default=128, help="RNN units per direction (default 128)")
+    g.add_argument("--layers", type=int, default=1, help="stacked RNN layers (default 1)")
+    g.add_argument("--unidirectional", action="store_true", help="left-to-right only (the lecture's RNN)")
+    g.add_argument(
+        "--activation", choices=["tanh", "relu"], default="tanh", help="the cell's g (default tanh)"
+    )
+    g.add_argument("--word-dim", type=int, default=100, help="word embedding size (default 100)")
+    g.add_argument("--case-dim", type=int, default=8, help="casing embedding size, 0 for none (default 8)")
+    g.add_argument(
+        "--char-dim",
+        type=int,
+        default=25,
+        help="character embedding size, 0 for no character RNN (default 25)",
+    )
+    g.add_argument(
+        "--char-hidden", type=int, default=25, help="character RNN units per direction (default 25)"
+    )
+    g.add_argument("--dropout", type=float, default=0.5, help="dropout rate (default 0.5)")
+    g = p.add_argument_group("training")
+    g.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop after this many minutes")
+    g.add_argument("--epochs", type=int, default=100, help="at most this many epochs (default 100)")
+    g.add_argument(
+        "--patience",
+        type=int,
+        default=8,
+        help="stop after this many epochs without a better dev F1 (default 8)",
+    )
+    g.add_argument("--batch-size", type=int, default=32, help="sentences per update (default 32)")
+    g.add_argument("--optimizer", choices=["adam", "momentum", "sgd"], default="adam", help="(default adam)")
+    g.add_argument("--lr", type=float, default=2e-3, help="learning rate (default 0.002)")
+    g.add_argument("--clip", type=float, default=5.0, help="clip the global gradient norm (default 5; 0 off)")
+    g.add_argument("--seed", type=int, default=0, help="random seed: same seed, same model (default 0)")
+
+
+def _positive(name, value, zero_ok=False):
+    if value is not None and (value < 0 or (value == 0 and not zero_ok)):
+        raise BpttError(f"--{name}: must be {'>= 0' if zero_ok else '> 0'}, got {value}")
+
+
+def configs(args):
+    from ..tagger import TaggerConfig
+    from ..train import TrainConfig
+
+    for name in ("hidden", "layers", "word_dim", "batch_size", "epochs", "patience", "lr", "time_budget"):
+        _positive(name.replace("_", "-"), getattr(args, name))
+    for name in ("case_dim", "char_dim", "char_hidden", "clip"):
+        _positive(name.replace("_", "-"), getattr(args, name), zero_ok=True)
+    if not 0 <= args.dropout < 1:
+        raise BpttError(f"--dropout: must be in [0, 1), got {args.dropout}")
+    tcfg = TrainConfig(
+        train=args.train,
+        dev=args.dev,
+        tag_column=args.tag_column,
+        strip_prefix=strip_prefix_arg(args.strip_prefix),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        clip=args.clip,
+        patience=args.patience,
+        time_budget=args.time_budget,
+        seed=args.seed,
+        embeddings=args.embeddings,
+        max_sentences=args.max_sentences,
+    )
+    mcfg = TaggerConfig(
+        task=args.task,
+        word_dim=args.word_dim,
+        case_dim=args.case_dim,
+        char_dim=args.char_dim,
+        char_hidden=args.char_hidden if args.char_dim else 0,
+        hidden=args.hidden,
+        layers=args.layers,
+        bidirectional=not args.unidirectional,
+        activation=args.activation,
+        dropout=args.dropout,
+    )
+    return tcfg, mcfg
+
+
+def run(args):
+    from ..train import train
+
+    if args.resume:
+        train(None, None, args.resume, resume=True, progress=not args.quiet)
+        return 0
+    if not args.train:
+        raise BpttError("--train: required (or --resume DIR)")
+    if not args.out:
+        raise BpttError("--out: required: the directory for the model and its log")
+    tcfg, mcfg = configs(args)
+    train(tcfg, mcfg, args.out, progress=not args.quiet)
+    return 0
+
+
+__all__ = ["add_parser", "configs", "dataclasses"]

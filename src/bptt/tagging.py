@@ -1,0 +1,221 @@
+"""A trained tagger as an object: load it, tag text, look inside it.
+
+``load_tagger(DIR)`` reads a model directory written by training (safetensors weights and
+JSON only). Tagging runs in chunks of sentences, each with its own form table, so memory
+stays bounded however long the input is.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+
+import numpy as np
+
+from .conll import from_iob2
+from .errors import BpttError
+from .heads import step_losses
+from .tagger import (
+    Tables,
+    TaggerConfig,
+    batch_indices,
+    decode,
+    make_batch,
+    predict_proba,
+    tagger_backward,
+    tagger_forward,
+)
+from .vocab import FormTable, Vocab
+
+CHUNK = 2000  # sentences per form table while tagging a stream
+MAX_WORDS = 10_000  # longest sentence accepted (the recurrence is a Python loop over words)
+
+
+def tables_for(vocab, form_table):
+    word, case, chars, n_chars = form_table.arrays()
+    return Tables(word, case, chars, n_chars, vocab.singleton)
+
+
+class Tagger:
+    """A trained model: parameters, network shape, vocabularies and the data's tag scheme."""
+
+    def __init__(self, params, cfg, vocab, scheme="IOB2", meta=None):
+        self.params = params
+        self.cfg = cfg
+        self.vocab = vocab
+        self.scheme = scheme  # the training file's scheme: tags are written back in it
+        self.meta = meta or {}
+
+    # ---------------------------------------------------------------- tagging
+    def predict(self, sentences, batch_size=128):
+        """IOB2 tags for each sentence (a list of words).
+
+        Returns: list of tag lists, in the input order.
+        """
+        sentences = list(sentences)
+        for i, s in enumerate(sentences):
+            if len(s) == 0:
+                raise BpttError(f"sentences[{i}]: empty sentence")
+            if len(s) > MAX_WORDS:
+                raise BpttError(f"sentences[{i}]: {len(s)} words; at most {MAX_WORDS} per sentence")
+        out = [None] * len(sentences)
+        table = FormTable(self.vocab)
+        forms = [table.encode(s) for s in sentences]
+        tables = tables_for(self.vocab, table)
+        for index in batch_indices([len(f) for f in forms], batch_size):
+            batch = make_batch(forms, None, index)
+            proba = predict_proba(self.params, self.cfg, batch, tables)
+            for i, tags in zip(index, decode(self.cfg, proba, batch.lengths)):
+                out[i] = tags
+        return out
+
+    def tag_stream(self, sentences, chunk=CHUNK):
+        """Yield (words, tags in the model's scheme) for an iterable of sentences, chunk by chunk."""
+        it = iter(sentences)
+        while True:
+            block = list(islice(it, chunk))
+            if not block:
+                return
+            for words, tags in zip(block, self.predict(block)):
+                yield words, self.output_tags(tags)
+
+    def output_tags(self, tags_iob2):
+        return from_iob2(tags_iob2, self.scheme)
+
+    # ---------------------------------------------------------------- looking inside
+    def _single(self, words, gold=None):
+        table = FormTable(self.vocab)
+        forms = [table.encode(words)]
+        labels = None
+        if gold is not None:
+            labels = [np.asarray([self.label_of(t) for t in gold])]
+        return make_batch(forms, labels, [0]), tables_for(self.vocab, table)
+
+    def label_of(self, tag):
+        """Class id of an IOB2 tag for this model's output."""
+        if self.cfg.task == "person":
+            return int(tag.endswith("-PER"))
+        try:
+            return self.cfg.tags.index(tag)
+        except ValueError:
+            raise BpttError(f"tag {tag!r} is not one of the model's tags {self.cfg.tags}") from None
+
+    def trace(self, words, gold=None):
+        """Per-step values of one sentence for the unrolled graph.
+
+        gold: IOB2 tags, or None to measure the loss against the model's own prediction.
+        Returns: dict with words, y_hat, predicted, gold, L_t, message_norms, title.
+        """
+        words = list(words)
+        if not words:
+            raise BpttError("sentence: empty; give at least one word")
+        predicted = self.predict([words])[0]
+        batch, tables = self._single(words, gold if gold is not None else predicted)
+        Z_y, cache = tagger_forward(self.params, self.cfg, batch, tables)
+        if self.cfg.task == "person":
+            L_t, dZ = step_losses(Z_y, batch.labels[:, :, None], "sigmoid", batch.mask)
+            y_hat = 1 / (1 + np.exp(-Z_y[:, 0, 0]))
+        else:
+            L_t, dZ = step_losses(Z_y, batch.labels, "softmax", batch.mask)
+            e = np.exp(Z_y[:, 0] - Z_y[:, 0].max(axis=1, keepdims=True))
+            y_hat = (e / e.sum(axis=1, keepdims=True)).max(axis=1)
+        _, M = tagger_backward(dZ, self.params, self.cfg, cache, messages=True)
+        return {
+            "words": words,
+            "y_hat": [float(v) for v in y_hat],
+            "predicted": predicted,
+            "gold": list(gold) if gold is not None else None,
+            "L_t": [float(v) for v in L_t[:, 0]],
+            "message_norms": [float(v) for v in np.linalg.norm(M[:, 0], axis=1)],
+            "title": f"bptt {self.cfg.task} tagger",
+        }
+
+    def message_profile(self, sentences, K=40, batch_size=64):
+        """Mean ‖∂L/∂a→⟨t⟩‖ of layer 1's forward direction at positions t = 1..K.
+
+        The loss is measured against the model's own predictions when no gold is at hand.
+        Returns: (K,) array, NaN where no sentence is that long.
+        """
+        sentences = [list(s) for s in sentences if len(s)]
+        preds = self.predict(sentences)
+        total, count = np.zeros(K), np.zeros(K)
+        table = FormTable(self.vocab)
+        forms = [table.encode(s) for s in sentences]
+        labels = [np.asarray([self.label_of(t) for t in p]) for p in preds]
+        tables = tables_for(self.vocab, table)
+        for index in batch_indices([len(f) for f in forms], batch_size):
+            batch = make_batch(forms, labels, index)
+            total_b, count_b = batch_message_norms(self.params, self.cfg, batch, tables, K)
+            total += total_b
+            count += count_b
+        with np.errstate(invalid="ignore"):
+            return total / count
+
+    def reach_profile(self, sentences, K=40):
+        """How far back gradients reach: mean ‖∂a→⟨1+d⟩/∂a→⟨1⟩‖₂ (spectral norm) for d = 0..K−1.
+
+        The Jacobian of layer 1's forward direction is the product of diag(g′) W_aa over the
+        steps; a norm falling towards 0 with d is a vanishing gradient, growing is exploding.
+        Returns: (K,) array, NaN where no sentence is that long.
+        """
+        total, count = np.zeros(K), np.zeros(K)
+        W_aa = self.params["rnn1.f.W_aa"].astype(np.float64)
+        for words in sentences:
+            words = list(words)[:K]
+            if not words:
+                continue
+            batch, tables = self._single(words)
+            _, cache = tagger_forward(self.params, self.cfg, batch, tables)
+            fwd = cache.layer_caches[0].forward if self.cfg.bidirectional else cache.layer_caches[0]
+            A = fwd.A[:, 0].astype(np.float64)  # (T, n_a)
+            J = np.eye(W_aa.shape[0])
+            for d in range(len(words)):
+                if d > 0:  # ∂a⟨d+1⟩/∂a⟨1⟩ = diag(1 − a⟨d+1⟩²) W_aa · ∂a⟨d⟩/∂a⟨1⟩
+                    J = (1 - A[d] ** 2)[:, None] * (W_aa @ J)
+                total[d] += np.linalg.norm(J, 2)
+                count[d] += 1
+        with np.errstate(invalid="ignore"):
+            return total / count
+
+
+def batch_message_norms(params, cfg, batch, tables, K):
+    """Σ over sentences of ‖∂L/∂a→⟨t⟩‖ at t = 1..K, and how many sentences reach each t."""
+    Z_y, cache = tagger_forward(params, cfg, batch, tables)
+    if cfg.task == "person":
+        _, dZ = step_losses(Z_y, batch.labels[:, :, None], "sigmoid", batch.mask)
+    else:
+        _, dZ = step_losses(Z_y, batch.labels, "softmax", batch.mask)
+    _, M = tagger_backward(dZ, params, cfg, cache, messages=True)
+    norms = np.linalg.norm(M, axis=2) * batch.mask  # (T, B)
+    k = min(K, norms.shape[0])
+    total, count = np.zeros(K), np.zeros(K)
+    total[:k] = norms[:k].sum(axis=1)
+    count[:k] = batch.mask[:k].sum(axis=1)
+    return total, count
+
+
+def load_tagger(directory):
+    """Load a model directory written by ``bptt train``. Returns: Tagger."""
+    from .modelfiles import load_model_dir
+
+    arrays, config, vocab_json = load_model_dir(directory)
+    try:
+        cfg = TaggerConfig(**config["tagger"])
+        vocab = Vocab.from_json(vocab_json)
+        scheme = config.get("scheme", "IOB2")
+    except (KeyError, TypeError, ValueError) as e:
+        raise BpttError(f"{directory}/config.json: not a bptt tagger configuration ({e})") from None
+    from .tagger import init_tagger_params
+
+    expected = init_tagger_params(cfg, len(vocab.words), len(vocab.chars), dtype=np.float32)
+    for k, v in expected.items():
+        if k not in arrays:
+            raise BpttError(f"{directory}/weights.safetensors: missing tensor {k!r}")
+        if arrays[k].shape != v.shape:
+            raise BpttError(
+                f"{directory}/weights.safetensors: tensor {k!r} has shape {list(arrays[k].shape)},"
+                f" the configuration needs {list(v.shape)}"
+            )
+        if not np.isfinite(arrays[k]).all():
+            raise BpttError(f"{directory}/weights.safetensors: tensor {k!r} contains NaN or Inf")
+    params = {k: np.ascontiguousarray(arrays[k]) for k in expected}
+    return Tagger(params, cfg, vocab, scheme, config)

@@ -1,0 +1,466 @@
+"""Training a tagger: data, minibatches, BPTT, Adam, dev evaluation, checkpoints and resume.
+
+One run writes everything into its output directory:
+
+    run.json            the settings of the run (``--resume DIR`` needs nothing else)
+    config.json, vocab.json, weights.safetensors     the best model so far (by dev F1)
+    checkpoint/         the full training state after the last finished epoch
+    log.jsonl           one JSON record per epoch (loss, dev scores, speed, gradient flow)
+    loss.png, f1.png    the curves, redrawn after every epoch
+    sample.json         a few dev sentences tagged by the best model
+
+Every file is written atomically, so an interrupted run (Ctrl-C, SIGTERM, a crash or a
+power cut) leaves the last good model and checkpoint intact; ``--resume`` continues from the
+last finished epoch and, without a time budget, ends with a model bit-identical to an
+uninterrupted run with the same seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .conll import detect_scheme, read_conll, to_iob2
+from .errors import BpttError
+from .metrics import evaluate, token_f1
+from .optim import clip_grad_norm, make_optimizer
+from .tagger import TaggerConfig, batch_indices, init_tagger_params, make_batch, tagger_loss
+from .tagging import Tagger, batch_message_norms, tables_for
+from .vocab import FormTable, Vocab
+
+PROBE_K = 40  # positions of the gradient-flow probe
+
+
+@dataclass
+class TrainConfig:
+    """How to train. Defaults are the configuration benchmarked in BENCHMARKS.md."""
+
+    train: str = ""  # training file (CoNLL columns)
+    dev: str | None = None  # development file, evaluated after every epoch
+    tag_column: int = -1  # column of the tag (default: the last)
+    strip_prefix: str | None = "auto"  # remove a language prefix like "en:" from words
+    epochs: int = 100  # at most this many passes over the training data
+    batch_size: int = 32  # sentences per update
+    optimizer: str = "adam"  # "adam", "momentum" or "sgd"
+    lr: float = 2e-3  # learning rate
+    lr_decay: float = 0.05  # lr_epoch = lr / (1 + lr_decay · epoch)
+    clip: float = 5.0  # clip the global gradient norm to this (0: off)
+    patience: int = 8  # stop after this many epochs without a better dev F1
+    time_budget: float | None = None  # minutes of training, then stop with the best model
+    seed: int = 0  # every random choice (init, batches, dropout) follows from it
+    embeddings: str | None = None  # optional GloVe-format text file of pretrained word vectors
+    max_bad_steps: int = 20  # stop when this many updates in a row had a non-finite loss or gradient
+    max_sentences: int | None = None  # use only the first N training sentences (quick runs)
+    extra: dict = field(default_factory=dict)  # free-form notes kept with the run
+
+
+class Corpus:
+    """Sentences of one file, encoded: form ids, class labels and gold IOB2 tags."""
+
+    def __init__(self, path, sentences, gold, forms, labels):
+        self.path, self.sentences, self.gold, self.forms, self.labels = path, sentences, gold, forms, labels
+
+    @property
+    def n_tokens(self):
+        return sum(len(f) for f in self.forms)
+
+
+def read_tagged(path, tcfg):
+    """Read a CoNLL file; return (sentences, its scheme, IOB2 tags)."""
+    sentences = read_conll(path, tag_column=tcfg.tag_column, strip_prefix=tcfg.strip_prefix)
+    scheme = detect_scheme(sentences)
+    return sentences, scheme, [to_iob2(s.tags, scheme) for s in sentences]
+
+
+def task_tags(task, gold_train, path):
+    """Output classes: person → O/PER; ner → every IOB2 tag of the training file."""
+    if task == "person":
+        if not any(t.endswith("-PER") for tags in gold_train for t in tags):
+            raise BpttError(f"{path}: no PER tags: the person task needs words tagged B-PER/I-PER")
+        return ["O", "PER"]
+    found = sorted({t for tags in gold_train for t in tags if t != "O"}, key=lambda t: (t[2:], t[0]))
+    return ["O"] + found
+
+
+def person_only(tags):
+    """Keep the PER entities of IOB2 tags, everything else O."""
+    return [t if t.endswith("-PER") else "O" for t in tags]
+
+
+def encode(path, sentences, gold, cfg, table):
+    """Form ids and labels per sentence; checks every tag is one the model can output."""
+    forms, labels = [], []
+    index = {t: i for i, t in enumerate(cfg.tags)}
+    for s, tags in zip(sentences, gold):
+        forms.append(table.encode(s.words))
+        if cfg.task == "person":
+            labels.append(np.array([t.endswith("-PER") for t in tags], dtype=np.int64))
+        else:
+            for t in tags:
+                if t not in index:
+                    raise BpttError(f"{path}:{s.line}: tag {t!r} never occurs in the training file")
+            labels.append(np.array([index[t] for t in tags], dtype=np.int64))
+    if cfg.task == "person":
+        gold = [person_only(t) for t in gold]
+    return Corpus(path, sentences, gold, forms, labels)
+
+
+def read_embeddings(path, dim):
+    """Pretrained vectors from a GloVe-format text file: ``word v1 … v_dim`` a line.
+
+    Returns: (words found in the file, their vectors (n, dim) float32).
+    """
+    words, vectors = [], []
+    try:
+        f = open(path, encoding="utf-8")
+    except OSError as e:
+        raise BpttError(f"{path}: cannot read embeddings ({e.strerror})") from None
+    with f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.rstrip("\n").rstrip().split(" ")
+            if lineno == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                continue  # a word2vec-style "count dim" header
+            if len(parts) != dim + 1:
+                raise BpttError(
+                    f"{path}:{lineno}: expected a word and {dim} numbers (--word-dim), got {len(parts) - 1}"
+                )
+            try:
+                v = np.array(parts[1:], dtype=np.float32)
+            except ValueError:
+                raise BpttError(f"{path}:{lineno}: not a number in the vector of {parts[0]!r}") from None
+            if not np.isfinite(v).all():
+                raise BpttError(f"{path}:{lineno}: NaN or Inf in the vector of {parts[0]!r}")
+            words.append(parts[0])
+            vectors.append(v)
+    if not words:
+        raise BpttError(f"{path}: no vectors in the embeddings file")
+    return words, np.stack(vectors)
+
+
+class Progress:
+    """One status line, redrawn in place on a terminal; a line per epoch otherwise."""
+
+    def __init__(self, stream=sys.stderr, enabled=True):
+        self.stream = stream
+        self.enabled = enabled
+        self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
+        self.last = 0.0
+
+    def update(self, text):
+        now = time.monotonic()
+        if self.tty and now - self.last > 0.2:
+            self.stream.write("\r\033[K" + text)
+            self.stream.flush()
+            self.last = now
+
+    def line(self, text):
+        if not self.enabled:
+            return
+        if self.tty:
+            self.stream.write("\r\033[K")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def _fmt_time(seconds):
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class Stop(Exception):
+    """Raised inside the loop by SIGTERM: stop after saving."""
+
+
+class Trainer:
+    """Runs (or resumes) one training run into ``out``."""
+
+    def __init__(self, tcfg, mcfg, out, progress=True):
+        self.tcfg, self.mcfg, self.out = tcfg, mcfg, out
+        self.progress = Progress(enabled=progress)
+        self.dtype = np.float32
+
+    # ---------------------------------------------------------------- set-up
+    def prepare(self):
+        t, m = self.tcfg, self.mcfg
+        train_sents, self.scheme, gold_train = read_tagged(t.train, t)
+        if t.max_sentences:
+            train_sents, gold_train = train_sents[: t.max_sentences], gold_train[: t.max_sentences]
+        m.tags = task_tags(m.task, gold_train, t.train)
+        extra_words, pretrained = (), None
+        if t.embeddings:
+            extra_words, vectors = read_embeddings(t.embeddings, m.word_dim)
+        self.vocab = Vocab.build([s.words for s in train_sents], extra_words=extra_words)
+        if t.embeddings:
+            rows = np.array([self.vocab.word_id[w] for w in extra_words if w in self.vocab.word_id])
+            keep = [i for i, w in enumerate(extra_words) if w in self.vocab.word_id]
+            pretrained = (rows, vectors[keep])
+        self.table = FormTable(self.vocab)
+        self.train = encode(t.train, train_sents, gold_train, m, self.table)
+        self.dev = None
+        if t.dev:
+            dev_sents, _, gold_dev = read_tagged(t.dev, t)
+            self.dev = encode(t.dev, dev_sents, gold_dev, m, self.table)
+        self.tables = tables_for(self.vocab, self.table)
+        self.params = init_tagger_params(
+            m,
+            len(self.vocab.words),
+            len(self.vocab.chars),
+            seed=t.seed,
+            dtype=self.dtype,
+            pretrained=pretrained,
+        )
+        self.opt = make_optimizer(t.optimizer, t.lr)
+        self.rng = np.random.default_rng(t.seed + 1)
+        self.epoch, self.best_f1, self.bad_epochs, self.train_seconds = 0, -1.0, 0, 0.0
+        self.log = []
+        probe = [i for i in range(len((self.dev or self.train).forms))][:64]
+        self.probe = make_batch((self.dev or self.train).forms, (self.dev or self.train).labels, probe)
+
+    def model_config(self):
+        return {
+            "task": self.mcfg.task,
+            "tagger": self.mcfg.to_json(),
+            "scheme": self.scheme,
+            "train": asdict(self.tcfg),
+        }
+
+    # ---------------------------------------------------------------- state
+    def state(self):
+        return {
+            "epoch": self.epoch,
+            "best_f1": self.best_f1,
+            "bad_epochs": self.bad_epochs,
+            "train_seconds": self.train_seconds,
+            "rng": self.rng.bit_generator.state,
+            "log": self.log,
+        }
+
+    def save_checkpoint(self):
+        from .modelfiles import save_checkpoint
+
+        arrays = {f"param.{k}": v for k, v in self.params.items()}
+        arrays.update({f"opt.{k}": v for k, v in self.opt.state_dict().items()})
+        save_checkpoint(self.out, arrays, self.state())
+
+    def restore(self):
+        from .modelfiles import load_checkpoint
+
+        found = load_checkpoint(self.out)
+        if found is None:
+            return False
+        arrays, state = found
+        for k in self.params:
+            self.params[k] = arrays[f"param.{k}"]
+        self.opt.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("opt.")})
+        self.epoch, self.best_f1 = state["epoch"], state["best_f1"]
+        self.bad_epochs, self.train_seconds = state["bad_epochs"], state["train_seconds"]
+        self.rng.bit_generator.state = state["rng"]
+        self.log = state["log"]
+        return True
+
+    def save_model(self):
+        from .modelfiles import save_model_dir
+
+        save_model_dir(self.out, self.params, self.model_config(), self.vocab.to_json())
+
+    # ---------------------------------------------------------------- evaluation
+    def predict(self, corpus):
+        tagger = Tagger(self.params, self.mcfg, self.vocab, self.scheme)
+        return tagger.predict([s.words for s in corpus.sentences], batch_size=256)
+
+    def evaluate(self, corpus):
+        pred = self.predict(corpus)
+        scores = evaluate(corpus.gold, pred)
+        record = scores.to_dict()
+        if self.mcfg.task == "person":
+            record["token_precision"], record["token_recall"], record["token_f1"] = token_f1(
+                corpus.gold, pred
+            )
+        return record, pred
+
+    # ---------------------------------------------------------------- the loop
+    def run(self, resume=False):
+        t = self.tcfg
+        os.makedirs(self.out, exist_ok=True)
+        self.prepare()
+        resumed = resume and self.restore()
+        budget = None if t.time_budget is None else t.time_budget * 60
+        p = self.progress
+        p.line(
+            f"{self.mcfg.task} tagger: {len(self.train.forms):,} sentences ({self.train.n_tokens:,} words),"
+            f" vocabulary {len(self.vocab.words):,}, {sum(v.size for v in self.params.values()):,} parameters"
+            + (f"; resumed after epoch {self.epoch}" if resumed else "")
+        )
+        stop_reason = None
+        previous = signal.signal(signal.SIGTERM, _raise_stop)
+        try:
+            while self.epoch < t.epochs:
+                stop_reason = self.run_epoch(budget)
+                if stop_reason:
+                    break
+                if self.dev is not None and self.bad_epochs >= t.patience:
+                    stop_reason = f"no better dev F1 for {t.patience} epochs"
+                    break
+            else:
+                stop_reason = f"{t.epochs} epochs"
+        except (KeyboardInterrupt, Stop):
+            p.line("interrupted: the last finished epoch is saved; continue with --resume " + self.out)
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        p.line(f"stopped: {stop_reason}; best dev F1 {self.best_f1:.2f}; model in {self.out}")
+        return self.log
+
+    def run_epoch(self, budget):
+        t, m = self.tcfg, self.mcfg
+        self.opt.lr = t.lr / (1 + t.lr_decay * self.epoch)
+        lengths = [len(f) for f in self.train.forms]
+        batches = batch_indices(lengths, t.batch_size, self.rng)
+        start = time.monotonic()
+        total_loss = tokens = n_sentences = n_clipped = n_bad = n_steps = 0
+        grad_norms = []
+        stop_reason = None
+        for i, index in enumerate(batches):
+            batch = make_batch(self.train.forms, self.train.labels, index)
+            L, grads, _ = tagger_loss(self.params, m, batch, self.tables, rng=self.rng)
+            norm = clip_grad_norm(grads, t.clip)
+            if not (math.isfinite(L) and math.isfinite(norm)):
+                n_bad += 1  # a non-finite step never reaches the weights
+                self.progress.line(f"warning: skipped an update with a non-finite loss or gradient ({n_bad})")
+                if n_bad >= t.max_bad_steps:
+                    raise BpttError(
+                        f"training diverged: {n_bad} updates in a row had a non-finite loss or gradient;"
+                        f" the last good model is in {self.out} (try a smaller --lr)"
+                    )
+                continue
+            n_bad = 0
+            n_clipped += bool(t.clip) and norm > t.clip
+            grad_norms.append(norm)
+            self.opt.step(self.params, grads)
+            n_steps += 1
+            total_loss += L * len(index)
+            n_sentences += len(index)
+            tokens += int(batch.lengths.sum())
+            elapsed = time.monotonic() - start
+            if i % 10 == 0:
+                left = (len(batches) - i - 1) * elapsed / (i + 1)
+                self.progress.update(
+                    f"epoch {self.epoch + 1} {100 * (i + 1) // len(batches):3d}%"
+                    f"  loss {total_loss / max(1, n_sentences):.3f}"
+                    f"  {tokens / max(elapsed, 1e-9):,.0f} words/s  epoch left {_fmt_time(left)}"
+                    f"  best dev F1 {max(self.best_f1, 0):.2f}"
+                )
+            if budget is not None and self.train_seconds + elapsed >= budget:
+                stop_reason = f"time budget of {t.time_budget:g} minutes"
+                break
+        seconds = time.monotonic() - start
+        self.epoch += 1
+        record = {
+            "epoch": self.epoch,
+            "train_loss": total_loss / max(1, n_sentences),
+            "seconds": seconds,
+            "tokens_per_s": tokens / max(seconds, 1e-9),
+            "lr": self.opt.lr,
+            "grad_norm": float(np.mean(grad_norms)) if grad_norms else float("nan"),
+            "clip_fraction": n_clipped / max(1, n_steps),
+            "skipped_steps": n_bad,
+        }
+        total, count = batch_message_norms(self.params, m, self.probe, self.tables, PROBE_K)
+        with np.errstate(invalid="ignore"):
+            record["message_norms"] = [float(v) for v in (total / count) if np.isfinite(v)]
+        improved = False
+        if self.dev is not None:
+            record["dev"], pred = self.evaluate(self.dev)
+            f1 = record["dev"]["f1"]
+            improved = f1 > self.best_f1
+            if improved:
+                self.best_f1, self.bad_epochs = f1, 0
+            else:
+                self.bad_epochs += 1
+        else:
+            improved = True
+        self.log.append(record)
+        if improved:
+            self.save_model()
+            if self.dev is not None:
+                self.save_sample(pred)
+        # the budget counts wall time: training, evaluation and saving alike
+        self.train_seconds += time.monotonic() - start
+        record["elapsed"] = self.train_seconds
+        self.write_log()
+        self.save_checkpoint()
+        dev_text = f"  dev F1 {record['dev']['f1']:.2f}" if "dev" in record else ""
+        budget_text = ""
+        if budget is not None:
+            budget_text = f"  budget left {_fmt_time(budget - self.train_seconds)}"
+        self.progress.line(
+            f"epoch {self.epoch:3d}  loss {record['train_loss']:.4f}  {record['tokens_per_s']:,.0f} words/s"
+            f"{dev_text}{' *' if improved and dev_text else ''}"
+            f"  ({_fmt_time(self.train_seconds)}){budget_text}"
+        )
+        return stop_reason
+
+    def save_sample(self, pred, n=8):
+        from .modelfiles import atomic_write
+
+        sample = [
+            {"words": s.words, "predicted": p, "gold": g}
+            for s, p, g in list(zip(self.dev.sentences, pred, self.dev.gold))[:n]
+        ]
+        atomic_write(os.path.join(self.out, "sample.json"), json.dumps(sample).encode())
+
+    def write_log(self):
+        from .modelfiles import atomic_write
+
+        text = "".join(json.dumps(r) + "\n" for r in self.log)
+        atomic_write(os.path.join(self.out, "log.jsonl"), text.encode())
+        try:
+            from .plots import plot_f1, plot_loss
+        except ImportError:  # plotting is optional for training
+            return
+        plot_loss(self.log, os.path.join(self.out, "loss.png"))
+        if any("dev" in r for r in self.log):
+            plot_f1(self.log, os.path.join(self.out, "f1.png"))
+
+
+def _raise_stop(signum, frame):
+    raise Stop()
+
+
+def write_run_file(out, tcfg, mcfg):
+    from .modelfiles import atomic_write
+
+    os.makedirs(out, exist_ok=True)
+    payload = {"train": asdict(tcfg), "model": mcfg.to_json()}
+    atomic_write(os.path.join(out, "run.json"), json.dumps(payload, indent=1).encode())
+
+
+def read_run_file(out):
+    path = os.path.join(out, "run.json")
+    if not os.path.exists(path):
+        raise BpttError(f"{path}: no such file; --resume needs a directory written by bptt train")
+    try:
+        with open(path, encoding="utf-8") as f:
+            payload = json.load(f)
+        return TrainConfig(**payload["train"]), TaggerConfig(**payload["model"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise BpttError(f"{path}: not a bptt run file ({e})") from None
+
+
+def train(tcfg, mcfg, out, resume=False, progress=True):
+    """Train (or, with ``resume``, continue) a tagger into directory ``out``.
+
+    Returns: the per-epoch log records.
+    """
+    if resume:
+        tcfg, mcfg = read_run_file(out)
+    else:
+        write_run_file(out, tcfg, mcfg)
+    return Trainer(tcfg, mcfg, out, progress=progress).run(resume=resume)
