@@ -6,16 +6,18 @@ A model directory (written by training, read by tagging)::
       weights.safetensors   the parameters (`bptt.safetensors_io`)
       vocab.json            the vocabularies
       config.json           written last: "format": "bptt-model", "format_version", "bptt_version",
-                            "checksums" {file: {"sha256": hex, "bytes": n}} of the two files above,
-                            and the hyper-parameters (the caller's config) beside them
+                            the hyper-parameters (the caller's config), "checksums" {file: {"sha256":
+                            hex, "bytes": n}} of the two files above, and "self_sha256"
 
 A training checkpoint, for ``--resume``, lives inside it::
 
     model/checkpoint/
       arrays.safetensors    parameters and optimizer moments, dtypes bit for bit
       state.json            "format": "bptt-checkpoint", "format_version", "bptt_version", "checksums"
-                            of arrays.safetensors, "state" (epoch, step, RNG state, ...) and "state_sha256"
-                            of the state in canonical JSON (sorted keys), so a flipped digit is caught too
+                            of arrays.safetensors, "state" (epoch, step, RNG state, ...), "self_sha256"
+
+"self_sha256" is the SHA-256 of the rest of its file in canonical JSON (sorted keys, no spaces, UTF-8),
+so a flipped digit in a hyper-parameter or an epoch counter is caught like a flipped weight.
 
 Nothing here unpickles or evaluates. Every file name is a constant of this module: none is ever read
 from a file, so a crafted config cannot point a load anywhere else, and a symbolic link leading out of
@@ -62,7 +64,7 @@ CHECKPOINT_FORMAT_VERSION = 1
 CONFIG, VOCAB, WEIGHTS = "config.json", "vocab.json", "weights.safetensors"
 CHECKPOINT, STATE, ARRAYS = "checkpoint", "state.json", "arrays.safetensors"
 _OLD, _TMP_PREFIX = "checkpoint.old", "checkpoint.tmp-"
-_RESERVED = ("format", "format_version", "bptt_version", "checksums")  # config.json keys not the caller's
+_RESERVED = ("format", "format_version", "bptt_version", "checksums", "self_sha256")  # not the caller's
 _MAX_CONFIG_BYTES = 16 * 2**20  # config.json and state.json hold hyper-parameters and counters, not data
 
 
@@ -143,7 +145,7 @@ def save_model_dir(directory, arrays, config, vocab):
     """Write a model directory: weights.safetensors, vocab.json, then config.json with their checksums.
 
     arrays: name -> NumPy array. config: JSON-serialisable hyper-parameters (not using the keys
-    format, format_version, bptt_version, checksums). vocab: JSON-serialisable vocabularies.
+    format, format_version, bptt_version, checksums, self_sha256). vocab: JSON-serialisable vocabularies.
     Returns: None.
     """
     label = os.fspath(directory)
@@ -152,7 +154,7 @@ def save_model_dir(directory, arrays, config, vocab):
     taken = [k for k in _RESERVED if k in config]
     if taken:
         raise BpttError(f"config: the key {taken[0]!r} is reserved for the file format")
-    _json_text("config", config)
+    _check_json("config", config)
     vocab_text = _json_text("vocab", vocab).encode("utf-8")
     _makedirs(label)
     weights = os.path.join(label, WEIGHTS)
@@ -165,7 +167,7 @@ def save_model_dir(directory, arrays, config, vocab):
         **config,
         "checksums": {WEIGHTS: _file_checksum(weights), VOCAB: _checksum(vocab_text)},
     }
-    atomic_write(os.path.join(label, CONFIG), (_json_text("config", doc, indent=2) + "\n").encode("utf-8"))
+    atomic_write(os.path.join(label, CONFIG), _manifest("config", doc, indent=2))
 
 
 def load_model_dir(directory):
@@ -198,7 +200,7 @@ def save_checkpoint(directory, arrays, state):
     label = os.fspath(directory)
     if not isinstance(state, dict):
         raise BpttError(f"state: expected a dict, got {type(state).__name__}")
-    canonical = _json_text("state", state, sort_keys=True, separators=(",", ":"))
+    _check_json("state", state)
     _makedirs(label)
     final, old = os.path.join(label, CHECKPOINT), os.path.join(label, _OLD)
     for stale in glob.glob(os.path.join(glob.escape(label), _TMP_PREFIX + "*")):  # left by a killed save
@@ -216,10 +218,9 @@ def save_checkpoint(directory, arrays, state):
             "format_version": CHECKPOINT_FORMAT_VERSION,
             "bptt_version": _bptt_version(),
             "checksums": {ARRAYS: _file_checksum(arrays_path)},
-            "state_sha256": hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
             "state": state,
         }
-        atomic_write(os.path.join(tmp, STATE), (_json_text("state", doc, indent=1) + "\n").encode("utf-8"))
+        atomic_write(os.path.join(tmp, STATE), _manifest("state", doc, indent=1))
         _fsync_dir(tmp)  # 1. the new checkpoint is complete on disk
         if os.path.lexists(final):
             if os.path.lexists(old):
@@ -273,13 +274,9 @@ def _load_checkpoint_dir(root, label, name):
     doc, checksums = _read_manifest(
         sub, sub_label, STATE, CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, (ARRAYS,)
     )
-    state_label = os.path.join(sub_label, STATE)
-    state, digest = doc.get("state"), doc.get("state_sha256")
-    if not isinstance(state, dict) or not _is_sha256(digest):
-        raise BpttError(f"{state_label}: expected a 'state' object and its 'state_sha256'")
-    canonical = json.dumps(state, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    if hashlib.sha256(canonical.encode("utf-8")).hexdigest() != digest:
-        raise BpttError(f"{state_label}: the state does not match its checksum (the file is corrupted)")
+    state = doc.get("state")
+    if not isinstance(state, dict):
+        raise BpttError(f"{os.path.join(sub_label, STATE)}: expected a 'state' object")
     return _load_weights(sub, sub_label, ARRAYS, STATE, checksums[ARRAYS]), state
 
 
@@ -337,6 +334,9 @@ def _read_manifest(root, label, name, fmt, version, files):
         raise BpttError(
             f"{file}: format_version {found} is newer than this bptt supports ({version}); upgrade bptt"
         )
+    digest = doc.pop("self_sha256", None)
+    if not _is_sha256(digest) or hashlib.sha256(_canonical(doc, file)).hexdigest() != digest:
+        raise BpttError(f"{file}: does not match its self_sha256 (the file is corrupted, or was edited)")
     checksums = doc.get("checksums")
     if not isinstance(checksums, dict):
         raise BpttError(f"{file}: expected 'checksums', an object of file name -> {{sha256, bytes}}")
@@ -384,7 +384,29 @@ def _load_weights(root, label, name, manifest, expect):
 def _json_text(name, value, **dumps):
     """``value`` as strict JSON text, checked first to read back as it is (errors name the path)."""
     _check_json(name, value)
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, default=lambda v: v.item(), **dumps)
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, default=_item, **dumps)
+
+
+def _manifest(name, doc, indent):
+    """The bytes of a JSON file holding ``doc`` and, last, its "self_sha256"."""
+    _check_json(name, doc)
+    doc = {**doc, "self_sha256": hashlib.sha256(_canonical(doc, name)).hexdigest()}
+    return (_json_text(name, doc, indent=indent) + "\n").encode("utf-8")
+
+
+def _canonical(doc, where):
+    """One spelling of a JSON value: sorted keys, no spaces, UTF-8 (keeping a crafted lone surrogate)."""
+    try:
+        text = json.dumps(
+            doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_item
+        )
+    except (RecursionError, ValueError):
+        raise BpttError(f"{where}: nests too deeply") from None
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _item(value):
+    return value.item()  # a NumPy scalar, already checked by _check_json
 
 
 def _check_json(path, value):

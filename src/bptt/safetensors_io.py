@@ -192,28 +192,27 @@ def _parse_header(raw, data_len, label):
             raise BpttError(f"{label}: tensor name {name!r} is empty or holds control characters")
         where = f"{label}: tensor {name!r}"
         if not isinstance(entry, dict) or sorted(entry) != sorted(_ENTRY_KEYS):
-            raise BpttError(f"{where}: expected an object with exactly the keys {', '.join(_ENTRY_KEYS)}")
+            raise BpttError(f"{where} must be an object with exactly the keys {', '.join(_ENTRY_KEYS)}")
         code, shape, offsets = (entry[k] for k in _ENTRY_KEYS)
         if not isinstance(code, str) or code not in DTYPES:
-            raise BpttError(f"{where}: unknown dtype {_short(code)} (known: {', '.join(DTYPES)})")
+            raise BpttError(f"{where} has an unknown dtype {_short(code)} (known: {', '.join(DTYPES)})")
         if not _int_list(shape) or any(d < 0 for d in shape) or len(shape) > MAX_NDIM:
             raise BpttError(
-                f"{where}: shape must be a list of at most {MAX_NDIM} non-negative integers,"
-                f" got {_short(shape)}"
+                f"{where} has shape {_short(shape)}, not a list of at most {MAX_NDIM} non-negative integers"
             )
         if not (_int_list(offsets) and len(offsets) == 2 and 0 <= offsets[0] <= offsets[1]):
             raise BpttError(
-                f"{where}: data_offsets must be [begin, end] with 0 <= begin <= end, got {_short(offsets)}"
+                f"{where} has data_offsets {_short(offsets)}, not [begin, end] with 0 <= begin <= end"
             )
         begin, end = offsets
         if end > data_len:
             raise BpttError(
-                f"{where}: data_offsets end at byte {end} but the data holds {data_len} bytes (truncated?)"
+                f"{where} ends at byte {end} of the data but the data holds {data_len} bytes (truncated?)"
             )
         need = math.prod(shape) * DTYPES[code].itemsize
         if need != end - begin:
             raise BpttError(
-                f"{where}: declares shape {_short(shape)} needing {need} bytes"
+                f"{where} declares shape {_short(shape)} needing {need} bytes"
                 f" but its offsets span {end - begin}"
             )
         tensors.append((begin, end, name, code, shape))
