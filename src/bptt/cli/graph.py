@@ -1,0 +1,141 @@
+"""``bptt graph``: draw the unrolled computation graph of one sentence, with its real numbers."""
+
+from __future__ import annotations
+
+import argparse
+import zlib
+
+import numpy as np
+
+from ..errors import BpttError
+
+EXAMPLES = """examples:
+  bptt graph --demo "Harry Potter and Hermione Granger invented a new spell ." --out graph.png
+  bptt graph --demo "Ada Lovelace wrote the first program ." --gold "B-PER I-PER O O O O O" --out g.svg
+  bptt graph --model runs/person "Yesterday Marguerite Okafor flew to Lima ." --out graph.svg
+
+Forward arrows (blue) run left to right, backpropagation (red) right to left; each a<t> is
+coloured by the message ||dL/da<t>|| that reaches it. Without --gold the loss is measured
+against the model's own predictions.
+"""
+
+HASH_BUCKETS = 32  # hashed word identity, so the demo model can learn frequent words ("The", "Dr.")
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "graph",
+        help="draw the unrolled RNN for a sentence: forward values, backward messages",
+        description="Draw BPTT unrolled over one sentence (.png or .svg): x<t> -> a<t> -> y_hat<t> -> L<t>,"
+        " forward arrows left to right, gradient messages right to left, with the values of a real pass.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_source_arguments(p, "use the lecture RNN trained for a moment on the built-in person-name corpus")
+    p.add_argument("sentence", nargs="+", help="the sentence, tokens separated by spaces")
+    p.add_argument("--gold", metavar="TAGS", help="gold tags, one per token (e.g. 'B-PER I-PER O')")
+    p.add_argument("--steps", type=int, default=300, help="--demo: training steps (default 300)")
+    p.add_argument("--seed", type=int, default=0, help="--demo: random seed (default 0)")
+    p.set_defaults(run=run)
+
+
+def add_source_arguments(p, demo_help):
+    """--model DIR or --demo (one of them), and --out FILE.png|.svg: shared with ``bptt gradflow``."""
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", metavar="DIR", help="a model directory written by `bptt train`")
+    source.add_argument("--demo", action="store_true", help=demo_help)
+    p.add_argument("--out", required=True, metavar="FILE", help="picture to write: FILE.png or FILE.svg")
+
+
+def run(args):
+    from ..plots import draw_unrolled_graph
+
+    words = " ".join(args.sentence).split()
+    if not words:
+        raise BpttError("sentence: empty; give at least one word")
+    gold = None
+    if args.gold is not None:
+        gold = args.gold.split()
+        if len(gold) != len(words):
+            raise BpttError(f"--gold: {len(gold)} tags for {len(words)} words")
+    if args.demo:
+        trace = demo_trace(words, gold, steps=args.steps, seed=args.seed)
+    else:
+        from ..tagging import load_tagger
+
+        trace = load_tagger(args.model).trace(words, gold=gold)
+    path = draw_unrolled_graph(trace, args.out)
+    print(f"wrote {path}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the demo model: the lecture RNN tagging person names from the form of each word
+
+
+def word_features(words):
+    """x⟨t⟩ for each word from its form alone, so names never seen in training still light up.
+
+    Returns: X (T, n_x) float64: 8 shape features and a one-hot hash of the lower-cased word.
+    """
+    X = np.zeros((len(words), 8 + HASH_BUCKETS))
+    for t, w in enumerate(words):
+        X[t, :8] = [
+            w[:1].isupper(),
+            w.islower(),
+            len(w) > 1 and w.isupper(),
+            not any(c.isalnum() for c in w),
+            any(c.isdigit() for c in w),
+            t == 0,  # sentence-initial: capitalised anyway
+            w.endswith(".") and len(w) <= 4,  # "Dr.", "J."
+            "-" in w.strip("-"),
+        ]
+        X[t, 8 + zlib.crc32(w.lower().encode()) % HASH_BUCKETS] = 1.0
+    return X
+
+
+def train_demo_model(steps=300, seed=0, n_a=24, batch_size=32):
+    """The lecture RNN (sigmoid output: "is this word part of a person name?") trained by BPTT.
+
+    Returns: params (float64).
+    """
+    from ..model import init_params, sequence_loss
+    from ..optim import Adam, clip_grad_norm
+    from ..synthetic import make_corpus
+
+    if steps < 0:
+        raise BpttError(f"--steps: expected a non-negative number, got {steps}")
+    corpus = make_corpus(2000, seed=seed, split="train")
+    rng = np.random.default_rng(seed)
+    params = init_params(8 + HASH_BUCKETS, n_a, 1, seed=seed, dtype=np.float64)
+    opt = Adam(lr=0.01)
+    for _ in range(steps):
+        chosen = [corpus[i] for i in rng.choice(len(corpus), size=batch_size, replace=False)]
+        T = max(len(s.words) for s in chosen)
+        X = np.zeros((T, batch_size, 8 + HASH_BUCKETS))
+        Y = np.zeros((T, batch_size))
+        mask = np.zeros((T, batch_size), dtype=bool)
+        for b, s in enumerate(chosen):
+            n = len(s.words)
+            X[:n, b] = word_features(s.words)
+            Y[:n, b] = [tag.endswith("PER") for tag in s.tags]
+            mask[:n, b] = True
+        _, grads = sequence_loss(params, X, Y, mask=mask, reduction="mean")
+        clip_grad_norm(grads, 5.0)
+        opt.step(params, grads)
+    return params
+
+
+def demo_trace(words, gold=None, steps=300, seed=0):
+    """Train the demo model and trace ``words`` through it (tags "PER" and "O")."""
+    from ..plots import trace_from_params
+
+    params = train_demo_model(steps, seed)
+    Y = None if gold is None else np.array([tag.endswith("PER") for tag in gold], dtype=float)
+    return trace_from_params(
+        params,
+        words,
+        word_features(words),
+        Y,
+        tags=("O", "PER"),
+        title=f"BPTT through the lecture RNN (n_a = 24, {steps} steps of training): is each word in a name?",
+    )
