@@ -50,9 +50,12 @@ def embedding_backward(dX, ids, n_rows):
     Returns: RowGrad over the unique ids.
     """
     d = dX.shape[-1]
-    rows, inverse = np.unique(ids.reshape(-1), return_inverse=True)
-    values = np.zeros((rows.size, d), dtype=dX.dtype)
-    np.add.at(values, inverse.reshape(-1), dX.reshape(-1, d))  # Σ over positions sharing a row
+    flat = ids.reshape(-1)
+    order = np.argsort(flat, kind="stable")  # positions grouped by row
+    sorted_ids = flat[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])  # first position of each row
+    rows = sorted_ids[starts]
+    values = np.add.reduceat(dX.reshape(-1, d)[order], starts, axis=0)  # Σ over positions sharing a row
     return RowGrad(rows, values, n_rows)
 
 

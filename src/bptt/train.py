@@ -36,6 +36,7 @@ from .tagging import Tagger, batch_message_norms, tables_for
 from .vocab import FormTable, Vocab
 
 PROBE_K = 40  # positions of the gradient-flow probe
+EMA_EVERY = 4  # steps between updates of the weights' moving average (decay ema**4 each time)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class TrainConfig:
     lr: float = 2e-3  # learning rate
     lr_decay: float = 0.05  # lr_epoch = lr / (1 + lr_decay · epoch)
     clip: float = 5.0  # clip the global gradient norm to this (0: off)
+    ema: float = 0.999  # evaluate and save a moving average of the weights (Polyak); 0: the raw weights
     patience: int = 8  # stop after this many epochs without a better dev F1
     time_budget: float | None = None  # minutes of training, then stop with the best model
     seed: int = 0  # every random choice (init, batches, dropout) follows from it
@@ -216,6 +218,8 @@ class Trainer:
             dtype=self.dtype,
             pretrained=pretrained,
         )
+        # the moving average of the weights, updated every EMA_EVERY steps: it is what is evaluated and saved
+        self.ema = {k: v.copy() for k, v in self.params.items()} if t.ema else None
         self.opt = make_optimizer(t.optimizer, t.lr)
         self.rng = np.random.default_rng(t.seed + 1)
         self.epoch, self.best_f1, self.bad_epochs, self.train_seconds = 0, -1.0, 0, 0.0
@@ -246,6 +250,8 @@ class Trainer:
         from .modelfiles import save_checkpoint
 
         arrays = {f"param.{k}": v for k, v in self.params.items()}
+        if self.ema is not None:
+            arrays.update({f"ema.{k}": v for k, v in self.ema.items()})
         arrays.update({f"opt.{k}": v for k, v in self.opt.state_dict().items()})
         save_checkpoint(self.out, arrays, self.state())
 
@@ -258,6 +264,8 @@ class Trainer:
         arrays, state = found
         for k in self.params:
             self.params[k] = arrays[f"param.{k}"]
+            if self.ema is not None:
+                self.ema[k] = arrays[f"ema.{k}"]
         self.opt.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("opt.")})
         self.epoch, self.best_f1 = state["epoch"], state["best_f1"]
         self.bad_epochs, self.train_seconds = state["bad_epochs"], state["train_seconds"]
@@ -268,11 +276,23 @@ class Trainer:
     def save_model(self):
         from .modelfiles import save_model_dir
 
-        save_model_dir(self.out, self.params, self.model_config(), self.vocab.to_json())
+        save_model_dir(self.out, self.weights, self.model_config(), self.vocab.to_json())
+
+    @property
+    def weights(self):
+        """The weights that are evaluated and saved: the moving average when there is one."""
+        return self.ema if self.ema is not None else self.params
+
+    def update_ema(self):
+        decay = self.tcfg.ema**EMA_EVERY
+        for k, v in self.params.items():
+            e = self.ema[k]
+            e *= decay
+            e += (1 - decay) * v
 
     # ---------------------------------------------------------------- evaluation
     def predict(self, corpus):
-        tagger = Tagger(self.params, self.mcfg, self.vocab, self.scheme)
+        tagger = Tagger(self.weights, self.mcfg, self.vocab, self.scheme)
         return tagger.predict([s.words for s in corpus.sentences], batch_size=256)
 
     def evaluate(self, corpus):
@@ -345,6 +365,8 @@ class Trainer:
             grad_norms.append(norm)
             self.opt.step(self.params, grads)
             n_steps += 1
+            if self.ema is not None and n_steps % EMA_EVERY == 0:
+                self.update_ema()
             total_loss += L * len(index)
             n_sentences += len(index)
             tokens += int(batch.lengths.sum())
@@ -372,7 +394,7 @@ class Trainer:
             "clip_fraction": n_clipped / max(1, n_steps),
             "skipped_steps": n_bad,
         }
-        total, count = batch_message_norms(self.params, m, self.probe, self.tables, PROBE_K)
+        total, count = batch_message_norms(self.weights, m, self.probe, self.tables, PROBE_K)
         with np.errstate(invalid="ignore"):
             record["message_norms"] = [float(v) for v in (total / count) if np.isfinite(v)]
         improved = False
