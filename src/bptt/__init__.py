@@ -1,5 +1,11 @@
 """bptt: recurrent networks trained by backpropagation through time, written out by hand."""
 
+from .checkpointed import (
+    checkpoint_interval,
+    checkpointed_sequence_loss,
+    rnn_backward_checkpointed,
+    rnn_forward_checkpointed,
+)
 from .conll import iter_conll, read_conll
 from .errors import BpttError
 from .gradcheck import GradcheckReport, gradcheck
@@ -10,6 +16,7 @@ from .model import PARAM_KEYS, init_params, sequence_loss
 from .optim import SGD, Adam, clip_grad_norm, global_norm
 from .rnn import RNNCache, rnn_backward, rnn_forward, rnn_step_backward, rnn_step_forward
 from .safetensors_io import load_safetensors, save_safetensors
+from .truncated import rnn_backward_truncated, truncated_sequence_loss
 
 __version__ = "0.1.0"
 
@@ -22,6 +29,8 @@ __all__ = [
     "RNNCache",
     "SGD",
     "Scores",
+    "checkpoint_interval",
+    "checkpointed_sequence_loss",
     "clip_grad_norm",
     "evaluate",
     "global_norm",
@@ -35,7 +44,10 @@ __all__ = [
     "output_logits",
     "read_conll",
     "rnn_backward",
+    "rnn_backward_checkpointed",
+    "rnn_backward_truncated",
     "rnn_forward",
+    "rnn_forward_checkpointed",
     "rnn_step_backward",
     "rnn_step_forward",
     "save_safetensors",
@@ -43,4 +55,5 @@ __all__ = [
     "sigmoid",
     "softmax",
     "step_losses",
+    "truncated_sequence_loss",
 ]

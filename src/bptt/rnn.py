@@ -29,6 +29,7 @@ per-step result is written with ``out=`` into preallocated (T, B, ·) buffers.
 
 from __future__ import annotations
 
+import itertools
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -171,21 +172,20 @@ def _forward(X, a0, p, mask, activation):
     g, g_prime = ACTIVATIONS[activation]
     T, B, n_x = X.shape
     n_a = p["W_aa"].shape[0]
-    W_aa_T = p["W_aa"].T  # (n_a, n_a) view: rows are batch entries
     A = xp.empty((T, B, n_a), dtype=X.dtype)
     # every input projection W_ax x⟨t⟩ + b_a at once: one GEMM, written into A
-    xp.matmul(X.reshape(T * B, n_x), p["W_ax"].T, out=A.reshape(T * B, n_a))  # (T*B, n_a)
+    xp.dot(X.reshape(T * B, n_x), p["W_ax"].T, out=A.reshape(T * B, n_a))  # (T*B, n_a)
     A += p["b_a"]
     rec = xp.empty((B, n_a), dtype=X.dtype)
-    skip = None if mask is None else ~mask[:, :, None]  # (T, B, 1)
-    a_prev = a0
-    for t in range(T):
-        a_t = A[t]
-        xp.matmul(a_prev, W_aa_T, out=rec)  # W_aa a⟨t−1⟩
-        xp.add(a_t, rec, out=a_t)  # z⟨t⟩
-        g(a_t, out=a_t)  # a⟨t⟩ = g(z⟨t⟩)
-        if skip is not None:
-            xp.copyto(a_t, a_prev, where=skip[t])  # skipped steps carry a⟨t−1⟩
+    dot, add, W_aa_T = xp.dot, xp.add, p["W_aa"].T  # looked up once; W_aa_T (n_a, n_a) is a view
+    skips = [None] * T if mask is None else ~mask[:, :, None]  # (T, B, 1) steps to skip
+    a_prev = a0.astype(X.dtype, copy=False)
+    for a_t, skip_t in zip(A, skips):  # a_t is the view A[t], holding W_ax x⟨t⟩ + b_a
+        dot(a_prev, W_aa_T, rec)  # W_aa a⟨t−1⟩
+        add(a_t, rec, a_t)  # z⟨t⟩
+        g(a_t, a_t)  # a⟨t⟩ = g(z⟨t⟩)
+        if skip_t is not None:
+            xp.copyto(a_t, a_prev, where=skip_t)  # skipped steps carry a⟨t−1⟩
         a_prev = a_t
     return A, RNNCache(X, a0, A, mask, p, g_prime)
 
@@ -215,26 +215,25 @@ def _backward(dA, cache, da_T=None, messages=False, need_dX=True):
     xp = array_namespace(A)
     T, B, n_a = A.shape
     n_x = X.shape[2]
-    W_aa = p["W_aa"]
     dZ = g_prime(A)  # (T, B, n_a) g′ at every step, in one pass; becomes dz⟨t⟩ in place
-    skip = None
+    skips = [None] * T
     if mask is not None:
         keep = mask[:, :, None]  # (T, B, 1)
-        skip = ~keep
+        skips = ~keep
         dZ *= keep  # skipped steps have no dz
         dA = dA * keep  # and ignore their output gradient
     M = xp.empty((T, B, n_a), dtype=A.dtype) if messages else None
-    da_t = xp.empty((B, n_a), dtype=A.dtype)
+    # where each step's whole message da⟨t⟩ goes: M[t], or one reused (B, n_a) buffer
+    da_bufs = M[::-1] if messages else itertools.repeat(xp.empty((B, n_a), dtype=A.dtype), T)
     da_next = xp.zeros((B, n_a), dtype=A.dtype) if da_T is None else da_T.astype(A.dtype, copy=True)
-    for t in range(T - 1, -1, -1):
-        if M is not None:
-            da_t = M[t]
-        xp.add(dA[t], da_next, out=da_t)  # the whole message reaching a⟨t⟩
-        dz_t = dZ[t]
-        xp.multiply(da_t, dz_t, out=dz_t)  # backprop through g
-        xp.matmul(dz_t, W_aa, out=da_next)  # backprop through W_aa a⟨t−1⟩
-        if skip is not None:
-            xp.copyto(da_next, da_t, where=skip[t])  # skipped steps pass the message on
+    dot, add, multiply, W_aa = xp.dot, xp.add, xp.multiply, p["W_aa"]  # looked up once
+    steps = zip(dA[::-1], dZ[::-1], da_bufs, skips[::-1])
+    for dA_t, dz_t, da_t, skip_t in steps:  # t = T−1 … 0; dz_t is the view dZ[t], holding g′
+        add(dA_t, da_next, da_t)  # the whole message reaching a⟨t⟩
+        multiply(da_t, dz_t, dz_t)  # backprop through g
+        dot(dz_t, W_aa, da_next)  # backprop through W_aa a⟨t−1⟩
+        if skip_t is not None:
+            xp.copyto(da_next, da_t, where=skip_t)  # skipped steps pass the message on
     dZ2 = dZ.reshape(T * B, n_a)  # (T*B, n_a)
     dW_aa = dZ[0].T @ a0  # step 1 reads a⟨0⟩ ...
     if T > 1:  # ... the others read a⟨1⟩ … a⟨T−1⟩: one GEMM
