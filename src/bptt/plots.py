@@ -45,7 +45,7 @@ DPI = 130
 # files and checks
 
 
-def _check_out(path, formats=FORMATS):
+def check_picture_path(path, formats=FORMATS):
     """The output path as a Path; its suffix must be one of ``formats``."""
     path = Path(path)
     if path.suffix.lower() not in formats:
@@ -133,7 +133,7 @@ def draw_unrolled_graph(trace, path):
     from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
 
     T = _check_trace(trace)
-    path = _check_out(path)
+    path = check_picture_path(path)
     words = [str(w) for w in trace["words"]]
     y_hat = [float(v) for v in trace["y_hat"]]
     pred = [str(v) for v in trace["predicted"]]
@@ -341,9 +341,7 @@ def _plain_log_ticks(axis, lo, hi):
 def _colormap(name):
     import matplotlib
 
-    cmap = matplotlib.colormaps[name].copy()
-    cmap.set_bad("#d9d9d9")
-    return cmap
+    return matplotlib.colormaps[name].with_extremes(bad="#d9d9d9")
 
 
 def _luminance(rgba):
@@ -494,7 +492,7 @@ def _integer_epochs(ax):
 
 def plot_curves(log_records, path):
     """Training loss and dev F1 per epoch, side by side. Returns: the path written."""
-    records, path = _check_records(log_records), _check_out(path)
+    records, path = _check_records(log_records), check_picture_path(path)
     fig = _new_figure(10, 3.8)
     ax1, ax2 = fig.subplots(1, 2)
     _draw_loss(ax1, records)
@@ -504,7 +502,7 @@ def plot_curves(log_records, path):
 
 def plot_loss(log_records, path):
     """Training loss per epoch. Returns: the path written."""
-    records, path = _check_records(log_records), _check_out(path)
+    records, path = _check_records(log_records), check_picture_path(path)
     fig = _new_figure(5.5, 3.8)
     _draw_loss(fig.add_subplot(), records)
     return _save(fig, path)
@@ -512,7 +510,7 @@ def plot_loss(log_records, path):
 
 def plot_f1(log_records, path):
     """Dev F1 (with precision and recall) per epoch. Returns: the path written."""
-    records, path = _check_records(log_records), _check_out(path)
+    records, path = _check_records(log_records), check_picture_path(path)
     fig = _new_figure(5.5, 3.8)
     _draw_f1(fig.add_subplot(), records)
     return _save(fig, path)
@@ -600,7 +598,7 @@ def plot_gradient_flow(log_records, path, probe=None):
     sentence (or (K,)) by distance d = 0 … K−1, e.g. the ledger's reach averaged, or None.
     Returns: the path written.
     """
-    records, path = _check_records(log_records), _check_out(path)
+    records, path = _check_records(log_records), check_picture_path(path)
     epochs = _epochs(records)
     labels = [f"{e:g}" for e in epochs]
     messages = _ragged([r.get("message_norms") for r in records])  # (epochs, K)

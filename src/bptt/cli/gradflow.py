@@ -40,8 +40,9 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..plots import plot_gradient_flow
+    from ..plots import check_picture_path, plot_gradient_flow
 
+    check_picture_path(args.out)  # before any training
     if args.sentences < 1 or args.K < 1:
         raise BpttError("--sentences and --K: expected positive numbers")
     probe = None

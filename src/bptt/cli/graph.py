@@ -48,8 +48,9 @@ def add_source_arguments(p, demo_help):
 
 
 def run(args):
-    from ..plots import draw_unrolled_graph
+    from ..plots import check_picture_path, draw_unrolled_graph
 
+    check_picture_path(args.out)  # before any training
     words = " ".join(args.sentence).split()
     if not words:
         raise BpttError("sentence: empty; give at least one word")
