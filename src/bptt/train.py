@@ -223,6 +223,7 @@ class Trainer:
         self.opt = make_optimizer(t.optimizer, t.lr)
         self.rng = np.random.default_rng(t.seed + 1)
         self.epoch, self.best_f1, self.bad_epochs, self.train_seconds = 0, -1.0, 0, 0.0
+        self.ema_updates = 0
         self.log = []
         probe = [i for i in range(len((self.dev or self.train).forms))][:64]
         self.probe = make_batch((self.dev or self.train).forms, (self.dev or self.train).labels, probe)
@@ -242,6 +243,7 @@ class Trainer:
             "best_f1": self.best_f1,
             "bad_epochs": self.bad_epochs,
             "train_seconds": self.train_seconds,
+            "ema_updates": self.ema_updates,
             "rng": self.rng.bit_generator.state,
             "log": self.log,
         }
@@ -269,6 +271,7 @@ class Trainer:
         self.opt.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("opt.")})
         self.epoch, self.best_f1 = state["epoch"], state["best_f1"]
         self.bad_epochs, self.train_seconds = state["bad_epochs"], state["train_seconds"]
+        self.ema_updates = state.get("ema_updates", 0)
         self.rng.bit_generator.state = state["rng"]
         self.log = state["log"]
         return True
@@ -284,7 +287,9 @@ class Trainer:
         return self.ema if self.ema is not None else self.params
 
     def update_ema(self):
-        decay = self.tcfg.ema**EMA_EVERY
+        # early on the average forgets faster, so it never lags far behind a short run
+        self.ema_updates += 1
+        decay = min(self.tcfg.ema**EMA_EVERY, (1 + self.ema_updates) / (10 + self.ema_updates))
         for k, v in self.params.items():
             e = self.ema[k]
             e *= decay
