@@ -1,0 +1,455 @@
+"""Benchmarks: hand-written forward + BPTT against ``torch.nn.RNN`` + autograd on the CPU.
+
+What one timed call does, on both sides, with identical parameters and inputs:
+
+    bptt:   A, cache = _forward(X, a0, params);  dX, da0, grads = _backward(R, cache)
+    torch:  out, _ = rnn(X, h0);  out.backward(R)       (X.requires_grad, so dX too)
+
+where R (T, B, n_a) is a fixed random upstream gradient ∂L/∂a⟨t⟩ (L = Σ A ⊙ R).
+Before timing, the two gradients (W_ax, W_aa, b_a, X) are compared; a mismatch
+stops the benchmark. The two sides then run in alternating rounds (the order
+flips every round, with a pause between them so one library's spinning worker
+threads do not slow the other), and the report gives the median time of each
+side and the median of the per-round ratios bptt/torch.
+
+FLOPs, counted from the GEMMs only: forward 2·T·B·(n_x + n_a)·n_a, backward
+twice that (dz·W_aa, dW_aa, dW_ax and dX). Achieved GFLOP/s is reported as a
+fraction of the machine's GEMM throughput, measured in the same run with an
+n × n by n × n ``np.dot`` in the same dtype.
+
+torch is imported only here, only when a benchmark runs (``pip install bptt[bench]``).
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import os
+import platform
+import statistics
+import time
+import tracemalloc
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .errors import BpttError
+from .model import init_params
+from .rnn import _backward, _forward
+
+# (T, B, n_x, n_a): the shapes of issue #4, small to large, plus two long/tiny ones
+SHAPES = ((50, 32, 64, 128), (100, 64, 128, 256), (200, 128, 256, 512), (1000, 16, 32, 64), (35, 1, 50, 100))
+PROBE = (1000, 1, 8, 8)  # per-step overhead probe: the work per step is almost nothing
+DTYPES = ("float32", "float64")
+
+
+@dataclass
+class BenchConfig:
+    """What ``run_benchmark`` measures."""
+
+    shapes: tuple = SHAPES  # (T, B, n_x, n_a) per row
+    dtypes: tuple = DTYPES  # "float32" and/or "float64"
+    probe: bool = True  # also time the per-step overhead probe PROBE
+    rounds: int = 7  # alternating rounds per shape; medians are taken over them
+    min_time: float = 0.2  # seconds each side runs per round (whole calls, at least one)
+    pause: float = 0.15  # seconds of sleep between the two sides, so spinning threads settle
+    gemm_n: int = 1024  # size of the square GEMM that measures the machine's throughput
+    seed: int = 0  # seed for parameters and inputs
+
+
+@dataclass
+class ShapeResult:
+    """One row of the report."""
+
+    dtype: str
+    T: int
+    B: int
+    n_x: int
+    n_a: int
+    probe: bool  # the per-step overhead probe rather than a workload shape
+    bptt_ms: float  # median time of one forward + backward
+    torch_ms: float
+    ratio: float  # median over rounds of bptt time / torch time
+    ratios: list = field(default_factory=list)  # every round's ratio
+    bptt_us_per_step: float = 0.0
+    torch_us_per_step: float = 0.0
+    gflops: float = 0.0  # achieved by bptt
+    gemm_gflops: float = 0.0  # the GEMM yardstick in this dtype, timed in the same rounds
+    gemm_fraction: float = 0.0  # median over rounds of achieved / yardstick
+    grad_error: float = 0.0  # max relative difference of the gradients, bptt vs torch
+
+
+def import_torch():
+    """Import torch, or fail with one line saying how to get it."""
+    try:
+        import torch
+    except ImportError:
+        raise BpttError(
+            "bench: PyTorch is not installed; it is needed only to benchmark against it "
+            "(pip install 'bptt[bench]')"
+        ) from None
+    return torch
+
+
+def blas_threads():
+    """How many threads NumPy's BLAS uses (threadpoolctl when installed, else 2)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return 2
+    counts = [info["num_threads"] for info in threadpool_info() if info.get("user_api") == "blas"]
+    return max(counts) if counts else 2
+
+
+def cpu_model():
+    """The CPU's model name, as ``lscpu`` shows it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def flops(T, B, n_x, n_a):
+    """GEMM FLOPs of one forward + backward: forward 2·T·B·(n_x+n_a)·n_a, backward twice that."""
+    return 3 * 2 * T * B * (n_x + n_a) * n_a
+
+
+def _time_block(fn, min_time):
+    """Seconds per call of ``fn``, running whole calls for at least ``min_time`` seconds."""
+    gc.collect()
+    gc.disable()
+    try:
+        calls, start = 0, time.perf_counter()
+        while True:
+            fn()
+            calls += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_time:
+                return elapsed / calls
+    finally:
+        gc.enable()
+
+
+def gemm_runner(dtype, n):
+    """A function running one n × n by n × n ``np.dot`` in ``dtype``: the machine's GEMM yardstick."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
+    c = np.empty((n, n), dtype=dtype)
+    np.dot(a, b, out=c)  # warm up the BLAS threads
+    return lambda: np.dot(a, b, out=c)
+
+
+class Case:
+    """One benchmark case: identical parameters and inputs on both sides, and their runners."""
+
+    def __init__(self, torch, shape, dtype, seed=0):
+        T, B, n_x, n_a = shape
+        self.shape, self.dtype = shape, dtype
+        p = init_params(n_x, n_a, 1, seed=seed, dtype=dtype)  # uniform(±1/√n_a), like torch
+        self.params = {k: p[k] for k in ("W_ax", "W_aa", "b_a")}
+        rng = np.random.default_rng(seed + 1)
+        self.params["b_a"] = (0.1 * rng.standard_normal(n_a)).astype(dtype)
+        self.X = rng.standard_normal((T, B, n_x)).astype(dtype)
+        self.R = rng.standard_normal((T, B, n_a)).astype(dtype)  # upstream gradient ∂L/∂A
+        self.a0 = np.zeros((B, n_a), dtype=dtype)
+
+        self.torch = torch
+        self.rnn = torch.nn.RNN(n_x, n_a, nonlinearity="tanh", dtype=getattr(torch, dtype))
+        with torch.no_grad():
+            self.rnn.weight_ih_l0.copy_(torch.from_numpy(self.params["W_ax"]))
+            self.rnn.weight_hh_l0.copy_(torch.from_numpy(self.params["W_aa"]))
+            self.rnn.bias_ih_l0.copy_(torch.from_numpy(self.params["b_a"]))
+            self.rnn.bias_hh_l0.zero_()
+        self.Xt = torch.from_numpy(self.X).requires_grad_()
+        self.h0 = torch.from_numpy(self.a0[None])  # (1, B, n_a)
+        self.Rt = torch.from_numpy(self.R)
+
+    def run_bptt(self):
+        """Forward + full BPTT by hand. Returns: dX, grads."""
+        _, cache = _forward(self.X, self.a0, self.params, None, "tanh")
+        dX, _, grads, _ = _backward(self.R, cache)
+        return dX, grads
+
+    def run_torch(self):
+        """Forward + autograd backward in torch. Returns: dX, grads (as NumPy arrays)."""
+        for q in (self.Xt, *self.rnn.parameters()):
+            q.grad = None
+        out, _ = self.rnn(self.Xt, self.h0)
+        out.backward(self.Rt)
+        rnn = self.rnn
+        grads = {"W_ax": rnn.weight_ih_l0.grad, "W_aa": rnn.weight_hh_l0.grad, "b_a": rnn.bias_ih_l0.grad}
+        return self.Xt.grad.numpy(), {k: v.numpy() for k, v in grads.items()}
+
+
+def grad_error(ours, theirs):
+    """Max over W_ax, W_aa, b_a, X of max|ours − theirs| / max|theirs|."""
+    (dX, grads), (dX_ref, grads_ref) = ours, theirs
+    pairs = [(dX, dX_ref)] + [(grads[k], grads_ref[k]) for k in grads_ref]
+    return max(float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30)) for a, b in pairs)
+
+
+GRAD_TOL = {"float32": 1e-3, "float64": 1e-9}  # max relative gradient difference accepted
+
+
+def check_gradients(case):
+    """Run both sides once and stop if their gradients differ. Returns: the relative error."""
+    err = grad_error(case.run_bptt(), case.run_torch())
+    if not err <= GRAD_TOL[case.dtype]:
+        T, B, n_x, n_a = case.shape
+        raise BpttError(
+            f"bench: gradients differ from torch at T={T}, B={B}, n_x={n_x}, n_a={n_a}, {case.dtype}: "
+            f"max relative error {err:.3g} > {GRAD_TOL[case.dtype]:g}"
+        )
+    return err
+
+
+def time_case(case, config, gemm):
+    """Alternate the two sides, then the GEMM yardstick, for ``config.rounds`` rounds.
+
+    Returns: per-round seconds of bptt, of torch, and of one GEMM.
+    """
+    t_bptt, t_torch, t_gemm = [], [], []
+    for r in range(config.rounds):
+        sides = [(case.run_bptt, t_bptt), (case.run_torch, t_torch)]
+        for fn, times in (sides if r % 2 == 0 else sides[::-1]) + [(gemm, t_gemm)]:
+            time.sleep(config.pause)
+            times.append(_time_block(fn, config.min_time))
+    return t_bptt, t_torch, t_gemm
+
+
+def bench_shape(case, config, gemm):
+    """Check, time and summarise one case; ``gemm`` runs the GEMM yardstick. Returns: a ShapeResult."""
+    err = check_gradients(case)
+    t_bptt, t_torch, t_gemm = time_case(case, config, gemm)
+    T, B, n_x, n_a = case.shape
+    bptt_s, torch_s = statistics.median(t_bptt), statistics.median(t_torch)
+    gemm_flops = 2 * config.gemm_n**3
+    return ShapeResult(
+        dtype=case.dtype,
+        T=T,
+        B=B,
+        n_x=n_x,
+        n_a=n_a,
+        probe=case.shape == PROBE,
+        bptt_ms=bptt_s * 1e3,
+        torch_ms=torch_s * 1e3,
+        ratio=statistics.median(a / b for a, b in zip(t_bptt, t_torch)),
+        ratios=[a / b for a, b in zip(t_bptt, t_torch)],
+        bptt_us_per_step=bptt_s / T * 1e6,
+        torch_us_per_step=torch_s / T * 1e6,
+        gflops=flops(*case.shape) / bptt_s / 1e9,
+        gemm_gflops=statistics.median(gemm_flops / t / 1e9 for t in t_gemm),
+        # achieved / yardstick, round by round, so a change of load between rounds cancels
+        gemm_fraction=statistics.median(
+            flops(*case.shape) / tb / (gemm_flops / tg) for tb, tg in zip(t_bptt, t_gemm)
+        ),
+        grad_error=err,
+    )
+
+
+def check_config(config):
+    """Check a BenchConfig's values; raise BpttError naming the bad one."""
+    for dtype in config.dtypes:
+        if dtype not in DTYPES:
+            raise BpttError(f"dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
+    for shape in config.shapes:
+        if len(shape) != 4 or any(int(n) < 1 for n in shape):
+            raise BpttError(f"shape: expected four positive sizes T,B,n_x,n_a, got {shape!r}")
+    if config.rounds < 1:
+        raise BpttError(f"rounds: expected at least 1, got {config.rounds}")
+    if config.min_time < 0 or config.pause < 0:
+        raise BpttError("min_time/pause: expected non-negative seconds")
+    if config.gemm_n < 1:
+        raise BpttError(f"gemm_n: expected a positive size, got {config.gemm_n}")
+
+
+def run_benchmark(config=None, log=None):
+    """Run the bptt-vs-torch benchmark; ``log`` gets the table's lines as they come.
+
+    Returns: a JSON-ready dict (machine, config, gemm_gflops, results).
+    """
+    config = BenchConfig() if config is None else config
+    check_config(config)
+    torch = import_torch()
+    threads = blas_threads()
+    torch.set_num_threads(threads)
+    report = {
+        "machine": machine_info(torch, threads),
+        "config": {**asdict(config), "shapes": [list(s) for s in config.shapes]},
+    }
+    log = log or (lambda line: None)
+    for line in report_title(report):
+        log(line)
+    shapes = [tuple(int(n) for n in s) for s in config.shapes] + ([PROBE] if config.probe else [])
+    results = []
+    for dtype in config.dtypes:
+        gemm = gemm_runner(dtype, config.gemm_n)
+        for shape in shapes:
+            results.append(bench_shape(Case(torch, shape, dtype, config.seed), config, gemm))
+            log(format_row(results[-1]))
+    report["gemm_gflops"] = {
+        d: statistics.median(r.gemm_gflops for r in results if r.dtype == d) for d in config.dtypes
+    }
+    report["results"] = [asdict(r) for r in results]
+    return report
+
+
+def machine_info(torch, threads):
+    """CPU, core count, library versions and thread counts, for the report header."""
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "threads": threads,
+    }
+
+
+HEADER = (
+    f"{'dtype':<8} {'T':>5} {'B':>4} {'n_x':>4} {'n_a':>4}  {'bptt ms':>9} {'torch ms':>9} {'ratio':>6}"
+    f"  {'GFLOP/s':>7} {'GEMM':>6} {'of GEMM':>7}  {'us/step':>7}  {'grad err':>8}"
+)
+
+
+def format_row(r):
+    """One table row; ``r`` is a ShapeResult or its dict."""
+    r = r if isinstance(r, dict) else asdict(r)
+    name = f"{r['dtype']:<8} {r['T']:>5} {r['B']:>4} {r['n_x']:>4} {r['n_a']:>4}"
+    times = f"{r['bptt_ms']:>9.3f} {r['torch_ms']:>9.3f} {r['ratio']:>6.3f}"
+    speed = f"{r['gflops']:>7.1f} {r['gemm_gflops']:>6.1f} {r['gemm_fraction']:>7.1%}"
+    probe = " probe" if r["probe"] else ""
+    return f"{name}  {times}  {speed}  {r['bptt_us_per_step']:>7.2f}  {r['grad_error']:>8.1e}{probe}"
+
+
+def report_title(report):
+    """The lines above the table: machine, libraries, and how to read the columns."""
+    m, c = report["machine"], report["config"]
+    return [
+        f"bptt forward + BPTT vs torch.nn.RNN + autograd: {m['cpu']}, {m['cores']} cores, "
+        f"{m['threads']} BLAS/torch threads, numpy {m['numpy']}, torch {m['torch']}",
+        f"ratio: median over {c['rounds']} alternating rounds of bptt time / torch time; "
+        f"GEMM: GFLOP/s of an n = {c['gemm_n']} np.dot in the same rounds; us/step: bptt time / T",
+        HEADER,
+    ]
+
+
+def format_report(report):
+    """The readable table of a ``run_benchmark`` report."""
+    return "\n".join(report_title(report) + [format_row(r) for r in report["results"]])
+
+
+def _peak_bytes(fn):
+    """Peak bytes allocated while ``fn`` runs, above what was allocated before (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        fn()
+        return tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+
+
+def memory_benchmark(
+    lengths=(1000, 10000), B=16, n_x=32, n_a=128, n_y=10, dtype="float32", rounds=5, log=None
+):
+    """Checkpointed vs full BPTT of the whole model (softmax head): memory and time.
+
+    Stored: bytes of states held from the forward pass to the backward pass (full: every
+    a⟨t⟩; checkpointed: checkpoints + the last segment). Peak: tracemalloc's peak during
+    one loss-and-gradient call, inputs excluded. Time: medians over alternating rounds.
+    Returns: a JSON-ready dict.
+    """
+    from .checkpointed import checkpointed_sequence_loss, rnn_forward_checkpointed
+    from .model import sequence_loss
+
+    report = {
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "numpy": np.__version__},
+        "config": {"B": B, "n_x": n_x, "n_a": n_a, "n_y": n_y, "dtype": dtype, "rounds": rounds},
+        "results": [],
+    }
+    log = log or (lambda line: None)
+    for line in memory_title(report):
+        log(line)
+    for T in lengths:
+        rng = np.random.default_rng(T)
+        params = init_params(n_x, n_a, n_y, seed=0, dtype=dtype)
+        X = rng.standard_normal((T, B, n_x)).astype(dtype)
+        Y = rng.integers(0, n_y, size=(T, B))
+        a0 = np.zeros((B, n_a), dtype=dtype)
+
+        full = functools.partial(sequence_loss, params, X, Y, output="softmax")
+        checkpointed = functools.partial(checkpointed_sequence_loss, params, X, Y, output="softmax")
+
+        (L, g), (L_c, g_c) = full(), checkpointed()
+        err = max(float(np.abs(g_c[k] - g[k]).max() / max(np.abs(g[k]).max(), 1e-30)) for k in g)
+        A, _ = _forward(X, a0, params, None, "tanh")
+        _, cache = rnn_forward_checkpointed(X, a0, params)
+        t_full, t_ckpt = [], []
+        for r in range(rounds):
+            sides = [(full, t_full), (checkpointed, t_ckpt)]
+            for fn, times in sides if r % 2 == 0 else sides[::-1]:
+                times.append(_time_block(fn, 0.0))
+        row = {
+            "T": T,
+            "B": B,
+            "n_x": n_x,
+            "n_a": n_a,
+            "n_y": n_y,
+            "dtype": dtype,
+            "k": cache.k,
+            "stored_full": A.nbytes,
+            "stored_checkpointed": cache.stored_bytes,
+            "peak_full": _peak_bytes(full),
+            "peak_checkpointed": _peak_bytes(checkpointed),
+            "time_full_ms": statistics.median(t_full) * 1e3,
+            "time_checkpointed_ms": statistics.median(t_ckpt) * 1e3,
+            "time_ratio": statistics.median(c / f for c, f in zip(t_ckpt, t_full)),
+            "grad_error": err,
+            "loss_error": abs(L_c - L) / abs(L),
+        }
+        row["stored_saving"] = 1 - row["stored_checkpointed"] / row["stored_full"]
+        row["peak_saving"] = 1 - row["peak_checkpointed"] / row["peak_full"]
+        report["results"].append(row)
+        log(format_memory_row(row))
+    return report
+
+
+MEMORY_HEADER = (
+    f"{'T':>6} {'k':>4}  {'stored full':>11} {'checkpointed':>12} {'saving':>6}"
+    f"  {'peak full':>10} {'checkpointed':>12} {'saving':>6}  {'full ms':>8} {'ckpt ms':>8} {'time':>6}"
+)
+
+
+def _mib(n):
+    return f"{n / 2**20:.2f} MiB"
+
+
+def format_memory_row(r):
+    """One row of the memory table."""
+    stored = f"{_mib(r['stored_full']):>11} {_mib(r['stored_checkpointed']):>12} {r['stored_saving']:>6.1%}"
+    peak = f"{_mib(r['peak_full']):>10} {_mib(r['peak_checkpointed']):>12} {r['peak_saving']:>6.1%}"
+    times = f"{r['time_full_ms']:>8.1f} {r['time_checkpointed_ms']:>8.1f} {r['time_ratio'] - 1:>+6.1%}"
+    return f"{r['T']:>6} {r['k']:>4}  {stored}  {peak}  {times}"
+
+
+def memory_title(report):
+    """The lines above the memory table."""
+    m, c = report["machine"], report["config"]
+    return [
+        f"checkpointed vs full BPTT, whole model (softmax head): {m['cpu']}, {m['cores']} cores,"
+        f" numpy {m['numpy']}",
+        f"B={c['B']}, n_x={c['n_x']}, n_a={c['n_a']}, n_y={c['n_y']}, {c['dtype']}; time: median of"
+        f" {c['rounds']} alternating rounds; saving: 1 − checkpointed/full; stored: states kept for backward",
+        MEMORY_HEADER,
+    ]
+
+
+def format_memory_report(report):
+    """The readable table of a ``memory_benchmark`` report."""
+    return "\n".join(memory_title(report) + [format_memory_row(r) for r in report["results"]])

@@ -1,0 +1,118 @@
+"""The benchmark code on tiny shapes: report structure, the gradient-equality gate, errors."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from bptt import bench
+from bptt.cli import main
+from bptt.errors import BpttError
+
+torch = pytest.importorskip("torch")
+
+TINY = bench.BenchConfig(
+    shapes=((3, 2, 4, 5), (4, 1, 3, 2)),
+    dtypes=("float64",),
+    probe=False,
+    rounds=2,
+    min_time=0,
+    pause=0,
+    gemm_n=16,
+)
+
+
+def test_report_structure_and_table():
+    lines = []
+    report = bench.run_benchmark(TINY, log=lines.append)
+    assert set(report) == {"machine", "config", "gemm_gflops", "results"}
+    assert report["machine"]["threads"] >= 1 and report["machine"]["torch"] == torch.__version__
+    assert set(report["gemm_gflops"]) == {"float64"} and report["gemm_gflops"]["float64"] > 0
+    rows = report["results"]
+    assert [(r["T"], r["B"], r["n_x"], r["n_a"]) for r in rows] == [(3, 2, 4, 5), (4, 1, 3, 2)]
+    for r in rows:
+        assert r["dtype"] == "float64" and not r["probe"]
+        assert len(r["ratios"]) == 2 and r["ratio"] > 0
+        assert r["bptt_ms"] > 0 and r["torch_ms"] > 0 and r["gemm_fraction"] > 0
+        assert r["bptt_us_per_step"] == pytest.approx(r["bptt_ms"] * 1e3 / r["T"])
+        assert r["grad_error"] < 1e-12  # checked against torch before timing
+    assert lines[-3:-2] == [bench.HEADER] and len(lines) == 3 + len(rows)
+    table = bench.format_report(report).splitlines()
+    assert table[2] == bench.HEADER and table[3:] == lines[-2:]
+    json.dumps(report)  # JSON-ready
+
+
+def test_flops_count_forward_once_and_backward_twice():
+    T, B, n_x, n_a = 2, 3, 4, 5
+    forward = 2 * T * B * (n_x + n_a) * n_a
+    assert bench.flops(T, B, n_x, n_a) == 3 * forward
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_both_sides_compute_the_same_gradients(dtype):
+    case = bench.Case(torch, (5, 3, 4, 6), dtype, seed=1)
+    assert bench.check_gradients(case) <= bench.GRAD_TOL[dtype]
+
+
+def test_gradient_mismatch_stops_the_benchmark():
+    case = bench.Case(torch, (5, 3, 4, 6), "float64", seed=1)
+    right = case.run_bptt
+
+    def wrong():
+        dX, grads = right()
+        return dX, {**grads, "W_aa": grads["W_aa"] * (1 + 1e-6)}
+
+    case.run_bptt = wrong
+    with pytest.raises(BpttError, match="gradients differ from torch at T=5, B=3"):
+        bench.check_gradients(case)
+
+
+def test_cli_json_quick(capsys):
+    argv = ["bench", "--quick", "--rounds", "1", "--shape", "3,2,4,5", "--dtype", "float64", "--no-probe"]
+    assert main([*argv, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [r["T"] for r in report["results"]] == [3]
+    assert report["config"]["rounds"] == 1
+
+
+def test_cli_table_streams_rows(capsys):
+    assert (
+        main(["bench", "--quick", "--rounds", "1", "--shape", "2,1,2,2", "--dtype", "float32", "--no-probe"])
+        == 0
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert bench.HEADER in out and out[-1].startswith("float32      2    1    2    2")
+
+
+@pytest.mark.parametrize("shape", ["1,2", "1,2,3,x", "0,1,1,1"])
+def test_cli_bad_shape_is_one_line_error(capsys, shape):
+    assert main(["bench", "--shape", shape]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bptt: error: --shape:") and "\n" not in err
+
+
+def test_missing_torch_is_one_line_error(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    assert main(["bench", "--quick", "--shape", "2,1,2,2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "PyTorch is not installed" in err and "\n" not in err
+
+
+def test_memory_benchmark_structure():
+    lines = []
+    report = bench.memory_benchmark(
+        (30,), B=2, n_x=3, n_a=4, n_y=3, dtype="float64", rounds=1, log=lines.append
+    )
+    (row,) = report["results"]
+    assert row["k"] == 6
+    assert row["stored_full"] == 30 * 2 * 4 * 8
+    assert row["stored_checkpointed"] == (5 + 6) * 2 * 4 * 8  # 5 checkpoints + the last segment
+    assert 0 < row["stored_saving"] < 1 and row["peak_full"] > 0 and row["peak_checkpointed"] > 0
+    assert row["time_ratio"] > 0
+    assert row["grad_error"] < 1e-12 and row["loss_error"] < 1e-12
+    assert lines == bench.format_memory_report(report).splitlines()
+
+
+def test_peak_bytes_sees_numpy_allocations():
+    assert bench._peak_bytes(lambda: np.ones(10**6)) >= 8 * 10**6
