@@ -146,3 +146,18 @@ def test_bidirectional_equals_two_manual_runs_and_torch(rng):
 
         A_b, _ = rnn_forward(X[:n, b : b + 1][::-1].copy(), None, pb)
         np.testing.assert_allclose(A[:n, b, n_a:], A_b[::-1, 0], atol=1e-13)
+
+
+def test_truncated_training_gradients():
+    """--bptt-steps: k >= T is full BPTT; a small k changes only the recurrent paths."""
+    cfg = TaggerConfig(
+        task="person", word_dim=3, case_dim=2, char_dim=0, hidden=4, dropout=0.0, unk_replace=0.0
+    )
+    params, tables, batch = tiny_setup(cfg)
+    _, full, _ = tagger_loss(params, cfg, batch, tables, dense=True)
+    _, same, _ = tagger_loss(params, cfg, batch, tables, dense=True, truncate=batch.forms.shape[0])
+    _, cut, _ = tagger_loss(params, cfg, batch, tables, dense=True, truncate=2)
+    for k in full:
+        np.testing.assert_array_equal(full[k], same[k])
+    np.testing.assert_array_equal(full["W_ya"], cut["W_ya"])  # the head does not backprop through time
+    assert not np.allclose(full["rnn1.f.W_aa"], cut["rnn1.f.W_aa"])

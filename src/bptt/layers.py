@@ -18,6 +18,7 @@ import numpy as np
 
 from .backend import array_namespace
 from .rnn import _backward, _forward
+from .truncated import rnn_backward_truncated
 
 
 class RowGrad(NamedTuple):
@@ -114,8 +115,16 @@ def birnn_forward(X, mask, rev, pf, pb, activation="tanh"):
     return A, BiRNNCache(cache_f, cache_b, rev)
 
 
-def birnn_backward(dA, cache, da_T=None, need_dX=True, messages=False):
-    """Backprop through both directions.
+def rnn_backward_any(dA, cache, da_T=None, messages=False, need_dX=True, truncate=None):
+    """Full BPTT, or BPTT truncated to chunks of ``truncate`` steps (no messages then)."""
+    if truncate:
+        dX, da0, grads = rnn_backward_truncated(dA, cache, truncate, da_T)
+        return dX, da0, grads, None
+    return _backward(dA, cache, da_T, messages, need_dX)
+
+
+def birnn_backward(dA, cache, da_T=None, need_dX=True, messages=False, truncate=None):
+    """Backprop through both directions (each truncated to ``truncate``-step chunks if given).
 
     Shapes: dA (T, B, 2 n_a); da_T (B, 2 n_a) gradient reaching each direction's final state, or None.
     Returns: dX (T, B, n_x) or None, grads_f, grads_b, and the forward direction's messages (or None).
@@ -124,9 +133,9 @@ def birnn_backward(dA, cache, da_T=None, need_dX=True, messages=False):
     dT_f = dT_b = None
     if da_T is not None:
         dT_f, dT_b = da_T[:, :n_a], da_T[:, n_a:]
-    dX_f, _, grads_f, M = _backward(dA[:, :, :n_a], cache.forward, dT_f, messages, need_dX)
+    dX_f, _, grads_f, M = rnn_backward_any(dA[:, :, :n_a], cache.forward, dT_f, messages, need_dX, truncate)
     dA_r = reverse_sequences(dA[:, :, n_a:], cache.rev)  # the right-to-left pass saw reversed time
-    dX_r, _, grads_b, _ = _backward(dA_r, cache.backward, dT_b, False, need_dX)
+    dX_r, _, grads_b, _ = rnn_backward_any(dA_r, cache.backward, dT_b, False, need_dX, truncate)
     dX = None
     if need_dX:
         dX = dX_f + reverse_sequences(dX_r, cache.rev)  # both directions read the same x⟨t⟩

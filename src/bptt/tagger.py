@@ -31,8 +31,9 @@ from .layers import (
     dropout_forward,
     embedding_backward,
     reverse_index,
+    rnn_backward_any,
 )
-from .rnn import RNN_KEYS, _backward, _forward
+from .rnn import RNN_KEYS, _forward
 from .vocab import CASINGS, UNK
 
 TASKS = ("person", "ner")
@@ -165,13 +166,13 @@ def _layer_forward(X, mask, rev, params, prefix, cfg):
     return _forward(X, a0, _sub(params, f"{prefix}.f"), mask, cfg.activation)
 
 
-def _layer_backward(dA, cache, prefix, cfg, need_dX, messages):
+def _layer_backward(dA, cache, prefix, cfg, need_dX, messages, truncate=None):
     if cfg.bidirectional:
-        dX, gf, gb, M = birnn_backward(dA, cache, need_dX=need_dX, messages=messages)
+        dX, gf, gb, M = birnn_backward(dA, cache, need_dX=need_dX, messages=messages, truncate=truncate)
         grads = {f"{prefix}.f.{k}": v for k, v in gf.items()}
         grads.update({f"{prefix}.b.{k}": v for k, v in gb.items()})
         return dX, grads, M
-    dX, _, g, M = _backward(dA, cache, None, messages, need_dX)
+    dX, _, g, M = rnn_backward_any(dA, cache, None, messages, need_dX, truncate)
     return dX, {f"{prefix}.f.{k}": v for k, v in g.items()}, M
 
 
@@ -236,9 +237,10 @@ def tagger_forward(params, cfg, batch, tables, rng=None):
     return Z_y, TaggerCache(words, cases, chars, keeps, caches, A_top, widths)
 
 
-def tagger_backward(dZ_y, params, cfg, cache, dense=False, messages=False):
+def tagger_backward(dZ_y, params, cfg, cache, dense=False, messages=False, truncate=None):
     """Gradients of every parameter from ∂L/∂Z_y.
 
+    truncate: cut the word-level messages every this many steps (truncated BPTT), or None.
     Returns: grads (embedding tables as RowGrad unless ``dense``), and layer 1's forward
     messages ∂L/∂a→⟨t⟩ (T, B, hidden) when ``messages``.
     """
@@ -247,7 +249,7 @@ def tagger_backward(dZ_y, params, cfg, cache, dense=False, messages=False):
     M = None
     for layer in range(cfg.layers, 0, -1):
         dX, g, m = _layer_backward(
-            dA, cache.layer_caches[layer - 1], f"rnn{layer}", cfg, True, messages and layer == 1
+            dA, cache.layer_caches[layer - 1], f"rnn{layer}", cfg, True, messages and layer == 1, truncate
         )
         grads.update(g)
         M = m if layer == 1 else M
@@ -279,7 +281,7 @@ def tagger_backward(dZ_y, params, cfg, cache, dense=False, messages=False):
     return grads, M
 
 
-def tagger_loss(params, cfg, batch, tables, rng=None, dense=False, messages=False):
+def tagger_loss(params, cfg, batch, tables, rng=None, dense=False, messages=False, truncate=None):
     """Mean sentence loss of a batch and its gradients.
 
     Returns: L (float), grads, and layer 1's forward messages (or None).
@@ -291,7 +293,7 @@ def tagger_loss(params, cfg, batch, tables, rng=None, dense=False, messages=Fals
         L_t, dZ_y = step_losses(Z_y, batch.labels, "softmax", batch.mask)
     B = batch.forms.shape[1]
     dZ_y /= B  # the mean over sentences
-    grads, M = tagger_backward(dZ_y, params, cfg, cache, dense=dense, messages=messages)
+    grads, M = tagger_backward(dZ_y, params, cfg, cache, dense=dense, messages=messages, truncate=truncate)
     return float(L_t.sum()) / B, grads, M
 
 

@@ -53,6 +53,7 @@ class TrainConfig:
     lr: float = 2e-3  # learning rate
     lr_decay: float = 0.05  # lr_epoch = lr / (1 + lr_decay · epoch)
     clip: float = 5.0  # clip the global gradient norm to this (0: off)
+    bptt_steps: int = 0  # truncated BPTT: cut the word-level messages every this many steps (0: full)
     ema: float = 0.999  # evaluate and save a moving average of the weights (Polyak); 0: the raw weights
     patience: int = 8  # stop after this many epochs without a better dev F1
     time_budget: float | None = None  # minutes of training, then stop with the best model
@@ -354,7 +355,9 @@ class Trainer:
         stop_reason = None
         for i, index in enumerate(batches):
             batch = make_batch(self.train.forms, self.train.labels, index)
-            L, grads, _ = tagger_loss(self.params, m, batch, self.tables, rng=self.rng)
+            L, grads, _ = tagger_loss(
+                self.params, m, batch, self.tables, rng=self.rng, truncate=t.bptt_steps or None
+            )
             norm = clip_grad_norm(grads, t.clip)
             if not (math.isfinite(L) and math.isfinite(norm)):
                 n_bad += 1  # a non-finite step never reaches the weights

@@ -80,6 +80,8 @@ def add_parser(sub):
     g.add_argument("--optimizer", choices=["adam", "momentum", "sgd"], default="adam", help="(default adam)")
     g.add_argument("--lr", type=float, default=2e-3, help="learning rate (default 0.002)")
     g.add_argument("--clip", type=float, default=5.0, help="clip the global gradient norm (default 5; 0 off)")
+    g.add_argument("--bptt-steps", type=int, default=0, metavar="K",
+                   help="truncated BPTT: backpropagate through chunks of K words only (default 0: full)")
     g.add_argument("--seed", type=int, default=0, help="random seed: same seed, same model (default 0)")
 
 
@@ -94,7 +96,7 @@ def configs(args):
 
     for name in ("hidden", "layers", "word_dim", "batch_size", "epochs", "patience", "lr", "time_budget"):
         _positive(name.replace("_", "-"), getattr(args, name))
-    for name in ("case_dim", "char_dim", "char_hidden", "clip"):
+    for name in ("case_dim", "char_dim", "char_hidden", "clip", "bptt_steps"):
         _positive(name.replace("_", "-"), getattr(args, name), zero_ok=True)
     if not 0 <= args.dropout < 1:
         raise BpttError(f"--dropout: must be in [0, 1), got {args.dropout}")
@@ -113,6 +115,7 @@ def configs(args):
         seed=args.seed,
         embeddings=args.embeddings,
         max_sentences=args.max_sentences,
+        bptt_steps=args.bptt_steps,
     )
     mcfg = TaggerConfig(
         task=args.task,
