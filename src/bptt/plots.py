@@ -327,15 +327,19 @@ def draw_unrolled_graph(trace, path):
 
 
 def _plain_log_ticks(axis, lo, hi):
-    """Label a log axis 0.001, 0.01, … (and 2, 3, 5 between them when it spans under a decade)."""
+    """Label a log axis 0.001, 0.01, … and, when it spans under a decade, the steps between them."""
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
     if hi / lo > 10:
         axis.set_minor_formatter(NullFormatter())
-    else:
-        mantissa = lambda v: round(v / 10 ** math.floor(math.log10(v)))  # noqa: E731
-        axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if mantissa(v) in (2, 3, 5) else ""))
+        return
+    shown = (2, 3, 5) if hi / lo > 3 else range(1, 10)  # 2, 3, 5 × 10ᵏ; every step on a narrow axis
+
+    def minor(v, _):
+        return f"{v:.3g}" if round(v / 10 ** math.floor(math.log10(v))) in shown else ""
+
+    axis.set_minor_formatter(FuncFormatter(minor))
 
 
 def _colormap(name):
@@ -477,6 +481,9 @@ def _draw_f1(ax, records):
         star = dict(ms=15, color="#f2b705", mec="#7a5c00", zorder=5)
         ax.plot([ep[best]], [f1[best]], "*", label=label, **star)
     ax.set_xlabel("epoch")
+    lo, hi = ax.get_ylim()  # scores lie in [0, 100]; show at least 10 points of them
+    lo = max(lo, 0.0)
+    ax.set_ylim(lo, min(max(hi, lo + 10), 101))
     ax.set_ylabel("dev score (%)")
     ax.set_title("Development F1", loc="left")
     ax.grid(alpha=0.3)
@@ -564,7 +571,9 @@ def _heatmap(fig, ax, M, *, x0, xlabel, rows, ylabel, title, cmap, cbar="reach",
     step = max(1, n // 12)
     ax.set_yticks(np.arange(0, n, step), [rows[i] for i in range(0, n, step)])
     _integer_epochs(ax)
-    fig.colorbar(mesh, ax=ax, pad=0.01, aspect=15).set_label(cbar)
+    bar = fig.colorbar(mesh, ax=ax, pad=0.01, aspect=15)
+    bar.set_label(cbar)
+    _plain_log_ticks(bar.ax.yaxis, lo, hi)
 
 
 def _clip_strip(ax, records):

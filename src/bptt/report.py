@@ -46,7 +46,10 @@ table { border-collapse: collapse; font-size: .92em; }
 th, td { padding: .3em .8em; border-bottom: 1px solid #e8ebef; text-align: left; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.total td { font-weight: 600; border-top: 2px solid #c9ced6; }
-table.config td:first-child { font-family: ui-monospace, "DejaVu Sans Mono", monospace; color: #3b4656; }
+.config { columns: 2 24em; column-gap: 2.5em; font-size: .92em; }
+.config div { break-inside: avoid; padding: .2em 0; border-bottom: 1px solid #eef0f3;
+              overflow-wrap: anywhere; }
+.config code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; color: #3b4656; margin-right: .6em; }
 img { max-width: 100%; height: auto; border: 1px solid #eef0f3; border-radius: 6px; }
 .note { color: #5b6675; font-size: .9em; }
 .sentence { margin: .35em 0; line-height: 2.1; }
@@ -241,10 +244,10 @@ def _num(v, pct=None, digits=1):
 
 
 def _best(records):
-    """Index of the epoch with the best dev F1 (the last epoch when none has one)."""
+    """Index of the first epoch with the best dev F1 (the last epoch when none has one)."""
     f1 = [r.get("dev", {}).get("f1") if isinstance(r.get("dev"), dict) else None for r in records]
-    scored = [(v, i) for i, v in enumerate(f1) if isinstance(v, (int, float)) and math.isfinite(v)]
-    return max(scored)[1] if scored else len(records) - 1
+    scored = [(v, -i) for i, v in enumerate(f1) if isinstance(v, (int, float)) and math.isfinite(v)]
+    return -max(scored)[1] if scored else len(records) - 1
 
 
 def _best_dev(records):
@@ -262,7 +265,7 @@ def _summary(records):
         (str(len(records)), "epochs"),
         (_num(dev.get("f1"), pct=pct), f"best dev F1 (epoch {html.escape(str(best.get('epoch', '?')))})"),
         (_num(records[-1].get("train_loss")), "last training loss"),
-        (f"{seconds:.0f} s" if seconds else "—", "training time"),
+        (f"{seconds:.3g} s" if seconds else "—", "training time"),
         (f"{sum(speeds) / len(speeds):,.0f}" if speeds else "—", "tokens / s"),
     ]
     body = "".join(f"<div class='card'><b>{v}</b><span>{k}</span></div>" for v, k in cards)
@@ -332,11 +335,8 @@ def _config(config):
     if not config:
         return ['<section id="config"><h2>Configuration</h2><p class="note">No config.json.</p></section>']
     rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{html.escape(json.dumps(v, ensure_ascii=False))}</td></tr>"
+        f"<div><code>{html.escape(k)}</code> {html.escape(json.dumps(v, ensure_ascii=False))}</div>"
         for k, v in _flatten(config)
+        if not (k.startswith("checksums.") or k.endswith("sha256"))  # file integrity, not settings
     )
-    return [
-        '<section id="config"><h2>Configuration</h2>',
-        f'<table class="config">{rows}</table>',
-        "</section>",
-    ]
+    return ['<section id="config"><h2>Configuration</h2>', f'<div class="config">{rows}</div>', "</section>"]
