@@ -166,11 +166,11 @@ class Tagger:
             batch, tables = self._single(words)
             _, cache = tagger_forward(self.params, self.cfg, batch, tables)
             fwd = cache.layer_caches[0].forward if self.cfg.bidirectional else cache.layer_caches[0]
-            A = fwd.A[:, 0].astype(np.float64)  # (T, n_a)
+            D = fwd.g_prime(fwd.A[:, 0].astype(np.float64))  # (T, n_a) g′ at every step
             J = np.eye(W_aa.shape[0])
             for d in range(len(words)):
-                if d > 0:  # ∂a⟨d+1⟩/∂a⟨1⟩ = diag(1 − a⟨d+1⟩²) W_aa · ∂a⟨d⟩/∂a⟨1⟩
-                    J = (1 - A[d] ** 2)[:, None] * (W_aa @ J)
+                if d > 0:  # ∂a⟨d+1⟩/∂a⟨1⟩ = diag(g′⟨d+1⟩) W_aa · ∂a⟨d⟩/∂a⟨1⟩
+                    J = D[d][:, None] * (W_aa @ J)
                 total[d] += np.linalg.norm(J, 2)
                 count[d] += 1
         with np.errstate(invalid="ignore"):

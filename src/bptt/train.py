@@ -226,8 +226,13 @@ class Trainer:
         self.epoch, self.best_f1, self.bad_epochs, self.train_seconds = 0, -1.0, 0, 0.0
         self.ema_updates = 0
         self.log = []
-        probe = [i for i in range(len((self.dev or self.train).forms))][:64]
-        self.probe = make_batch((self.dev or self.train).forms, (self.dev or self.train).labels, probe)
+        # fixed probes of gradient flow, measured after every epoch: the first 64 sentences,
+        # and the 8 longest of them for the reach ‖∂a⟨1+d⟩/∂a⟨1⟩‖
+        probe_set = self.dev or self.train
+        first = np.arange(min(64, len(probe_set.forms)))
+        self.probe = make_batch(probe_set.forms, probe_set.labels, first)
+        longest = sorted(first, key=lambda i: -len(probe_set.forms[i]))[:8]
+        self.reach_probe = [probe_set.sentences[i].words for i in longest]
 
     def model_config(self):
         return {
@@ -405,6 +410,8 @@ class Trainer:
         total, count = batch_message_norms(self.weights, m, self.probe, self.tables, PROBE_K)
         with np.errstate(invalid="ignore"):
             record["message_norms"] = [float(v) for v in (total / count) if np.isfinite(v)]
+        reach = Tagger(self.weights, m, self.vocab).reach_profile(self.reach_probe, K=PROBE_K)
+        record["reach"] = [float(v) for v in reach if np.isfinite(v)]
         improved = False
         if self.dev is not None:
             record["dev"], pred = self.evaluate(self.dev)
