@@ -1,4 +1,5 @@
-"""The benchmark code on tiny shapes: report structure, the gradient-equality gate, errors."""
+"""The benchmark code on tiny shapes: report structure, the gradient-equality gate, errors;
+and the fast paths the benchmark exercises."""
 
 import json
 import sys
@@ -9,8 +10,13 @@ import pytest
 from bptt import bench
 from bptt.cli import main
 from bptt.errors import BpttError
+from bptt.rnn import _TANH_VIA_EXP, _tanh
 
-torch = pytest.importorskip("torch")
+
+@pytest.fixture
+def torch():
+    return pytest.importorskip("torch")
+
 
 TINY = bench.BenchConfig(
     shapes=((3, 2, 4, 5), (4, 1, 3, 2)),
@@ -23,7 +29,7 @@ TINY = bench.BenchConfig(
 )
 
 
-def test_report_structure_and_table():
+def test_report_structure_and_table(torch):
     lines = []
     report = bench.run_benchmark(TINY, log=lines.append)
     assert set(report) == {"machine", "config", "gemm_gflops", "results"}
@@ -50,12 +56,12 @@ def test_flops_count_forward_once_and_backward_twice():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_both_sides_compute_the_same_gradients(dtype):
+def test_both_sides_compute_the_same_gradients(torch, dtype):
     case = bench.Case(torch, (5, 3, 4, 6), dtype, seed=1)
     assert bench.check_gradients(case) <= bench.GRAD_TOL[dtype]
 
 
-def test_gradient_mismatch_stops_the_benchmark():
+def test_gradient_mismatch_stops_the_benchmark(torch):
     case = bench.Case(torch, (5, 3, 4, 6), "float64", seed=1)
     right = case.run_bptt
 
@@ -68,7 +74,7 @@ def test_gradient_mismatch_stops_the_benchmark():
         bench.check_gradients(case)
 
 
-def test_cli_json_quick(capsys):
+def test_cli_json_quick(torch, capsys):
     argv = ["bench", "--quick", "--rounds", "1", "--shape", "3,2,4,5", "--dtype", "float64", "--no-probe"]
     assert main([*argv, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -76,7 +82,7 @@ def test_cli_json_quick(capsys):
     assert report["config"]["rounds"] == 1
 
 
-def test_cli_table_streams_rows(capsys):
+def test_cli_table_streams_rows(torch, capsys):
     assert (
         main(["bench", "--quick", "--rounds", "1", "--shape", "2,1,2,2", "--dtype", "float32", "--no-probe"])
         == 0
@@ -116,3 +122,18 @@ def test_memory_benchmark_structure():
 
 def test_peak_bytes_sees_numpy_allocations():
     assert bench._peak_bytes(lambda: np.ones(10**6)) >= 8 * 10**6
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_array_tanh_matches_np_tanh(dtype):
+    """Large arrays take tanh through exp; it must agree with np.tanh to ~1 ulp of 1, extremes included."""
+    rng = np.random.default_rng(0)
+    extremes = [0.0, 1e-30, -1e-30, 1e-8, 20.0, -20.0, 400.0, -400.0, 1e4, -1e4, np.inf, -np.inf]
+    z = np.concatenate([3 * rng.standard_normal(_TANH_VIA_EXP[np.dtype(dtype).itemsize]), extremes])
+    z = z.astype(dtype)
+    out = np.empty_like(z)
+    with np.errstate(all="raise"):  # no overflow warning escapes
+        assert _tanh(z, out) is out
+    np.testing.assert_allclose(out, np.tanh(z), rtol=0, atol=2 * np.finfo(dtype).eps)
+    assert out[-2] == 1 and out[-1] == -1
+    assert np.isnan(_tanh(np.full(z.size, np.nan, dtype=dtype))).all()

@@ -40,8 +40,24 @@ from .errors import BpttError, check_array, check_choice
 RNN_KEYS = ("W_ax", "W_aa", "b_a")
 
 
+# from this many elements on, tanh goes through exp (float32 entry, float64 entry): see _tanh
+_TANH_VIA_EXP = {4: 8192, 8: 2048}
+
+
 def _tanh(z, out=None):
-    return np.tanh(z, out=out)
+    """tanh(z); on large arrays as 1 − 2/(e^{2z} + 1), within ~1 ulp of 1 of np.tanh.
+
+    np.tanh's loop is scalar on CPUs without AVX-512 (20 ns per float64 here); the exp form
+    takes four cheap passes plus exp and is 1.5–2× faster from a few thousand elements on.
+    """
+    if z.size < _TANH_VIA_EXP.get(z.dtype.itemsize, z.size + 1):
+        return np.tanh(z, out=out)
+    out = np.multiply(z, 2, out=out)
+    with np.errstate(over="ignore", under="ignore"):  # e^{2z} = inf gives 1, e^{2z} = 0 gives −1
+        np.exp(out, out=out)
+    out += 1
+    np.divide(2, out, out=out)
+    return np.subtract(1, out, out=out)
 
 
 def _tanh_prime(a):
