@@ -161,3 +161,29 @@ def test_truncated_training_gradients():
         np.testing.assert_array_equal(full[k], same[k])
     np.testing.assert_array_equal(full["W_ya"], cut["W_ya"])  # the head does not backprop through time
     assert not np.allclose(full["rnn1.f.W_aa"], cut["rnn1.f.W_aa"])
+
+
+def test_viterbi_returns_the_best_valid_iob2_sequence(rng):
+    from itertools import product
+
+    from bptt.tagger import allowed_transitions, viterbi
+
+    tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    allowed = allowed_transitions(tags)
+    assert not allowed[len(tags), 2] and allowed[1, 2] and not allowed[3, 2] and allowed[2, 2]
+    T, B = 4, 3
+    log_p = np.log(rng.dirichlet(np.ones(len(tags)), size=(T, B)))
+    lengths = np.array([4, 2, 3])
+    ids = viterbi(log_p, lengths, allowed)
+    for b, n in enumerate(lengths):
+        best, best_seq = -np.inf, None
+        for seq in product(range(len(tags)), repeat=n):  # brute force over every sequence
+            prev = len(tags)
+            ok = True
+            for k in seq:
+                ok &= allowed[prev, k]
+                prev = k
+            score = sum(log_p[t, b, k] for t, k in enumerate(seq))
+            if ok and score > best:
+                best, best_seq = score, seq
+        assert tuple(ids[:n, b]) == best_seq

@@ -303,15 +303,59 @@ def predict_proba(params, cfg, batch, tables):
     return sigmoid(Z_y[:, :, 0]) if cfg.task == "person" else softmax(Z_y)
 
 
-def decode(cfg, proba, lengths):
-    """Tag sequences (IOB2 strings) from predicted probabilities, one list per sentence."""
-    out = []
+def allowed_transitions(tags):
+    """(K + 1, K) bool: may tag j follow tag i? Row K is the sentence start.
+
+    IOB2: I-X only after B-X or I-X.
+    """
+    K = len(tags)
+    allowed = np.ones((K + 1, K), dtype=bool)
+    for j, tag in enumerate(tags):
+        if tag.startswith("I-"):
+            allowed[:, j] = [i < K and tags[i][2:] == tag[2:] and tags[i][0] in "BI" for i in range(K + 1)]
+    return allowed
+
+
+def viterbi(log_p, lengths, allowed):
+    """The most probable *valid* tag sequence of every sentence (a constrained argmax).
+
+    Shapes: log_p (T, B, K) per-word log-probabilities; allowed (K + 1, K) from ``allowed_transitions``.
+    Returns: (T, B) tag ids; positions past a sentence's length are 0.
+    """
+    T, B, K = log_p.shape
+    forbid = np.where(allowed, 0.0, -np.inf)  # (K + 1, K)
+    delta = log_p[0] + forbid[K]  # (B, K) best score of a valid prefix ending in each tag
+    back = np.zeros((T, B, K), dtype=np.int64)
+    for t in range(1, T):
+        cand = delta[:, :, None] + forbid[None, :K]  # (B, K_prev, K)
+        back[t] = cand.argmax(axis=1)
+        new = cand.max(axis=1) + log_p[t]
+        live = (t < lengths)[:, None]  # finished sentences keep their score
+        delta = np.where(live, new, delta)
+    out = np.zeros((T, B), dtype=np.int64)
+    best = delta.argmax(axis=1)
     for b, n in enumerate(lengths):
-        if cfg.task == "person":
+        k = best[b]
+        for t in range(n - 1, -1, -1):
+            out[t, b] = k
+            k = back[t, b, k]
+    return out
+
+
+def decode(cfg, proba, lengths):
+    """Tag sequences (IOB2 strings) from predicted probabilities, one list per sentence.
+
+    person: a word is in a name when ŷ > 0.5, and a run of such words is one name.
+    ner: the most probable valid IOB2 sequence under the per-word softmax (no I-X after O).
+    """
+    out = []
+    if cfg.task == "person":
+        for b, n in enumerate(lengths):
             on = proba[:n, b] > 0.5
             out.append(
                 ["O" if not o else ("I-PER" if t and on[t - 1] else "B-PER") for t, o in enumerate(on)]
             )
-        else:
-            out.append([cfg.tags[i] for i in proba[:n, b].argmax(axis=1)])
-    return out
+        return out
+    with np.errstate(divide="ignore"):
+        ids = viterbi(np.log(proba), np.asarray(lengths), allowed_transitions(cfg.tags))
+    return [[cfg.tags[i] for i in ids[:n, b]] for b, n in enumerate(lengths)]
