@@ -137,8 +137,10 @@ def loss_and_bptt(params, A, cache, Y, output, scale, grads, first=0, da_T=None)
     L_t, dZ_y = step_losses(output_logits(A[new], params), Y, output, None if mask is None else mask[new])
     if scale != 1.0:
         dZ_y *= scale  # the reduction scales every gradient alike
-    dA = array_namespace(A).zeros_like(A)  # (T, B, n_a): steps before ``first`` have no loss here
-    dA[new], head_grads = output_backward(dZ_y, A[new], params)  # backprop through the head
+    dA, head_grads = output_backward(dZ_y, A[new], params)  # backprop through the head
+    if first:  # steps before ``first`` have no loss here
+        xp = array_namespace(A)
+        dA = xp.concatenate([xp.zeros_like(A[:first]), dA])  # (T, B, n_a)
     # backprop through the stretch, with the message arriving from the one after it
     _, da0, rnn_grads, _ = _backward(dA, cache, da_T=da_T, need_dX=False)
     for key, g in (*rnn_grads.items(), *head_grads.items()):
