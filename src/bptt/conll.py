@@ -259,25 +259,33 @@ def _lines(path):
     except OSError as e:
         raise BpttError(f"{path}: cannot read: {e.strerror}") from None
     with f:
-        lineno = 0
-        while True:
-            raw = f.readline(_MAX_LINE_BYTES + 1)
-            if not raw:
-                return
-            lineno += 1
-            if len(raw) > _MAX_LINE_BYTES:
-                raise BpttError(f"{path}:{lineno}: line over {_MAX_LINE_BYTES} bytes: not a CoNLL file")
-            if b"\0" in raw:
-                raise BpttError(f"{path}:{lineno}: NUL byte: binary content, not a CoNLL text file")
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise BpttError(
-                    f"{path}:{lineno}: invalid UTF-8 (byte 0x{raw[e.start]:02x} at byte {e.start + 1})"
-                ) from None
-            if lineno == 1 and text.startswith("\ufeff"):  # a UTF-8 byte-order mark
-                text = text[1:]
-            yield lineno, text
+        yield from text_lines(f, path)
+
+
+def text_lines(f, name, what="CoNLL"):
+    """(line number, text) for each line of a binary stream of UTF-8 text, read line by line.
+
+    Errors name the line, ``name:LINE: ...``: a NUL byte, invalid UTF-8, a line over 1 MiB.
+    """
+    lineno = 0
+    while True:
+        raw = f.readline(_MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        lineno += 1
+        if len(raw) > _MAX_LINE_BYTES:
+            raise BpttError(f"{name}:{lineno}: line over {_MAX_LINE_BYTES} bytes: not a {what} file")
+        if b"\0" in raw:
+            raise BpttError(f"{name}:{lineno}: NUL byte: binary content, not a {what} text file")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise BpttError(
+                f"{name}:{lineno}: invalid UTF-8 (byte 0x{raw[e.start]:02x} at byte {e.start + 1})"
+            ) from None
+        if lineno == 1 and text.startswith("\ufeff"):  # a UTF-8 byte-order mark
+            text = text[1:]
+        yield lineno, text
 
 
 def _bare_word(word, prefix, auto):

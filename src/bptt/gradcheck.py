@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import BpttError, check_array
+
 
 @dataclass
 class GradcheckReport:
@@ -47,8 +49,19 @@ def gradcheck(fun, arrays, *, eps=1e-6, max_elements=None, floor=1e-10, seed=0):
     max_elements: check at most this many randomly chosen elements per array.
     Returns: a GradcheckReport.
     """
+    if not callable(fun):
+        raise BpttError(f"fun: expected a function arrays -> (L, grads), got {type(fun).__name__}")
+    if not isinstance(arrays, dict):
+        raise BpttError(f"arrays: expected a dict of name -> array, got {type(arrays).__name__}")
+    if not eps > 0:
+        raise BpttError(f"eps: must be > 0, got {eps}")
     arrays = {k: np.array(v, dtype=np.float64) for k, v in arrays.items()}
-    _, grads = fun(arrays)
+    for k, v in arrays.items():
+        check_array(f"arrays[{k!r}]", v, tuple(f"d{i}" for i in range(v.ndim)))
+    result = fun(arrays)
+    if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict)):
+        raise BpttError(f"fun: must return a pair (L, grads dict), got {type(result).__name__}")
+    grads = result[1]
     rng = np.random.default_rng(seed)
     errors, checked = {}, {}
     for name, analytic in grads.items():
@@ -57,7 +70,7 @@ def gradcheck(fun, arrays, *, eps=1e-6, max_elements=None, floor=1e-10, seed=0):
         x = arrays[name]
         analytic = np.asarray(analytic, dtype=np.float64)
         if analytic.shape != x.shape:
-            raise ValueError(f"grads[{name!r}]: shape {analytic.shape} differs from the array's {x.shape}")
+            raise BpttError(f"grads[{name!r}]: shape {analytic.shape} differs from the array's {x.shape}")
         flat = x.reshape(-1)  # a view: perturbing it perturbs arrays[name]
         idx = np.arange(flat.size)
         if max_elements is not None and flat.size > max_elements:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from .backend import array_namespace
 from .errors import BpttError, check_array, check_choice
+from .rnn import check_mask
 
 OUTPUTS = ("sigmoid", "softmax")
 HEAD_KEYS = ("W_ya", "b_y")
@@ -57,9 +58,20 @@ def output_forward(A, params, output="sigmoid"):
     """
     check_choice("output", output, OUTPUTS)
     check_array("A", A, ("T", "B", "n_a"))
-    check_array("params['W_ya']", params.get("W_ya"), ("n_y", "n_a"), sizes={"n_a": A.shape[2]})
+    check_head_params(params, {"n_a": A.shape[2]})
     Z_y = output_logits(A, params)
     return sigmoid(Z_y) if output == "sigmoid" else softmax(Z_y)
+
+
+def check_head_params(params, sizes):
+    """Check W_ya (n_y, n_a) and b_y (n_y,) against the sizes already known; fill in n_y."""
+    if not isinstance(params, dict):
+        raise BpttError(f"params: expected a dict of arrays, got {type(params).__name__}")
+    missing = [k for k in HEAD_KEYS if params.get(k) is None]
+    if missing:
+        raise BpttError(f"params: missing key(s) {', '.join(missing)}")
+    check_array("params['W_ya']", params["W_ya"], ("n_y", "n_a"), sizes=sizes)
+    check_array("params['b_y']", params["b_y"], ("n_y",), sizes=sizes)
 
 
 def check_labels(Y, output, n_y, sizes):
@@ -85,7 +97,14 @@ def step_losses(Z_y, Y, output="sigmoid", mask=None):
     Shapes: Z_y (T, B, n_y); Y (T, B, n_y) 0/1 for sigmoid, (T, B) ints for softmax;
     mask (T, B) bool or None.
     Returns: L_t (T, B) with zeros at masked steps, dZ_y (T, B, n_y) = ∂(Σ L_t)/∂Z_y.
+    Non-finite logits are not an error: they give a non-finite loss, which training skips.
     """
+    check_choice("output", output, OUTPUTS)
+    sizes = {}
+    check_array("Z_y", Z_y, ("T", "B", "n_y"), sizes=sizes, finite=False)
+    Y = check_labels(Y, output, sizes["n_y"], sizes)
+    if mask is not None:
+        mask = check_mask(mask, sizes)
     xp = array_namespace(Z_y)
     if output == "sigmoid":
         Y = Y.astype(Z_y.dtype, copy=False)
@@ -113,6 +132,11 @@ def output_backward(dZ_y, A, params):
     Shapes: dZ_y (T, B, n_y), A (T, B, n_a).
     Returns: dA (T, B, n_a) from the outputs only, and grads for W_ya, b_y.
     """
+    sizes = {}
+    # values unchecked: a non-finite loss must reach the trainer, which skips the step
+    check_array("A", A, ("T", "B", "n_a"), sizes=sizes, finite=False)
+    check_head_params(params, sizes)
+    check_array("dZ_y", dZ_y, ("T", "B", "n_y"), sizes=sizes, finite=False)
     T, B, n_a = A.shape
     dZ2 = dZ_y.reshape(T * B, -1)  # (T*B, n_y)
     grads = {

@@ -25,6 +25,9 @@ def init_params(n_x, n_a, n_y, *, seed=0, dtype=np.float32):
 
     Returns: dict with W_ax (n_a, n_x), W_aa (n_a, n_a), b_a (n_a,), W_ya (n_y, n_a), b_y (n_y,).
     """
+    for name, n in (("n_x", n_x), ("n_a", n_a), ("n_y", n_y)):
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise BpttError(f"{name}: expected a positive int, got {n!r}")
     rng = np.random.default_rng(seed)
     k = 1 / np.sqrt(n_a)
     shapes = {"W_ax": (n_a, n_x), "W_aa": (n_a, n_a), "b_a": (n_a,), "W_ya": (n_y, n_a), "b_y": (n_y,)}

@@ -105,6 +105,12 @@ def rnn_step_forward(x_t, a_prev, params, activation="tanh"):
     Returns: a_t (B, n_a), cache_t.
     """
     g, g_prime = ACTIVATIONS[check_choice("activation", activation, tuple(ACTIVATIONS))]
+    sizes = {}
+    dtype = check_rnn_params(params, sizes)
+    for name, x, dims in (("x_t", x_t, ("B", "n_x")), ("a_prev", a_prev, ("B", "n_a"))):
+        check_array(name, x, dims, sizes=sizes)
+        if x.dtype != dtype:
+            raise BpttError(f"{name}: dtype {x.dtype} differs from the parameters' {dtype}; cast one of them")
     z_t = x_t @ params["W_ax"].T + a_prev @ params["W_aa"].T + params["b_a"]  # (B, n_a)
     a_t = g(z_t)
     return a_t, StepCache(x_t, a_prev, a_t, params, g_prime)
@@ -116,7 +122,12 @@ def rnn_step_backward(da_t, cache_t):
     Shapes: da_t (B, n_a).
     Returns: dx_t (B, n_x), da_prev (B, n_a), grads_t (this step's share of each gradient).
     """
+    if not isinstance(cache_t, StepCache):
+        raise BpttError(
+            f"cache_t: expected the cache returned by rnn_step_forward, got {type(cache_t).__name__}"
+        )
     x_t, a_prev, a_t, p, g_prime = cache_t
+    check_array("da_t", da_t, ("B", "n_a"), sizes={"B": a_t.shape[0], "n_a": a_t.shape[1]})
     dz_t = da_t * g_prime(a_t)  # backprop through g
     dx_t = dz_t @ p["W_ax"]  # backprop through W_ax x⟨t⟩
     da_prev = dz_t @ p["W_aa"]  # backprop through W_aa a⟨t−1⟩
@@ -214,6 +225,8 @@ def rnn_backward(dA, cache, da_T=None):
     da_T (B, n_a) gradient reaching a⟨T⟩ from a later segment, or None.
     Returns: dX (T, B, n_x), da0 (B, n_a), grads with the keys W_ax, W_aa, b_a.
     """
+    if not isinstance(cache, RNNCache):
+        raise BpttError(f"cache: expected the RNNCache returned by rnn_forward, got {type(cache).__name__}")
     sizes = {"T": cache.A.shape[0], "B": cache.A.shape[1], "n_a": cache.A.shape[2]}
     check_array("dA", dA, ("T", "B", "n_a"), sizes=sizes)
     if da_T is not None:

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .conll import detect_scheme, read_conll, to_iob2
+from .conll import detect_scheme, read_conll, text_lines, to_iob2
 from .errors import BpttError
 from .metrics import evaluate, token_f1
 from .optim import clip_grad_norm, make_optimizer
@@ -122,11 +122,11 @@ def read_embeddings(path, dim):
     """
     words, vectors = [], []
     try:
-        f = open(path, encoding="utf-8")
+        f = open(path, "rb")
     except OSError as e:
         raise BpttError(f"{path}: cannot read embeddings ({e.strerror})") from None
     with f:
-        for lineno, line in enumerate(f, 1):
+        for lineno, line in text_lines(f, path, "word vectors"):
             parts = line.rstrip("\n").rstrip().split(" ")
             if lineno == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
                 continue  # a word2vec-style "count dim" header
@@ -474,7 +474,10 @@ def _raise_stop(signum, frame):
 def write_run_file(out, tcfg, mcfg):
     from .modelfiles import atomic_write
 
-    os.makedirs(out, exist_ok=True)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise BpttError(f"{out}: cannot create the output directory ({e.strerror})") from None
     payload = {"train": asdict(tcfg), "model": mcfg.to_json()}
     atomic_write(os.path.join(out, "run.json"), json.dumps(payload, indent=1).encode())
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ..errors import BpttError
@@ -30,8 +31,15 @@ EPILOG = """examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error reported like every other error: one line ``bptt: error: ...``."""
+
+    def error(self, message):
+        self.exit(2, f"bptt: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(commands=None):
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bptt",
         description="Recurrent networks trained by backpropagation through time, written out by hand.",
         epilog=EPILOG,
@@ -71,3 +79,6 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("bptt: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`bptt tag ... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail
+        return 141  # 128 + SIGPIPE, as the shell reports a process the pipe closed

@@ -50,20 +50,24 @@ def add_parser(sub):
     )
 
 
+def _checked(located):
+    """The words of each (place, words) pair, refusing a sentence too long to tag."""
+    from ..tagging import MAX_WORDS
+
+    for place, words in located:
+        if len(words) > MAX_WORDS:
+            raise BpttError(f"{place}: {len(words)} words; at most {MAX_WORDS} in one sentence")
+        yield words
+
+
 def _lines(stream, name):
-    for lineno, line in enumerate(stream, 1):
+    """(``name:LINE``, words) for each non-blank line of a binary stream of UTF-8 text."""
+    from ..conll import text_lines
+
+    for lineno, line in text_lines(stream, name, "text"):
         words = tokenize(line)
         if words:
-            yield words
-        elif line.strip():
-            raise BpttError(f"{name}:{lineno}: no words found in the line")
-
-
-def _read_stdin_lines():
-    try:
-        yield from _lines(sys.stdin, "<stdin>")
-    except UnicodeDecodeError as e:
-        raise BpttError(f"<stdin>: not UTF-8 text ({e.reason})") from None
+            yield f"{name}:{lineno}", words
 
 
 def _file_lines(path):
@@ -72,33 +76,29 @@ def _file_lines(path):
     if not os.path.isfile(path):
         raise BpttError(f"{path}: no such file")
     try:
-        with open(path, encoding="utf-8") as f:
-            if "\0" in f.read(4096):
-                raise BpttError(f"{path}: binary file, expected text")
-            f.seek(0)
-            yield from _lines(f, path)
-    except UnicodeDecodeError as e:
-        raise BpttError(f"{path}: not UTF-8 text ({e.reason})") from None
+        f = open(path, "rb")
+    except OSError as e:
+        raise BpttError(f"{path}: cannot read: {e.strerror}") from None
+    with f:
+        yield from _lines(f, path)
 
 
 def sentences_from(args):
+    """The sentences to tag, read lazily, and the name of their source."""
     if args.text:
         out = [tokenize(t) for t in args.text]
         if not any(out):
             raise BpttError("text: no words to tag")
-        return (w for w in out if w)
+        return _checked((f"text[{i}]", w) for i, w in enumerate(out) if w), "text"
     if args.input and args.input_format == "conll":
         from ..conll import iter_conll
 
-        return (
-            s.words
-            for s in iter_conll(
-                args.input, strip_prefix=strip_prefix_arg(args.strip_prefix), require_tags=False
-            )
-        )
+        strip = strip_prefix_arg(args.strip_prefix)
+        sentences = iter_conll(args.input, strip_prefix=strip, require_tags=False)
+        return _checked((f"{args.input}:{s.line}", s.words) for s in sentences), args.input
     if args.input:
-        return _file_lines(args.input)
-    return _read_stdin_lines()
+        return _checked(_file_lines(args.input)), args.input
+    return _checked(_lines(sys.stdin.buffer, "<stdin>")), "<stdin>"
 
 
 def inline(words, tags_iob2):
@@ -117,9 +117,10 @@ def run(args):
     from ..tagging import load_tagger
 
     tagger = load_tagger(args.model)
+    sentences, source = sentences_from(args)
     n = 0
     out = sys.stdout
-    for words, tags in tagger.tag_stream(sentences_from(args)):
+    for words, tags in tagger.tag_stream(sentences):
         n += 1
         if args.format == "inline":
             out.write(inline(words, _iob2(tagger, tags)) + "\n")
@@ -132,7 +133,7 @@ def run(args):
             ]
             out.write(json.dumps({"words": words, "tags": tags, "entities": ents}) + "\n")
     if n == 0:
-        raise BpttError("input: no sentences to tag")
+        raise BpttError(f"{source}: no sentences to tag (empty input)")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from ..errors import BpttError
 from .common import add_command, add_reader_options, strip_prefix_arg
@@ -86,17 +87,20 @@ def add_parser(sub):
 
 
 def _positive(name, value, zero_ok=False):
-    if value is not None and (value < 0 or (value == 0 and not zero_ok)):
-        raise BpttError(f"--{name}: must be {'>= 0' if zero_ok else '> 0'}, got {value}")
+    # written so that NaN fails too; inf is no size, rate or budget either
+    if value is not None and (not (value > 0 or (value == 0 and zero_ok)) or value == math.inf):
+        finite = " and finite" if value == math.inf else ""
+        raise BpttError(f"--{name}: must be {'>= 0' if zero_ok else '> 0'}{finite}, got {value}")
 
 
 def configs(args):
     from ..tagger import TaggerConfig
     from ..train import TrainConfig
 
-    for name in ("hidden", "layers", "word_dim", "batch_size", "epochs", "patience", "lr", "time_budget"):
+    positive = ("hidden", "layers", "word_dim", "batch_size", "epochs", "patience", "lr", "time_budget")
+    for name in (*positive, "max_sentences"):
         _positive(name.replace("_", "-"), getattr(args, name))
-    for name in ("case_dim", "char_dim", "char_hidden", "clip", "bptt_steps"):
+    for name in ("case_dim", "char_dim", "char_hidden", "clip", "bptt_steps", "seed"):
         _positive(name.replace("_", "-"), getattr(args, name), zero_ok=True)
     if not 0 <= args.dropout < 1:
         raise BpttError(f"--dropout: must be in [0, 1), got {args.dropout}")
