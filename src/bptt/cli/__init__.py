@@ -76,9 +76,9 @@ def main(argv=None):
             raise
         print(f"bptt: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print("bptt: interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(e, "signum", 2)  # 130 for Ctrl-C (SIGINT), 143 for SIGTERM
     except BrokenPipeError:  # the reader went away (`bptt tag ... | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail
         return 141  # 128 + SIGPIPE, as the shell reports a process the pipe closed

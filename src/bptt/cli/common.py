@@ -40,3 +40,14 @@ def add_reader_options(p):
 
 def strip_prefix_arg(value):
     return None if value in (None, "none", "") else value
+
+
+def blas_threads(n):
+    """A context that limits NumPy's BLAS to n threads (``--threads``)."""
+    from threadpoolctl import threadpool_limits
+
+    from ..errors import BpttError
+
+    if n < 1:
+        raise BpttError(f"--threads: must be >= 1, got {n}")
+    return threadpool_limits(n, user_api="blas")

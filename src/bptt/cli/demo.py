@@ -6,7 +6,7 @@ import os
 import tempfile
 import time
 
-from .common import add_command, tokenize
+from .common import add_command, blas_threads, tokenize
 
 EXAMPLES = """\
   bptt demo                      # about a minute on 2 cores; keeps the model in runs/demo
@@ -48,6 +48,11 @@ def _write(path, sentences):
 
 
 def run(args):
+    with blas_threads(1):  # small matrices: one BLAS thread is fastest
+        return _run(args)
+
+
+def _run(args):
     from ..conll import spans
     from ..metrics import evaluate
     from ..synthetic import DEMO_SENTENCES, make_corpus

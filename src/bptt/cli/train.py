@@ -6,7 +6,7 @@ import dataclasses
 import math
 
 from ..errors import BpttError
-from .common import add_command, add_reader_options, strip_prefix_arg
+from .common import add_command, add_reader_options, blas_threads, strip_prefix_arg
 
 EXAMPLES = """\
   # person names, the lecture's setting (sigmoid + logistic loss per word), 10 minutes:
@@ -83,6 +83,8 @@ def add_parser(sub):
     g.add_argument("--clip", type=float, default=5.0, help="clip the global gradient norm (default 5; 0 off)")
     g.add_argument("--bptt-steps", type=int, default=0, metavar="K",
                    help="truncated BPTT: backpropagate through chunks of K words only (default 0: full)")
+    g.add_argument("--threads", type=int, default=1,
+                   help="BLAS threads (default 1: the per-word matrices are small, one thread is fastest)")
     g.add_argument("--seed", type=int, default=0, help="random seed: same seed, same model (default 0)")
 
 
@@ -137,6 +139,11 @@ def configs(args):
 
 
 def run(args):
+    with blas_threads(args.threads):
+        return _run(args)
+
+
+def _run(args):
     from ..train import train
 
     if args.resume:
