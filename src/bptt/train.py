@@ -4,15 +4,18 @@ One run writes everything into its output directory:
 
     run.json            the settings of the run (``--resume DIR`` needs nothing else)
     config.json, vocab.json, weights.safetensors     the best model so far (by dev F1)
-    checkpoint/         the full training state after the last finished epoch
+    checkpoint/         the full training state after the last finished epoch (or, after
+                        SIGINT/SIGTERM, before the next batch of the epoch in progress)
     log.jsonl           one JSON record per epoch (loss, dev scores, speed, gradient flow)
     loss.png, f1.png    the curves, redrawn after every epoch
     sample.json         a few dev sentences tagged by the best model
 
 Every file is written atomically, so an interrupted run (Ctrl-C, SIGTERM, a crash or a
-power cut) leaves the last good model and checkpoint intact; ``--resume`` continues from the
-last finished epoch and, without a time budget, ends with a model bit-identical to an
-uninterrupted run with the same seed.
+power cut) leaves the last good model and checkpoint intact. Ctrl-C and SIGTERM stop after the
+batch in progress and save the state inside the epoch: the RNG state the epoch's batch order was
+drawn from, the current one, the next batch and the running totals. ``--resume`` continues from
+the checkpoint (SIGKILL or a power cut lose the epoch in progress) and, without a time budget,
+ends with a model bit-identical to an uninterrupted run with the same seed.
 """
 
 from __future__ import annotations
@@ -150,8 +153,8 @@ def read_embeddings(path, dim):
 class Progress:
     """One status line, redrawn in place on a terminal; a line per epoch otherwise."""
 
-    def __init__(self, stream=sys.stderr, enabled=True):
-        self.stream = stream
+    def __init__(self, stream=None, enabled=True):
+        self.stream = sys.stderr if stream is None else stream  # the one of the moment, not of import time
         self.enabled = enabled
         self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
         self.last = 0.0
@@ -163,8 +166,9 @@ class Progress:
             self.stream.flush()
             self.last = now
 
-    def line(self, text):
-        if not self.enabled:
+    def line(self, text, always=False):
+        """Write a line; ``always`` writes it even when the display is off (for warnings)."""
+        if not (self.enabled or always):
             return
         if self.tty:
             self.stream.write("\r\033[K")
@@ -177,8 +181,16 @@ def _fmt_time(seconds):
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-class Stop(Exception):
-    """Raised inside the loop by SIGTERM: stop after saving."""
+class Stop(KeyboardInterrupt):
+    """Raised by the loop after SIGINT or SIGTERM, once the training state is saved."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum  # the command exits with 128 + signum, as if the signal had ended it
+
+
+# the running totals of an epoch, saved with a checkpoint taken inside it
+EPOCH_TOTALS = ("total_loss", "tokens", "n_sentences", "n_clipped", "n_bad", "n_skipped", "n_steps")
 
 
 class Trainer:
@@ -188,6 +200,8 @@ class Trainer:
         self.tcfg, self.mcfg, self.out = tcfg, mcfg, out
         self.progress = Progress(enabled=progress)
         self.dtype = np.float32
+        self.stop_signal = None  # set by SIGINT/SIGTERM: save and stop before the next batch
+        self.resume_at = None  # restored from a checkpoint taken inside an epoch: where to go on
 
     # ---------------------------------------------------------------- set-up
     def prepare(self):
@@ -243,7 +257,8 @@ class Trainer:
         }
 
     # ---------------------------------------------------------------- state
-    def state(self):
+    def state(self, inside_epoch=None):
+        """The counters of the run; ``inside_epoch``: where in the current epoch it stopped."""
         return {
             "epoch": self.epoch,
             "best_f1": self.best_f1,
@@ -252,16 +267,17 @@ class Trainer:
             "ema_updates": self.ema_updates,
             "rng": self.rng.bit_generator.state,
             "log": self.log,
+            **({"inside_epoch": inside_epoch} if inside_epoch else {}),
         }
 
-    def save_checkpoint(self):
+    def save_checkpoint(self, inside_epoch=None):
         from .modelfiles import save_checkpoint
 
         arrays = {f"param.{k}": v for k, v in self.params.items()}
         if self.ema is not None:
             arrays.update({f"ema.{k}": v for k, v in self.ema.items()})
         arrays.update({f"opt.{k}": v for k, v in self.opt.state_dict().items()})
-        save_checkpoint(self.out, arrays, self.state())
+        save_checkpoint(self.out, arrays, self.state(inside_epoch))
 
     def restore(self):
         from .modelfiles import load_checkpoint
@@ -280,6 +296,7 @@ class Trainer:
         self.ema_updates = state.get("ema_updates", 0)
         self.rng.bit_generator.state = state["rng"]
         self.log = state["log"]
+        self.resume_at = state.get("inside_epoch")
         return True
 
     def save_model(self):
@@ -328,12 +345,15 @@ class Trainer:
             f"{self.mcfg.task} tagger: {len(self.train.forms):,} sentences ({self.train.n_tokens:,} words),"
             f" vocabulary {len(self.vocab.words):,}, {sum(v.size for v in self.params.values()):,} parameters"
             + (f"; resumed after epoch {self.epoch}" if resumed else "")
+            + (f" and {self.resume_at['batch']} batches of epoch {self.epoch + 1}" if self.resume_at else "")
         )
         stop_reason = None
-        previous = signal.signal(signal.SIGTERM, _raise_stop)
+        previous = {s: signal.signal(s, self.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             while self.epoch < t.epochs:
                 stop_reason = self.run_epoch(budget)
+                if self.stop_signal is not None:  # came during the epoch's evaluation or saving
+                    raise Stop(self.stop_signal)
                 if stop_reason:
                     break
                 if self.dev is not None and self.bad_epochs >= t.patience:
@@ -341,24 +361,54 @@ class Trainer:
                     break
             else:
                 stop_reason = f"{t.epochs} epochs"
-        except (KeyboardInterrupt, Stop):
-            p.line("interrupted: the last finished epoch is saved; continue with --resume " + self.out)
+        except KeyboardInterrupt:
+            p.line("interrupted: the training state is saved; continue with --resume " + self.out)
             raise
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
         p.line(f"stopped: {stop_reason}; best dev F1 {self.best_f1:.2f}; model in {self.out}")
         return self.log
+
+    def on_signal(self, signum, frame):
+        """SIGINT/SIGTERM: finish the batch, save, stop. A second one stops at once."""
+        if self.stop_signal is not None:
+            raise Stop(signum)  # every file on disk is still whole: they are all written atomically
+        self.stop_signal = signum
+        self.progress.line(f"{signal.Signals(signum).name}: saving the training state, then stopping")
 
     def run_epoch(self, budget):
         t, m = self.tcfg, self.mcfg
         self.opt.lr = t.lr / (1 + t.lr_decay * self.epoch)
         lengths = [len(f) for f in self.train.forms]
-        batches = batch_indices(lengths, t.batch_size, self.rng)
-        start = time.monotonic()
-        total_loss = tokens = n_sentences = n_clipped = n_bad = n_steps = 0
-        grad_norms = []
+        at, self.resume_at = self.resume_at, None
+        if at is None:  # a fresh epoch
+            at = {"batch": 0, "rng_epoch": self.rng.bit_generator.state, "seconds": 0.0, "grad_norms": []}
+            at["totals"] = dict.fromkeys(EPOCH_TOTALS, 0)
+            batches = batch_indices(lengths, t.batch_size, self.rng)
+        else:  # resumed inside the epoch: the same batch order, drawn from the epoch's first RNG state
+            rng = np.random.default_rng()
+            rng.bit_generator.state = at["rng_epoch"]
+            batches = batch_indices(lengths, t.batch_size, rng)
+        start = time.monotonic() - at["seconds"]
+        totals = at["totals"]
+        total_loss, tokens, n_sentences, n_clipped, n_bad, n_skipped, n_steps = map(totals.get, EPOCH_TOTALS)
+        grad_norms = list(at["grad_norms"])
         stop_reason = None
-        for i, index in enumerate(batches):
+        for i in range(at["batch"], len(batches)):
+            if self.stop_signal is not None:  # SIGINT/SIGTERM: save the state before batch i, then stop
+                running = (total_loss, tokens, n_sentences, n_clipped, n_bad, n_skipped, n_steps)
+                self.save_checkpoint(
+                    {
+                        **at,
+                        "batch": i,
+                        "seconds": time.monotonic() - start,
+                        "totals": dict(zip(EPOCH_TOTALS, running)),
+                        "grad_norms": grad_norms,
+                    }
+                )
+                raise Stop(self.stop_signal)
+            index = batches[i]
             batch = make_batch(self.train.forms, self.train.labels, index)
             L, grads, _ = tagger_loss(
                 self.params, m, batch, self.tables, rng=self.rng, truncate=t.bptt_steps or None
@@ -366,7 +416,11 @@ class Trainer:
             norm = clip_grad_norm(grads, t.clip)
             if not (math.isfinite(L) and math.isfinite(norm)):
                 n_bad += 1  # a non-finite step never reaches the weights
-                self.progress.line(f"warning: skipped an update with a non-finite loss or gradient ({n_bad})")
+                n_skipped += 1
+                self.progress.line(
+                    f"warning: skipped an update with a non-finite loss or gradient ({n_bad} in a row)",
+                    always=True,
+                )
                 if n_bad >= t.max_bad_steps:
                     raise BpttError(
                         f"training diverged: {n_bad} updates in a row had a non-finite loss or gradient;"
@@ -405,7 +459,7 @@ class Trainer:
             "lr": self.opt.lr,
             "grad_norm": float(np.mean(grad_norms)) if grad_norms else float("nan"),
             "clip_fraction": n_clipped / max(1, n_steps),
-            "skipped_steps": n_bad,
+            "skipped_steps": n_skipped,
         }
         total, count = batch_message_norms(self.weights, m, self.probe, self.tables, PROBE_K)
         with np.errstate(invalid="ignore"):
@@ -465,10 +519,6 @@ class Trainer:
         plot_loss(self.log, os.path.join(self.out, "loss.png"))
         if any("dev" in r for r in self.log):
             plot_f1(self.log, os.path.join(self.out, "f1.png"))
-
-
-def _raise_stop(signum, frame):
-    raise Stop()
 
 
 def write_run_file(out, tcfg, mcfg):
