@@ -77,6 +77,16 @@ def _relu_prime(a):
 ACTIVATIONS = {"tanh": (_tanh, _tanh_prime), "relu": (_relu, _relu_prime)}
 
 
+def _step_g(g, size, dtype):
+    """g for one step's ``size`` values, in place: the bare np.tanh where _tanh would pick it anyway.
+
+    Per step, the Python call around np.tanh costs as much as np.tanh itself at B = 1.
+    """
+    if g is _tanh and size < _TANH_VIA_EXP.get(np.dtype(dtype).itemsize, size + 1):
+        return np.tanh
+    return g
+
+
 class StepCache(NamedTuple):
     """What one step's backward needs: its inputs, output and g′."""
 
@@ -205,12 +215,13 @@ def _forward(X, a0, p, mask, activation):
     xp.dot(X.reshape(T * B, n_x), p["W_ax"].T, out=A.reshape(T * B, n_a))  # (T*B, n_a)
     A += p["b_a"]
     rec = xp.empty((B, n_a), dtype=X.dtype)
-    dot, add, W_aa_T = xp.dot, xp.add, p["W_aa"].T  # looked up once; W_aa_T (n_a, n_a) is a view
+    W_aa_T = p["W_aa"].T  # (n_a, n_a) view: rows are batch entries
+    g = _step_g(g, B * n_a, X.dtype)  # looked up once, outside the loop
     skips = [None] * T if mask is None else ~mask[:, :, None]  # (T, B, 1) steps to skip
     a_prev = a0.astype(X.dtype, copy=False)
     for a_t, skip_t in zip(A, skips):  # a_t is the view A[t], holding W_ax x⟨t⟩ + b_a
-        dot(a_prev, W_aa_T, rec)  # W_aa a⟨t−1⟩
-        add(a_t, rec, a_t)  # z⟨t⟩
+        a_prev.dot(W_aa_T, rec)  # W_aa a⟨t−1⟩ (the method: np.dot's dispatch costs more at B = 1)
+        a_t += rec  # z⟨t⟩
         g(a_t, a_t)  # a⟨t⟩ = g(z⟨t⟩)
         if skip_t is not None:
             xp.copyto(a_t, a_prev, where=skip_t)  # skipped steps carry a⟨t−1⟩
@@ -256,12 +267,12 @@ def _backward(dA, cache, da_T=None, messages=False, need_dX=True):
     # where each step's whole message da⟨t⟩ goes: M[t], or one reused (B, n_a) buffer
     da_bufs = M[::-1] if messages else itertools.repeat(xp.empty((B, n_a), dtype=A.dtype), T)
     da_next = xp.zeros((B, n_a), dtype=A.dtype) if da_T is None else da_T.astype(A.dtype, copy=True)
-    dot, add, multiply, W_aa = xp.dot, xp.add, xp.multiply, p["W_aa"]  # looked up once
+    add, W_aa = xp.add, p["W_aa"]  # looked up once
     steps = zip(dA[::-1], dZ[::-1], da_bufs, skips[::-1])
     for dA_t, dz_t, da_t, skip_t in steps:  # t = T−1 … 0; dz_t is the view dZ[t], holding g′
         add(dA_t, da_next, da_t)  # the whole message reaching a⟨t⟩
-        multiply(da_t, dz_t, dz_t)  # backprop through g
-        dot(dz_t, W_aa, da_next)  # backprop through W_aa a⟨t−1⟩
+        dz_t *= da_t  # backprop through g
+        dz_t.dot(W_aa, da_next)  # backprop through W_aa a⟨t−1⟩
         if skip_t is not None:
             xp.copyto(da_next, da_t, where=skip_t)  # skipped steps pass the message on
     dZ2 = dZ.reshape(T * B, n_a)  # (T*B, n_a)
