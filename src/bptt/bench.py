@@ -54,6 +54,7 @@ class BenchConfig:
     min_time: float = 0.2  # seconds each side runs per round (whole calls, at least one)
     pause: float = 0.15  # seconds of sleep between the two sides, so spinning threads settle
     gemm_n: int = 1024  # size of the square GEMM that measures the machine's throughput
+    threads: int = 0  # BLAS and torch threads; 0: as many as NumPy's BLAS uses
     seed: int = 0  # seed for parameters and inputs
 
 
@@ -99,6 +100,17 @@ def blas_threads():
         return 2
     counts = [info["num_threads"] for info in threadpool_info() if info.get("user_api") == "blas"]
     return max(counts) if counts else 2
+
+
+def limit_blas_threads(n):
+    """Make NumPy's BLAS use ``n`` threads from now on (needs threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        raise BpttError(
+            "threads: setting NumPy's BLAS threads needs threadpoolctl (pip install threadpoolctl)"
+        ) from None
+    threadpool_limits(n, user_api="blas")
 
 
 def cpu_model():
@@ -265,6 +277,8 @@ def check_config(config):
         raise BpttError("min_time/pause: expected non-negative seconds")
     if config.gemm_n < 1:
         raise BpttError(f"gemm_n: expected a positive size, got {config.gemm_n}")
+    if config.threads < 0:
+        raise BpttError(f"threads: expected a positive count (or 0 for NumPy's own), got {config.threads}")
 
 
 def run_benchmark(config=None, log=None):
@@ -275,6 +289,8 @@ def run_benchmark(config=None, log=None):
     config = BenchConfig() if config is None else config
     check_config(config)
     torch = import_torch()
+    if config.threads:
+        limit_blas_threads(config.threads)
     threads = blas_threads()
     torch.set_num_threads(threads)
     report = {

@@ -40,6 +40,12 @@ def add_parser(sub):
     )
     p.add_argument("--rounds", type=int, help="alternating rounds per shape (default 7, --quick 3)")
     p.add_argument("--quick", action="store_true", help="3 short rounds per shape")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="BLAS and torch threads (default: as many as NumPy's BLAS uses)",
+    )
     p.add_argument("--no-probe", action="store_true", help="skip the per-step overhead probe T=1000, n=8")
     p.add_argument("--memory", action="store_true", help="checkpointed vs full BPTT memory instead")
     p.add_argument(
@@ -72,7 +78,7 @@ def run(args):
         lengths = parse_sizes("--lengths", args.lengths)
         report = bench.memory_benchmark(lengths, rounds=args.rounds or (3 if args.quick else 5), log=log)
     else:
-        config = bench.BenchConfig(probe=not args.no_probe)
+        config = bench.BenchConfig(probe=not args.no_probe, threads=args.threads)
         if args.shape:
             config.shapes = tuple(parse_sizes("--shape", s, 4) for s in args.shape)
         if args.dtype:
