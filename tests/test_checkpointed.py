@@ -91,6 +91,8 @@ def test_interval_follows_the_memory_budget():
     assert checkpoint_interval(1, 4, 8, 8) == 1
     with pytest.raises(bptt.BpttError, match="memory_budget"):
         checkpoint_interval(T, 4, 8, 8, memory_budget=19 * state)  # 2√T = 20 states is the least
+    with pytest.raises(bptt.BpttError, match="memory_budget"):
+        checkpoint_interval(T, 4, 8, 8, memory_budget="1GB")
 
 
 def test_budget_gives_the_same_gradients(rng):

@@ -40,6 +40,7 @@ A. Graves, "Memory-efficient backpropagation through time", NeurIPS 2016.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import NamedTuple
 
 from .backend import array_namespace
@@ -73,6 +74,8 @@ def checkpoint_interval(T, B, n_a, itemsize, memory_budget=None):
     state_bytes = B * n_a * itemsize
     if memory_budget is None:
         return math.isqrt(T - 1) + 1  # ⌈√T⌉
+    if isinstance(memory_budget, bool) or not isinstance(memory_budget, numbers.Real) or memory_budget <= 0:
+        raise BpttError(f"memory_budget: expected a positive number of bytes, got {memory_budget!r}")
     fits = [k for k in range(T, 0, -1) if (-(-T // k) + min(k, T)) * state_bytes <= memory_budget]
     if not fits:
         least = min(-(-T // k) + k for k in range(1, T + 1)) * state_bytes
@@ -97,9 +100,8 @@ def rnn_forward_checkpointed(X, a0, params, mask=None, activation="tanh", k=None
     a = a0
     for i, s in enumerate(starts):
         checkpoints[i] = a  # a copy: the segment before can be freed
-        A, cache = _forward(
-            X[s : s + k], checkpoints[i], params, None if mask is None else mask[s : s + k], activation
-        )
+        m = None if mask is None else mask[s : s + k]
+        A, cache = _forward(X[s : s + k], checkpoints[i], params, m, activation)  # (k, B, n_a)
         a = A[-1]  # only the segment's last state goes on; the others are dropped
     return a.copy(), CheckpointedCache(X, mask, params, activation, k, checkpoints, cache)
 
@@ -120,12 +122,10 @@ def _segments(cache):
         s, e = i * k, min((i + 1) * k, T)
         if e == T:
             yield s, e, last
-        else:
-            yield (
-                s,
-                e,
-                _forward(X[s:e], checkpoints[i], p, None if mask is None else mask[s:e], activation)[1],
-            )
+            continue
+        m = None if mask is None else mask[s:e]
+        _, seg = _forward(X[s:e], checkpoints[i], p, m, activation)  # recompute the segment's states
+        yield s, e, seg
 
 
 def rnn_backward_checkpointed(dA, cache, da_T=None, need_dX=True):
