@@ -197,3 +197,20 @@ def test_fast_path_leaves_inputs_untouched(rng):
     _backward(dA, cache, messages=True)
     for before, after in zip(copies, [X, a0, dA, *p.values()]):
         np.testing.assert_array_equal(before, after)
+
+
+def test_gradcheck_catches_a_wrong_gradient(rng):
+    """The check can fail: a gradient off by 1% in one entry is reported."""
+    p = make_params()
+    X = rng.standard_normal((T, B, N_X))
+    Y = rng.integers(0, 2, size=(T, B, 2)).astype(np.float64)
+
+    def wrong(arrs):
+        L, grads = bptt.sequence_loss(arrs, X, Y)
+        grads["W_aa"][1, 2] *= 1.01
+        return L, grads
+
+    report = bptt.gradcheck(wrong, p)
+    assert report.errors["W_aa"] > 1e-3
+    assert report.errors["W_ax"] < 1e-6
+    assert not report.ok()

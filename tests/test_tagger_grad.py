@@ -75,7 +75,9 @@ def test_gradcheck_whole_tagger(cfg):
         L, grads, _ = tagger_loss(arrs, cfg, batch, tables, rng=np.random.default_rng(7), dense=True)
         return L, grads
 
-    report = gradcheck(fun, params, max_elements=25)
+    # eps 1e-5: the tagger's loss is a mean over sentences of sums of many terms, and at 1e-6 its
+    # round-off (~1e-10) is already 1e-6 of its smallest gradient entries
+    report = gradcheck(fun, params, max_elements=25, eps=1e-5)
     assert set(report.errors) == set(params)
     assert report.max_error < 1e-6, str(report)
 

@@ -5,8 +5,10 @@ For every element θ_i of every checked array:
     ∂L/∂θ_i ≈ (L(θ_i + ε) − L(θ_i − ε)) / 2ε          error O(ε²)
 
 and the relative error |numeric − analytic| / max(|numeric| + |analytic|, floor)
-is reported per array. Use it on your own models too: any function that returns
-``(L, grads)`` can be checked.
+is reported per array, with floor = 1e-3 · (the array's largest |analytic| entry): the
+float64 differences carry about 1e-10 of absolute round-off, so entries a thousand times
+smaller than the array's largest are compared on that array's scale, not on their own.
+Use it on your own models too: any function that returns ``(L, grads)`` can be checked.
 """
 
 from __future__ import annotations
@@ -40,13 +42,14 @@ class GradcheckReport:
         return "\n".join(lines)
 
 
-def gradcheck(fun, arrays, *, eps=1e-6, max_elements=None, floor=1e-10, seed=0):
+def gradcheck(fun, arrays, *, eps=1e-6, max_elements=None, floor=1e-10, scale_floor=1e-3, seed=0):
     """Compare ``fun``'s analytic gradients with central differences.
 
     fun: ``fun(arrays) -> (L, grads)``, with ``grads[name]`` shaped like ``arrays[name]``
     for every name to check (names missing from ``grads`` are not checked).
     arrays: dict of arrays; copied to float64 first.
     max_elements: check at most this many randomly chosen elements per array.
+    floor, scale_floor: the error's denominator is at least max(floor, scale_floor · max|analytic|).
     Returns: a GradcheckReport.
     """
     if not callable(fun):
@@ -76,6 +79,7 @@ def gradcheck(fun, arrays, *, eps=1e-6, max_elements=None, floor=1e-10, seed=0):
         if max_elements is not None and flat.size > max_elements:
             idx = rng.choice(flat.size, size=max_elements, replace=False)
         worst = 0.0
+        denom_floor = max(floor, scale_floor * float(np.abs(analytic).max(initial=0.0)))
         for i in idx:
             old = flat[i]
             flat[i] = old + eps
@@ -85,7 +89,7 @@ def gradcheck(fun, arrays, *, eps=1e-6, max_elements=None, floor=1e-10, seed=0):
             flat[i] = old
             numeric = (L_plus - L_minus) / (2 * eps)
             a = analytic.reshape(-1)[i]
-            worst = max(worst, abs(numeric - a) / max(abs(numeric) + abs(a), floor))
+            worst = max(worst, abs(numeric - a) / max(abs(numeric) + abs(a), denom_floor))
         errors[name] = worst
         checked[name] = len(idx)
     return GradcheckReport(errors, checked)

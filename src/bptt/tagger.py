@@ -50,12 +50,12 @@ class TaggerConfig:
     char_dim: int = 25  # character embedding size (0: no character features)
     char_hidden: int = 25  # character RNN units per direction
     hidden: int = 128  # word RNN units per direction (n_a)
-    layers: int = 1  # stacked recurrent layers
+    layers: int = 2  # stacked recurrent layers
     bidirectional: bool = True  # also read each sentence right to left
     activation: str = "tanh"  # the cell's g: "tanh" or "relu"
     dropout: float = 0.5  # on the inputs of every layer and on the top layer's output
     unk_replace: float = 0.5  # training: a word seen once becomes <unk> with this probability
-    word_dropout: float = 0.0  # training: any word becomes <unk> with this probability
+    word_dropout: float = 0.2  # training: any word becomes <unk> with this probability
 
     def to_json(self):
         return asdict(self)

@@ -23,6 +23,9 @@ EXAMPLES = """\
 
 
 def add_parser(sub):
+    from ..tagger import TaggerConfig
+    from ..train import TrainConfig
+
     p = add_command(
         sub,
         "train",
@@ -49,42 +52,48 @@ def add_parser(sub):
     g.add_argument("--out", metavar="DIR", help="directory for the model, log and curves")
     g.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR")
     g.add_argument("--quiet", action="store_true", help="no progress display")
+    m, t = TaggerConfig(), TrainConfig()  # the defaults live in the configs, once
+
+    def option(group, name, help, **kw):
+        default = kw.setdefault("default", getattr(m, name.replace("-", "_"), None))
+        if default is None:
+            kw["default"] = getattr(t, name.replace("-", "_"))
+        group.add_argument(f"--{name}", help=f"{help} (default {kw['default']})", **kw)
+
     g = p.add_argument_group("model")
-    g.add_argument("--hidden", type=int, default=128, help="RNN units per direction (default 128)")
-    g.add_argument("--layers", type=int, default=1, help="stacked RNN layers (default 1)")
+    option(g, "hidden", "RNN units per direction", type=int)
+    option(g, "layers", "stacked bidirectional RNN layers", type=int)
     g.add_argument("--unidirectional", action="store_true", help="left-to-right only (the lecture's RNN)")
-    g.add_argument(
-        "--activation", choices=["tanh", "relu"], default="tanh", help="the cell's g (default tanh)"
-    )
-    g.add_argument("--word-dim", type=int, default=100, help="word embedding size (default 100)")
-    g.add_argument("--case-dim", type=int, default=8, help="casing embedding size, 0 for none (default 8)")
-    g.add_argument(
-        "--char-dim",
-        type=int,
-        default=25,
-        help="character embedding size, 0 for no character RNN (default 25)",
-    )
-    g.add_argument(
-        "--char-hidden", type=int, default=25, help="character RNN units per direction (default 25)"
-    )
-    g.add_argument("--dropout", type=float, default=0.5, help="dropout rate (default 0.5)")
+    option(g, "activation", "the cell's g", choices=["tanh", "relu"])
+    option(g, "word-dim", "word embedding size", type=int)
+    option(g, "case-dim", "casing embedding size, 0 for none", type=int)
+    option(g, "char-dim", "character embedding size, 0 for no character RNN", type=int)
+    option(g, "char-hidden", "character RNN units per direction", type=int)
+    option(g, "dropout", "dropout rate on every layer's input and the top output", type=float)
+    option(g, "word-dropout", "training: replace any word by <unk> with this probability", type=float)
     g = p.add_argument_group("training")
-    g.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop after this many minutes")
-    g.add_argument("--epochs", type=int, default=100, help="at most this many epochs (default 100)")
     g.add_argument(
-        "--patience",
-        type=int,
-        default=8,
-        help="stop after this many epochs without a better dev F1 (default 8)",
+        "--time-budget", type=float, metavar="MINUTES", help="stop after this many minutes (wall time)"
     )
-    g.add_argument("--batch-size", type=int, default=32, help="sentences per update (default 32)")
-    g.add_argument("--optimizer", choices=["adam", "momentum", "sgd"], default="adam", help="(default adam)")
-    g.add_argument("--lr", type=float, default=2e-3, help="learning rate (default 0.002)")
-    g.add_argument("--clip", type=float, default=5.0, help="clip the global gradient norm (default 5; 0 off)")
-    g.add_argument("--bptt-steps", type=int, default=0, metavar="K",
-                   help="truncated BPTT: backpropagate through chunks of K words only (default 0: full)")
-    g.add_argument("--threads", type=int, default=1,
-                   help="BLAS threads (default 1: the per-word matrices are small, one thread is fastest)")
+    option(g, "epochs", "at most this many epochs", type=int)
+    option(g, "patience", "stop after this many epochs without a better dev F1", type=int)
+    option(g, "batch-size", "sentences per update", type=int)
+    option(g, "optimizer", "update rule", choices=["adam", "momentum", "sgd"])
+    option(g, "lr", "learning rate", type=float)
+    option(g, "clip", "clip the global gradient norm to this; 0 off", type=float)
+    g.add_argument(
+        "--bptt-steps",
+        type=int,
+        default=0,
+        metavar="K",
+        help="truncated BPTT: backpropagate through chunks of K words only (default 0: full)",
+    )
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="BLAS threads (default 1: the per-word matrices are small, one thread is fastest)",
+    )
     g.add_argument("--seed", type=int, default=0, help="random seed: same seed, same model (default 0)")
 
 
@@ -104,8 +113,9 @@ def configs(args):
         _positive(name.replace("_", "-"), getattr(args, name))
     for name in ("case_dim", "char_dim", "char_hidden", "clip", "bptt_steps", "seed"):
         _positive(name.replace("_", "-"), getattr(args, name), zero_ok=True)
-    if not 0 <= args.dropout < 1:
-        raise BpttError(f"--dropout: must be in [0, 1), got {args.dropout}")
+    for name in ("dropout", "word_dropout"):
+        if not 0 <= getattr(args, name) < 1:
+            raise BpttError(f"--{name.replace('_', '-')}: must be in [0, 1), got {getattr(args, name)}")
     tcfg = TrainConfig(
         train=args.train,
         dev=args.dev,
@@ -134,6 +144,7 @@ def configs(args):
         bidirectional=not args.unidirectional,
         activation=args.activation,
         dropout=args.dropout,
+        word_dropout=args.word_dropout,
     )
     return tcfg, mcfg
 
