@@ -10,8 +10,6 @@ from bptt.layers import (
     dropout_backward,
     dropout_forward,
     embedding_backward,
-    reverse_index,
-    reverse_sequences,
 )
 from bptt.tagger import Tables, TaggerConfig, init_tagger_params, make_batch, tagger_loss
 from bptt.vocab import FormTable, Vocab
@@ -104,14 +102,6 @@ def test_dropout_is_inverted_and_backprops_through_the_same_mask(rng):
     assert same is X and none is None
 
 
-def test_reverse_within_length_is_an_involution():
-    rev = reverse_index([3, 1, 0], 4)
-    np.testing.assert_array_equal(rev[:, 0], [2, 1, 0, 3])
-    np.testing.assert_array_equal(rev[:, 1], [0, 1, 2, 3])
-    X = np.arange(12.0).reshape(4, 3, 1)
-    np.testing.assert_array_equal(reverse_sequences(reverse_sequences(X, rev), rev), X)
-
-
 def test_bidirectional_equals_two_manual_runs_and_torch(rng):
     torch = pytest.importorskip("torch")
     T, B, n_x, n_a = 6, 3, 4, 5
@@ -121,7 +111,7 @@ def test_bidirectional_equals_two_manual_runs_and_torch(rng):
     pb = {k: v for k, v in make_params(n_x, n_a, seed=2).items() if k in ("W_ax", "W_aa", "b_a")}
     X = rng.standard_normal((T, B, n_x))
     R = rng.standard_normal((T, B, 2 * n_a)) * mask[:, :, None]
-    A, cache = birnn_forward(X, mask, reverse_index(lengths, T), pf, pb)
+    A, cache = birnn_forward(X, mask, pf, pb)
     dX, gf, gb, _ = birnn_backward(R, cache)
 
     rnn = torch.nn.RNN(n_x, n_a, bidirectional=True, dtype=torch.float64)

@@ -4,6 +4,7 @@ Embedding lookup:   x⟨t⟩ = E[id⟨t⟩]                 ∂L/∂E[r] = Σ_{t
 Dropout (inverted): y = x ⊙ m / (1 − p), m ~ Bernoulli(1 − p)      ∂L/∂x = ∂L/∂y ⊙ m / (1 − p)
 Bidirectional RNN:  a→⟨t⟩ runs left to right, a←⟨t⟩ right to left over each sequence
                     *within its own length* (padding stays at the end), output [a→⟨t⟩; a←⟨t⟩].
+                    Right to left is the same cell over reversed time with the reversed mask.
                     PyTorch: ``torch.nn.RNN(bidirectional=True)`` on a packed sequence.
 
 Embedding gradients are returned as ``RowGrad(rows, values)``: only the rows a batch
@@ -77,42 +78,27 @@ def dropout_backward(dY, keep):
     return dY if keep is None else dY * keep
 
 
-def reverse_index(lengths, T):
-    """Time index that reverses each sequence within its own length.
-
-    Shapes: lengths (B,).
-    Returns: rev (T, B) with rev[t, b] = len_b − 1 − t for t < len_b, else t. It is its own inverse.
-    """
-    t = np.arange(T)[:, None]  # (T, 1)
-    lengths = np.asarray(lengths)[None, :]  # (1, B)
-    return np.where(t < lengths, lengths - 1 - t, t)
-
-
-def reverse_sequences(X, rev):
-    """X[rev[t, b], b] for every t, b: each sequence read backwards, padding left in place."""
-    return X[rev, np.arange(X.shape[1])[None, :]]
-
-
 class BiRNNCache(NamedTuple):
     forward: object  # RNNCache of the left-to-right pass
-    backward: object  # RNNCache of the right-to-left pass (on reversed sequences)
-    rev: np.ndarray  # (T, B) reversal index
+    backward: object  # RNNCache of the right-to-left pass, in reversed time
 
 
-def birnn_forward(X, mask, rev, pf, pb, activation="tanh"):
+def birnn_forward(X, mask, pf, pb, activation="tanh"):
     """Both directions over right-padded sequences, from zero initial states.
 
-    Shapes: X (T, B, n_x), mask (T, B) bool, rev (T, B) from ``reverse_index``.
+    The right-to-left pass is the same cell run over reversed time, X[::-1] with mask[::-1]:
+    the padding (at the end) now comes first and is skipped, so every sequence starts from
+    the zero state at its own last word — each sequence is reversed within its own length.
+    Shapes: X (T, B, n_x), mask (T, B) bool.
     Returns: A (T, B, 2 n_a) = [a→; a←], cache.
     """
     xp = array_namespace(X)
-    T, B, _ = X.shape
-    n_a = pf["W_aa"].shape[0]
-    a0 = xp.zeros((B, n_a), dtype=X.dtype)
+    B = X.shape[1]
+    a0 = xp.zeros((B, pf["W_aa"].shape[0]), dtype=X.dtype)
     A_f, cache_f = _forward(X, a0, pf, mask, activation)
-    A_r, cache_b = _forward(reverse_sequences(X, rev), a0, pb, mask, activation)
-    A = xp.concatenate([A_f, reverse_sequences(A_r, rev)], axis=2)  # (T, B, 2 n_a)
-    return A, BiRNNCache(cache_f, cache_b, rev)
+    A_r, cache_b = _forward(X[::-1], a0, pb, mask[::-1], activation)  # (T, B, n_a) in reversed time
+    A = xp.concatenate([A_f, A_r[::-1]], axis=2)  # (T, B, 2 n_a)
+    return A, BiRNNCache(cache_f, cache_b)
 
 
 def rnn_backward_any(dA, cache, da_T=None, messages=False, need_dX=True, truncate=None):
@@ -134,9 +120,9 @@ def birnn_backward(dA, cache, da_T=None, need_dX=True, messages=False, truncate=
     if da_T is not None:
         dT_f, dT_b = da_T[:, :n_a], da_T[:, n_a:]
     dX_f, _, grads_f, M = rnn_backward_any(dA[:, :, :n_a], cache.forward, dT_f, messages, need_dX, truncate)
-    dA_r = reverse_sequences(dA[:, :, n_a:], cache.rev)  # the right-to-left pass saw reversed time
+    dA_r = dA[::-1, :, n_a:]  # the right-to-left pass ran in reversed time
     dX_r, _, grads_b, _ = rnn_backward_any(dA_r, cache.backward, dT_b, False, need_dX, truncate)
     dX = None
     if need_dX:
-        dX = dX_f + reverse_sequences(dX_r, cache.rev)  # both directions read the same x⟨t⟩
+        dX = dX_f + dX_r[::-1]  # both directions read the same x⟨t⟩
     return dX, grads_f, grads_b, M

@@ -204,6 +204,17 @@ def rnn_forward(X, a0, params, mask=None, activation="tanh"):
     return _forward(X, a0, params, mask, activation)
 
 
+def _skipped(mask, T):
+    """Per step, the (B, 1) bool entries to skip, or None where no entry is skipped.
+
+    Batches are grouped by length, so most steps skip nothing and pay nothing for the mask.
+    """
+    if mask is None:
+        return [None] * T
+    skip = ~mask[:, :, None]  # (T, B, 1)
+    return [s if any_t else None for s, any_t in zip(skip, skip.any(axis=(1, 2)))]
+
+
 def _forward(X, a0, p, mask, activation):
     """``rnn_forward`` without the checks: the fast path used inside training."""
     xp = array_namespace(X)
@@ -217,7 +228,7 @@ def _forward(X, a0, p, mask, activation):
     rec = xp.empty((B, n_a), dtype=X.dtype)
     W_aa_T = p["W_aa"].T  # (n_a, n_a) view: rows are batch entries
     g = _step_g(g, B * n_a, X.dtype)  # looked up once, outside the loop
-    skips = [None] * T if mask is None else ~mask[:, :, None]  # (T, B, 1) steps to skip
+    skips = _skipped(mask, T)
     a_prev = a0.astype(X.dtype, copy=False)
     for a_t, skip_t in zip(A, skips):  # a_t is the view A[t], holding W_ax x⟨t⟩ + b_a
         a_prev.dot(W_aa_T, rec)  # W_aa a⟨t−1⟩ (the method: np.dot's dispatch costs more at B = 1)
@@ -257,10 +268,9 @@ def _backward(dA, cache, da_T=None, messages=False, need_dX=True):
     T, B, n_a = A.shape
     n_x = X.shape[2]
     dZ = g_prime(A)  # (T, B, n_a) g′ at every step, in one pass; becomes dz⟨t⟩ in place
-    skips = [None] * T
+    skips = _skipped(mask, T)
     if mask is not None:
         keep = mask[:, :, None]  # (T, B, 1)
-        skips = ~keep
         dZ *= keep  # skipped steps have no dz
         dA = dA * keep  # and ignore their output gradient
     M = xp.empty((T, B, n_a), dtype=A.dtype) if messages else None

@@ -30,7 +30,6 @@ from .layers import (
     dropout_backward,
     dropout_forward,
     embedding_backward,
-    reverse_index,
     rnn_backward_any,
 )
 from .rnn import RNN_KEYS, _forward
@@ -157,10 +156,10 @@ def _sub(params, prefix):
     return {k: params[f"{prefix}.{k}"] for k in RNN_KEYS}
 
 
-def _layer_forward(X, mask, rev, params, prefix, cfg):
+def _layer_forward(X, mask, params, prefix, cfg):
     if cfg.bidirectional:
         return birnn_forward(
-            X, mask, rev, _sub(params, f"{prefix}.f"), _sub(params, f"{prefix}.b"), cfg.activation
+            X, mask, _sub(params, f"{prefix}.f"), _sub(params, f"{prefix}.b"), cfg.activation
         )
     a0 = np.zeros((X.shape[1], cfg.hidden), dtype=X.dtype)
     return _forward(X, a0, _sub(params, f"{prefix}.f"), mask, cfg.activation)
@@ -213,7 +212,6 @@ def tagger_forward(params, cfg, batch, tables, rng=None):
         Ac, cache_c = birnn_forward(
             params["E_char"][char_ids],
             cmask,
-            reverse_index(n_chars, Lc),
             _sub(params, "char.f"),
             _sub(params, "char.b"),
             cfg.activation,
@@ -224,12 +222,11 @@ def tagger_forward(params, cfg, batch, tables, rng=None):
         chars = (char_ids, inverse.reshape(T, B), cache_c)
     widths = tuple(x.shape[2] for x in parts)
     X = np.concatenate(parts, axis=2)  # (T, B, n_x)
-    rev = reverse_index(batch.lengths, T) if cfg.bidirectional else None
     keeps, caches = [], []
     for layer in range(1, cfg.layers + 1):
         X, keep = dropout_forward(X, cfg.dropout, rng)
         keeps.append(keep)
-        X, cache = _layer_forward(X, mask, rev, params, f"rnn{layer}", cfg)
+        X, cache = _layer_forward(X, mask, params, f"rnn{layer}", cfg)
         caches.append(cache)
     A_top, keep = dropout_forward(X, cfg.dropout, rng)
     keeps.append(keep)
