@@ -263,6 +263,7 @@ CLI_CASES = {
         "tag --model {d}/model --input {d}/empty.txt --input-format conll",
         ["empty.txt", "no sentences"],
     ),
+    "tag: --threads 0": ("tag --model {d}/model --threads 0 Hello", ["--threads", "0"]),
     "tag: bad --format": ("tag --model {d}/model --format xml Hello", ["--format", "xml"]),
 }
 

@@ -42,6 +42,15 @@ def strip_prefix_arg(value):
     return None if value in (None, "none", "") else value
 
 
+def add_threads_option(p):
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="BLAS threads (default 1: the per-word matrices are small, one thread is fastest)",
+    )
+
+
 def blas_threads(n):
     """A context that limits NumPy's BLAS to n threads (``--threads``)."""
     from threadpoolctl import threadpool_limits

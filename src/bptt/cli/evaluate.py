@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import add_command, add_reader_options, strip_prefix_arg
+from .common import add_command, add_reader_options, add_threads_option, blas_threads, strip_prefix_arg
 
 EXAMPLES = """\
   bptt evaluate --model runs/person --data ../shared/data/conll2003/eng.testa
@@ -27,9 +27,15 @@ def add_parser(sub):
     p.add_argument("--data", required=True, metavar="FILE", help="CoNLL file with gold tags")
     p.add_argument("--output", metavar="FILE", help="write 'word gold predicted' lines for conlleval")
     add_reader_options(p)
+    add_threads_option(p)
 
 
 def run(args):
+    with blas_threads(args.threads):
+        return _run(args)
+
+
+def _run(args):
     from ..conll import detect_scheme, from_iob2, read_conll, to_iob2, write_conll
     from ..metrics import evaluate, token_f1
     from ..modelfiles import atomic_open

@@ -6,7 +6,7 @@ import json
 import sys
 
 from ..errors import BpttError
-from .common import add_command, strip_prefix_arg, tokenize
+from .common import add_command, add_threads_option, blas_threads, strip_prefix_arg, tokenize
 
 EXAMPLES = """\
   bptt tag --model runs/person "Harry Potter and Hermione Granger invented a new spell."
@@ -48,6 +48,7 @@ def add_parser(sub):
         metavar="PREFIX",
         help="for --input-format conll: remove this prefix from words (default auto)",
     )
+    add_threads_option(p)
 
 
 def _checked(located):
@@ -113,6 +114,11 @@ def inline(words, tags_iob2):
 
 
 def run(args):
+    with blas_threads(args.threads):
+        return _run(args)
+
+
+def _run(args):
     from ..conll import spans
     from ..tagging import load_tagger
 
