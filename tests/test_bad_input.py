@@ -80,13 +80,14 @@ def d(tmp_path_factory):
     (d / "prefix.txt").write_text("en:John B-PER\nen:Smith I-PER\nSmith I-PER\n")
     n = sum(len(s.words) + 1 for s in make_corpus(20, seed=2, split="test"))
     with open(d / "dev_unseen.txt", "w") as f:  # a tag the training file never has, on line n + 2
-        f.write((d / "dev.txt").read_text() + "Acme B-FOO\nis O\n")
-    (d / "unseen_line.txt").write_text(str(n + 1))
+        f.write((d / "dev.txt").read_text() + "Acme O\nCorp B-FOO\n")
+    (d / "unseen_line.txt").write_text(str(n + 2))
     (d / "emb_dim.txt").write_text("the 0.1 0.2 0.3\n")
     (d / "emb_nan.txt").write_text("the " + " ".join(["0.1"] * 7 + ["nan"]) + "\n")
     (d / "emb_word.txt").write_text("the " + " ".join(["0.1"] * 7 + ["x"]) + "\n")
     (d / "emb_latin1.txt").write_bytes(b"caf\xe9 " + b" ".join([b"0.1"] * 8) + b"\n")
     (d / "emb_empty.txt").write_bytes(b"")
+    (d / "long_conll.txt").write_text("John B-PER\n\n" + "word O\n" * 10_001)
     (d / "long.txt").write_text("first line .\n" + " ".join(["word"] * 10_001) + "\n")
     (d / "a_file").write_text("not a directory\n")
     (d / "run_bad").mkdir()
@@ -251,6 +252,14 @@ CLI_CASES = {
     "tag: input empty": ("tag --model {d}/model --input {d}/empty.txt", ["empty.txt", "no sentences"]),
     "tag: input binary": ("tag --model {d}/model --input {d}/binary.bin", ["binary.bin", "binary"]),
     "tag: input invalid UTF-8": ("tag --model {d}/model --input {d}/latin1.txt", ["latin1.txt:3:", "UTF-8"]),
+    "dev sentence over 10,000 words": (
+        "train --train {d}/train.txt --dev {d}/long_conll.txt --out {d}/o --epochs 1",
+        ["long_conll.txt:3:", "10001"],
+    ),
+    "evaluate: sentence over 10,000 words": (
+        "evaluate --model {d}/model --data {d}/long_conll.txt",
+        ["long_conll.txt:3:", "10001"],
+    ),
     "tag: sentence over 10,000 words": (
         "tag --model {d}/model --input {d}/long.txt",
         ["long.txt:2:", "10001"],

@@ -30,6 +30,12 @@ CHUNK = 2000  # sentences per form table while tagging a stream
 MAX_WORDS = 10_000  # longest sentence accepted (the recurrence is a Python loop over words)
 
 
+def check_length(words, where):
+    """Refuse a sentence too long to tag, naming where it is (``file:LINE``, ``sentences[i]``)."""
+    if len(words) > MAX_WORDS:
+        raise BpttError(f"{where}: {len(words)} words; at most {MAX_WORDS} in one sentence")
+
+
 def tables_for(vocab, form_table):
     word, case, chars, n_chars = form_table.arrays()
     return Tables(word, case, chars, n_chars, vocab.singleton)
@@ -55,8 +61,7 @@ class Tagger:
         for i, s in enumerate(sentences):
             if len(s) == 0:
                 raise BpttError(f"sentences[{i}]: empty sentence")
-            if len(s) > MAX_WORDS:
-                raise BpttError(f"sentences[{i}]: {len(s)} words; at most {MAX_WORDS} per sentence")
+            check_length(s, f"sentences[{i}]")
         out = [None] * len(sentences)
         table = FormTable(self.vocab)
         forms = [table.encode(s) for s in sentences]

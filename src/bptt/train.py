@@ -35,7 +35,7 @@ from .errors import BpttError
 from .metrics import evaluate, token_f1
 from .optim import clip_grad_norm, make_optimizer
 from .tagger import TaggerConfig, batch_indices, init_tagger_params, make_batch, tagger_loss
-from .tagging import Tagger, batch_message_norms, tables_for
+from .tagging import Tagger, batch_message_norms, check_length, tables_for
 from .vocab import FormTable, Vocab
 
 PROBE_K = 40  # positions of the gradient-flow probe
@@ -109,9 +109,10 @@ def encode(path, sentences, gold, cfg, table):
         if cfg.task == "person":
             labels.append(np.array([t.endswith("-PER") for t in tags], dtype=np.int64))
         else:
-            for t in tags:
+            for i, t in enumerate(tags):
                 if t not in index:
-                    raise BpttError(f"{path}:{s.line}: tag {t!r} never occurs in the training file")
+                    as_read = repr(s.tags[i]) + ("" if s.tags[i] == t else f" (IOB2 {t!r})")
+                    raise BpttError(f"{path}:{s.line + i}: tag {as_read} never occurs in the training file")
             labels.append(np.array([index[t] for t in tags], dtype=np.int64))
     if cfg.task == "person":
         gold = [person_only(t) for t in gold]
@@ -223,6 +224,8 @@ class Trainer:
         self.dev = None
         if t.dev:
             dev_sents, _, gold_dev = read_tagged(t.dev, t)
+            for s in dev_sents:  # the dev sentences are tagged
+                check_length(s.words, f"{t.dev}:{s.line}")
             self.dev = encode(t.dev, dev_sents, gold_dev, m, self.table)
         self.tables = tables_for(self.vocab, self.table)
         self.params = init_tagger_params(

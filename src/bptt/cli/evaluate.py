@@ -39,13 +39,15 @@ def _run(args):
     from ..conll import detect_scheme, from_iob2, read_conll, to_iob2, write_conll
     from ..metrics import evaluate, token_f1
     from ..modelfiles import atomic_open
-    from ..tagging import load_tagger
+    from ..tagging import check_length, load_tagger
     from ..train import person_only
 
     tagger = load_tagger(args.model)
     sentences = read_conll(
         args.data, tag_column=args.tag_column, strip_prefix=strip_prefix_arg(args.strip_prefix)
     )
+    for s in sentences:
+        check_length(s.words, f"{args.data}:{s.line}")
     scheme = detect_scheme(sentences)
     gold = [to_iob2(s.tags, scheme) for s in sentences]
     if tagger.cfg.task == "person":

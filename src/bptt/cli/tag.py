@@ -53,11 +53,10 @@ def add_parser(sub):
 
 def _checked(located):
     """The words of each (place, words) pair, refusing a sentence too long to tag."""
-    from ..tagging import MAX_WORDS
+    from ..tagging import check_length
 
     for place, words in located:
-        if len(words) > MAX_WORDS:
-            raise BpttError(f"{place}: {len(words)} words; at most {MAX_WORDS} in one sentence")
+        check_length(words, place)
         yield words
 
 
