@@ -53,12 +53,12 @@ class TrainConfig:
     epochs: int = 100  # at most this many passes over the training data
     batch_size: int = 32  # sentences per update
     optimizer: str = "adam"  # "adam", "momentum" or "sgd"
-    lr: float = 2e-3  # learning rate
+    lr: float = 3e-3  # learning rate
     lr_decay: float = 0.05  # lr_epoch = lr / (1 + lr_decay · epoch)
     clip: float = 5.0  # clip the global gradient norm to this (0: off)
     bptt_steps: int = 0  # truncated BPTT: cut the word-level messages every this many steps (0: full)
     ema: float = 0.999  # evaluate and save a moving average of the weights (Polyak); 0: the raw weights
-    patience: int = 8  # stop after this many epochs without a better dev F1
+    patience: int = 10  # stop after this many epochs without a better dev F1
     time_budget: float | None = None  # minutes of training, then stop with the best model
     seed: int = 0  # every random choice (init, batches, dropout) follows from it
     embeddings: str | None = None  # optional GloVe-format text file of pretrained word vectors
