@@ -1,11 +1,12 @@
 """``bptt tag`` streams: peak memory does not grow with the input, and its throughput.
 
-Trains a tiny person tagger on a slice of CoNLL-2003 (or uses ``--model``), writes inputs of
-one sentence a line (CoNLL-2003 training sentences, cycled), runs ``bptt tag`` on each as a
-process of its own, and measures its wall time and peak resident memory (``/usr/bin/time -v``
-when present, else ``getrusage`` of the child). Prints one row per input size.
+Trains a person tagger on a slice of CoNLL-2003 (or uses ``--model``): ``--size tiny`` (24 units,
+the tests' size) or ``default`` (the default architecture, one short epoch: speed does not depend on
+the weights' values). Writes inputs of one sentence a line (CoNLL-2003 training sentences, cycled),
+runs ``bptt tag`` on each as a process of its own, and measures its wall time and peak resident
+memory (``/usr/bin/time -v`` when present, else ``getrusage`` of the child). One row per input size.
 
-    flock /tmp/bptt-heavy.lock python benchmarks/bench_tag_stream.py --sizes 20000 200000
+    flock /tmp/bptt-heavy.lock python benchmarks/bench_tag_stream.py --sizes 20000 200000 --size default
     flock /tmp/bptt-heavy.lock python benchmarks/bench_tag_stream.py --sizes 20000 --threads 2
 """
 
@@ -28,7 +29,8 @@ TINY = ["--hidden", "24", "--word-dim", "24", "--char-dim", "8", "--char-hidden"
 def parse():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[20_000, 200_000], help="sentences per input")
-    p.add_argument("--model", help="a model directory to use (default: train a tiny one)")
+    p.add_argument("--model", help="a model directory to use (default: train one)")
+    p.add_argument("--size", choices=["tiny", "default"], default="tiny", help="of the model to train")
     p.add_argument("--threads", type=int, default=1, help="bptt tag --threads (default 1)")
     p.add_argument("--format", default="inline", choices=["inline", "conll", "json"], help="output format")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -39,11 +41,12 @@ def bptt(*argv):
     return [sys.executable, "-m", "bptt", *map(str, argv)]
 
 
-def train_tiny(work):
-    """A tiny person tagger on the first 1,000 sentences of eng.train, 2 epochs."""
+def train(work, size):
+    """A person tagger: tiny (1,000 sentences, 2 epochs) or of the default size (300 sentences, 1 epoch)."""
     out = os.path.join(work, "model")
-    cmd = bptt("train", "--train", os.path.join(DATA, "eng.train"), "--max-sentences", 1000, "--epochs", 2,
-               "--out", out, "--quiet", *TINY)  # fmt: skip
+    n, epochs, dims = (1000, 2, TINY) if size == "tiny" else (300, 1, [])
+    cmd = bptt("train", "--train", os.path.join(DATA, "eng.train"), "--max-sentences", n, "--epochs", epochs,
+               "--out", out, "--quiet", *dims)  # fmt: skip
     subprocess.run(cmd, check=True)
     return out
 
@@ -91,7 +94,7 @@ def main():
     args = parse()
     work = tempfile.mkdtemp(prefix="bench-tag-")
     try:
-        model = args.model or train_tiny(work)
+        model = args.model or train(work, args.size)
         rows = []
         for n in args.sizes:
             path = os.path.join(work, f"in-{n}.txt")
