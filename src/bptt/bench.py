@@ -9,7 +9,7 @@ where R (T, B, n_a) is a fixed random upstream gradient ∂L/∂a⟨t⟩ (L = Σ
 Before timing, the two gradients (W_ax, W_aa, b_a, X) are compared; a mismatch
 stops the benchmark. The two sides then run in alternating rounds (the order
 flips every round, with a pause between them so one library's spinning worker
-threads do not slow the other), and the report gives the median time of each
+threads do not slow the other, then one untimed warm-up call), and the report gives the median time of each
 side and the median of the per-round ratios bptt/torch.
 
 FLOPs, counted from the GEMMs only: forward 2·T·B·(n_x + n_a)·n_a, backward
@@ -229,6 +229,7 @@ def time_case(case, config, gemm):
         sides = [(case.run_bptt, t_bptt), (case.run_torch, t_torch)]
         for fn, times in (sides if r % 2 == 0 else sides[::-1]) + [(gemm, t_gemm)]:
             time.sleep(config.pause)
+            fn()  # one untimed call: both sides are timed warm (caches, BLAS threads awake)
             times.append(_time_block(fn, config.min_time))
     return t_bptt, t_torch, t_gemm
 
