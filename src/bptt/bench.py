@@ -8,9 +8,10 @@ What one timed call does, on both sides, with identical parameters and inputs:
 where R (T, B, n_a) is a fixed random upstream gradient ∂L/∂a⟨t⟩ (L = Σ A ⊙ R).
 Before timing, the two gradients (W_ax, W_aa, b_a, X) are compared; a mismatch
 stops the benchmark. The two sides then run in alternating rounds (the order
-flips every round, with a pause between them so one library's spinning worker
-threads do not slow the other, then one untimed warm-up call), and the report gives the median time of each
-side and the median of the per-round ratios bptt/torch.
+flips every round; before each timed block, a pause so one library's spinning
+worker threads do not slow the other, then one untimed warm-up call), and the
+report gives the median time of each side and the median of the per-round
+ratios bptt/torch.
 
 FLOPs, counted from the GEMMs only: forward 2·T·B·(n_x + n_a)·n_a, backward
 twice that (dz·W_aa, dW_aa, dW_ax and dX). Achieved GFLOP/s is reported as a
