@@ -45,8 +45,9 @@ from typing import NamedTuple
 
 from .backend import array_namespace
 from .errors import BpttError, check_array, check_choice
+from .model import check_model_inputs
 from .rnn import ACTIVATIONS, _backward, _forward, check_sequence_inputs
-from .truncated import check_length, check_model_inputs, loss_and_bptt
+from .truncated import check_length, loss_and_bptt
 
 
 class CheckpointedCache(NamedTuple):

@@ -40,6 +40,23 @@ def init_params(n_x, n_a, n_y, *, seed=0, dtype=np.float32):
     return params
 
 
+def check_model_inputs(params, X, Y, a0, mask, output, activation, reduction):
+    """The checks of ``sequence_loss``. Returns: a0, mask (defaults filled in), Y, the loss scale."""
+    check_choice("output", output, OUTPUTS)
+    check_choice("activation", activation, tuple(ACTIVATIONS))
+    check_choice("reduction", reduction, ("sum", "mean"))
+    missing = [key for key in HEAD_KEYS if key not in params]
+    if missing:
+        raise BpttError(f"params: missing key(s) {', '.join(missing)}")
+    a0, mask = check_sequence_inputs(X, a0, params, mask)
+    T, B, _ = X.shape
+    sizes = {"n_a": params["W_aa"].shape[0], "T": T, "B": B}
+    check_array("params['W_ya']", params["W_ya"], ("n_y", "n_a"), sizes=sizes)
+    check_array("params['b_y']", params["b_y"], ("n_y",), sizes=sizes)
+    Y = check_labels(Y, output, sizes["n_y"], sizes)
+    return a0, mask, Y, 1.0 if reduction == "sum" else 1.0 / B
+
+
 def sequence_loss(
     params,
     X,
@@ -58,23 +75,9 @@ def sequence_loss(
     Returns: L (float), grads (same keys as params) and, with ``return_messages``,
     the right-to-left messages ∂L/∂a⟨t⟩ (T, B, n_a).
     """
-    check_choice("output", output, OUTPUTS)
-    check_choice("activation", activation, tuple(ACTIVATIONS))
-    check_choice("reduction", reduction, ("sum", "mean"))
-    missing = [k for k in HEAD_KEYS if k not in params]
-    if missing:
-        raise BpttError(f"params: missing key(s) {', '.join(missing)}")
-    a0, mask = check_sequence_inputs(X, a0, params, mask)
-    T, B, _ = X.shape
-    n_a = params["W_aa"].shape[0]
-    sizes = {"n_a": n_a, "T": T, "B": B}
-    check_array("params['W_ya']", params["W_ya"], ("n_y", "n_a"), sizes=sizes)
-    check_array("params['b_y']", params["b_y"], ("n_y",), sizes=sizes)
-    Y = check_labels(Y, output, sizes["n_y"], sizes)
-
+    a0, mask, Y, scale = check_model_inputs(params, X, Y, a0, mask, output, activation, reduction)
     A, cache = _forward(X, a0, params, mask, activation)
     L_t, dZ_y = step_losses(output_logits(A, params), Y, output, mask)
-    scale = 1.0 if reduction == "sum" else 1.0 / B
     L = float(L_t.sum()) * scale
     if scale != 1.0:
         dZ_y *= scale  # the reduction scales every gradient alike

@@ -25,9 +25,10 @@ from __future__ import annotations
 import numbers
 
 from .backend import array_namespace
-from .errors import BpttError, check_array, check_choice
-from .heads import HEAD_KEYS, OUTPUTS, check_labels, output_backward, output_logits, step_losses
-from .rnn import ACTIVATIONS, RNNCache, _backward, _forward, check_sequence_inputs
+from .errors import BpttError, check_array
+from .heads import output_backward, output_logits, step_losses
+from .model import check_model_inputs
+from .rnn import RNNCache, _backward, _forward
 
 
 def check_length(name, k):
@@ -106,23 +107,6 @@ def truncated_sequence_loss(
         L += L_j
         w_prev, A_prev, a_before = w, A, a_start
     return L, grads, A_prev[-1].copy()
-
-
-def check_model_inputs(params, X, Y, a0, mask, output, activation, reduction):
-    """The checks of ``sequence_loss``. Returns: a0, mask (defaults filled in), Y, the loss scale."""
-    check_choice("output", output, OUTPUTS)
-    check_choice("activation", activation, tuple(ACTIVATIONS))
-    check_choice("reduction", reduction, ("sum", "mean"))
-    missing = [key for key in HEAD_KEYS if key not in params]
-    if missing:
-        raise BpttError(f"params: missing key(s) {', '.join(missing)}")
-    a0, mask = check_sequence_inputs(X, a0, params, mask)
-    T, B, _ = X.shape
-    sizes = {"n_a": params["W_aa"].shape[0], "T": T, "B": B}
-    check_array("params['W_ya']", params["W_ya"], ("n_y", "n_a"), sizes=sizes)
-    check_array("params['b_y']", params["b_y"], ("n_y",), sizes=sizes)
-    Y = check_labels(Y, output, sizes["n_y"], sizes)
-    return a0, mask, Y, 1.0 if reduction == "sum" else 1.0 / B
 
 
 def loss_and_bptt(params, A, cache, Y, output, scale, grads, first=0, da_T=None):
