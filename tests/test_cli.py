@@ -36,8 +36,24 @@ def conll_slice(tmp_path_factory):
 def person_model(conll_slice):
     d, _ = conll_slice
     out = d / "person"
-    rc = main(["train", "--train", str(d / "train.txt"), "--dev", str(d / "dev.txt"), "--task", "person",
-               "--out", str(out), "--epochs", "4", "--seed", "3", *TINY])
+    rc = main(
+        [
+            "train",
+            "--train",
+            str(d / "train.txt"),
+            "--dev",
+            str(d / "dev.txt"),
+            "--task",
+            "person",
+            "--out",
+            str(out),
+            "--epochs",
+            "4",
+            "--seed",
+            "3",
+            *TINY,
+        ]
+    )
     assert rc == 0
     return out
 
@@ -51,8 +67,15 @@ def test_every_command_has_help_with_examples(capsys):
 
 
 def test_train_writes_the_run_directory(person_model):
-    for name in ("config.json", "vocab.json", "weights.safetensors", "log.jsonl", "run.json", "sample.json",
-                 "loss.png"):
+    for name in (
+        "config.json",
+        "vocab.json",
+        "weights.safetensors",
+        "log.jsonl",
+        "run.json",
+        "sample.json",
+        "loss.png",
+    ):
         assert (person_model / name).stat().st_size > 0, name
     records = [json.loads(line) for line in (person_model / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2, 3, 4]
@@ -72,8 +95,20 @@ def title_case_baseline(sentences):
 def test_model_beats_a_trivial_baseline(person_model, conll_slice, capsys):
     d, dev = conll_slice
     capsys.readouterr()
-    assert main(["evaluate", "--model", str(person_model), "--data", str(d / "dev.txt"),
-                 "--output", str(d / "dev.pred")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(person_model),
+                "--data",
+                str(d / "dev.txt"),
+                "--output",
+                str(d / "dev.pred"),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "PER" in printed and "token level" in printed
     # the --output file: word gold predicted, scored by us and by seqeval identically
@@ -122,8 +157,13 @@ def test_tag_formats(person_model, tmp_path, capsys):
 
 def test_tag_reads_stdin_streaming(person_model):
     text = "".join(f"Sentence number {i} mentions Alice Walker .\n" for i in range(3000))
-    out = subprocess.run([sys.executable, "-m", "bptt", "tag", "--model", str(person_model)], input=text,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "bptt", "tag", "--model", str(person_model)],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert len(out.stdout.splitlines()) == 3000
 
@@ -133,8 +173,20 @@ def test_resume_gives_a_bit_identical_model(conll_slice, tmp_path, monkeypatch):
     from bptt.train import Trainer
 
     d, _ = conll_slice
-    args = ["train", "--train", str(d / "train.txt"), "--dev", str(d / "dev.txt"), "--epochs", "3",
-            "--max-sentences", "400", "--patience", "10", *TINY]
+    args = [
+        "train",
+        "--train",
+        str(d / "train.txt"),
+        "--dev",
+        str(d / "dev.txt"),
+        "--epochs",
+        "3",
+        "--max-sentences",
+        "400",
+        "--patience",
+        "10",
+        *TINY,
+    ]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
     # the same run, interrupted right after the checkpoint of epoch 1, then resumed
     real = Trainer.save_checkpoint
