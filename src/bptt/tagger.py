@@ -284,20 +284,33 @@ def tagger_loss(params, cfg, batch, tables, rng=None, dense=False, messages=Fals
     Returns: L (float), grads, and layer 1's forward messages (or None).
     """
     Z_y, cache = tagger_forward(params, cfg, batch, tables, rng)
-    if cfg.task == "person":
-        L_t, dZ_y = step_losses(Z_y, batch.labels[:, :, None], "sigmoid", batch.mask)
-    else:
-        L_t, dZ_y = step_losses(Z_y, batch.labels, "softmax", batch.mask)
+    L_t, dZ_y = batch_losses(Z_y, cfg, batch)
     B = batch.forms.shape[1]
     dZ_y /= B  # the mean over sentences
     grads, M = tagger_backward(dZ_y, params, cfg, cache, dense=dense, messages=messages, truncate=truncate)
     return float(L_t.sum()) / B, grads, M
 
 
-def predict_proba(params, cfg, batch, tables):
-    """ŷ⟨t⟩ for every word: (T, B) name probabilities (person) or (T, B, n_tags) (ner)."""
-    Z_y, _ = tagger_forward(params, cfg, batch, tables)
+def batch_losses(Z_y, cfg, batch):
+    """L⟨t⟩ of every word and ∂(Σ L⟨t⟩)/∂Z_y: logistic loss (person) or cross-entropy (ner).
+
+    Shapes: Z_y (T, B, n_y).
+    Returns: L_t (T, B), dZ_y (T, B, n_y); zero on padding.
+    """
+    if cfg.task == "person":
+        return step_losses(Z_y, batch.labels[:, :, None], "sigmoid", batch.mask)
+    return step_losses(Z_y, batch.labels, "softmax", batch.mask)
+
+
+def output_proba(Z_y, cfg):
+    """ŷ⟨t⟩ from the logits: (T, B) name probabilities (person) or (T, B, n_tags) (ner)."""
     return sigmoid(Z_y[:, :, 0]) if cfg.task == "person" else softmax(Z_y)
+
+
+def predict_proba(params, cfg, batch, tables):
+    """ŷ⟨t⟩ for every word of a batch (see ``output_proba``)."""
+    Z_y, _ = tagger_forward(params, cfg, batch, tables)
+    return output_proba(Z_y, cfg)
 
 
 def allowed_transitions(tags):

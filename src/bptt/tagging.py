@@ -13,13 +13,14 @@ import numpy as np
 
 from .conll import from_iob2
 from .errors import BpttError
-from .heads import step_losses
 from .tagger import (
     Tables,
     TaggerConfig,
     batch_indices,
+    batch_losses,
     decode,
     make_batch,
+    output_proba,
     predict_proba,
     tagger_backward,
     tagger_forward,
@@ -116,13 +117,9 @@ class Tagger:
         predicted = self.predict([words])[0]
         batch, tables = self._single(words, gold if gold is not None else predicted)
         Z_y, cache = tagger_forward(self.params, self.cfg, batch, tables)
-        if self.cfg.task == "person":
-            L_t, dZ = step_losses(Z_y, batch.labels[:, :, None], "sigmoid", batch.mask)
-            y_hat = 1 / (1 + np.exp(-Z_y[:, 0, 0]))
-        else:
-            L_t, dZ = step_losses(Z_y, batch.labels, "softmax", batch.mask)
-            e = np.exp(Z_y[:, 0] - Z_y[:, 0].max(axis=1, keepdims=True))
-            y_hat = (e / e.sum(axis=1, keepdims=True)).max(axis=1)
+        L_t, dZ = batch_losses(Z_y, self.cfg, batch)
+        proba = output_proba(Z_y, self.cfg)[:, 0]  # (T,) or (T, n_tags)
+        y_hat = proba if self.cfg.task == "person" else proba.max(axis=1)  # the predicted class's ŷ
         _, M = tagger_backward(dZ, self.params, self.cfg, cache, messages=True)
         return {
             "words": words,
@@ -185,10 +182,7 @@ class Tagger:
 def batch_message_norms(params, cfg, batch, tables, K):
     """Σ over sentences of ‖∂L/∂a→⟨t⟩‖ at t = 1..K, and how many sentences reach each t."""
     Z_y, cache = tagger_forward(params, cfg, batch, tables)
-    if cfg.task == "person":
-        _, dZ = step_losses(Z_y, batch.labels[:, :, None], "sigmoid", batch.mask)
-    else:
-        _, dZ = step_losses(Z_y, batch.labels, "softmax", batch.mask)
+    _, dZ = batch_losses(Z_y, cfg, batch)
     _, M = tagger_backward(dZ, params, cfg, cache, messages=True)
     norms = np.linalg.norm(M, axis=2) * batch.mask  # (T, B)
     k = min(K, norms.shape[0])

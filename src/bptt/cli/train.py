@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 from ..errors import BpttError
@@ -167,6 +166,3 @@ def _run(args):
     tcfg, mcfg = configs(args)
     train(tcfg, mcfg, args.out, progress=not args.quiet)
     return 0
-
-
-__all__ = ["add_parser", "configs", "dataclasses"]
