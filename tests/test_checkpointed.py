@@ -29,7 +29,7 @@ def test_layer_gradients_equal_full_bptt(rng, k, masked, activation):
     dX, da0, grads = bptt.rnn_backward(dA, cache, da_T=da_T)
 
     a_T, ck = rnn_forward_checkpointed(X, a0, p, mask=mask, activation=activation, k=k)
-    np.testing.assert_array_equal(a_T, A[-1])
+    np.testing.assert_allclose(a_T, A[-1], rtol=0, atol=1e-14)
     dX_c, da0_c, grads_c = rnn_backward_checkpointed(dA, ck, da_T=da_T)
     np.testing.assert_allclose(dX_c, dX, rtol=0, atol=1e-12)
     np.testing.assert_allclose(da0_c, da0, rtol=0, atol=1e-12)

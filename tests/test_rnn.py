@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import bptt
-from bptt.rnn import _backward, _forward
+from bptt.rnn import _backward, _forward, _fused
 from tests.conftest import N_A, N_X, B, T, make_params, ragged_mask
 
 ACTS = ["tanh", "relu"]
@@ -187,14 +187,15 @@ def test_dtype_is_kept_end_to_end(rng, dtype):
     assert L == pytest.approx(L64, rel=1e-5)
 
 
-def test_fast_path_leaves_inputs_untouched(rng):
+@pytest.mark.parametrize("fused", [False, True])
+def test_fast_path_leaves_inputs_untouched(rng, fused):
     p = make_params()
     X = rng.standard_normal((T, B, N_X))
     a0 = rng.standard_normal((B, N_A))
     dA = rng.standard_normal((T, B, N_A))
     copies = [X.copy(), a0.copy(), dA.copy()] + [v.copy() for v in p.values()]
-    A, cache = _forward(X, a0, p, None, "tanh")
-    _backward(dA, cache, messages=True)
+    A, cache = _forward(X, a0, p, None, "tanh", fused=fused)
+    _backward(dA, cache, messages=True, fused=fused)
     for before, after in zip(copies, [X, a0, dA, *p.values()]):
         np.testing.assert_array_equal(before, after)
 
@@ -214,3 +215,49 @@ def test_gradcheck_catches_a_wrong_gradient(rng):
     assert report.errors["W_aa"] > 1e-3
     assert report.errors["W_ax"] < 1e-6
     assert not report.ok()
+
+
+@pytest.mark.parametrize("activation", ACTS)
+@pytest.mark.parametrize("batch", [1, B])
+@pytest.mark.parametrize("length", [1, T])
+def test_one_gemm_per_step_loops_equal_the_general_loops(rng, activation, batch, length):
+    """The fused loops (B = 1 by default, forced here at any B) give the general loops' numbers."""
+    p = make_params()
+    X = rng.standard_normal((length, batch, N_X))
+    a0 = rng.standard_normal((batch, N_A))
+    dA = rng.standard_normal((length, batch, N_A))
+    da_T = rng.standard_normal((batch, N_A))
+    out = {}
+    for fused in (False, True):
+        A, cache = _forward(X, a0, p, None, activation, fused=fused)
+        dX, da0, grads, M = _backward(dA, cache, da_T, messages=True, fused=fused)
+        out[fused] = {"A": A, "dX": dX, "da0": da0, "M": M, **grads}
+    for key, value in out[False].items():
+        np.testing.assert_allclose(out[True][key], value, rtol=0, atol=1e-13, err_msg=key)
+
+
+@pytest.mark.parametrize("activation", ACTS)
+def test_gradcheck_one_gemm_per_step_loops(rng, activation):
+    p = {k: v for k, v in make_params().items() if k in bptt.rnn.RNN_KEYS}
+    arrays = {"X": rng.standard_normal((T, 1, N_X)), "a0": rng.standard_normal((1, N_A)), **p}
+    R = rng.standard_normal((T, 1, N_A))
+    da_T = rng.standard_normal((1, N_A))
+
+    def fun(arrs):
+        q = {k: arrs[k] for k in bptt.rnn.RNN_KEYS}
+        A, cache = _forward(arrs["X"], arrs["a0"], q, None, activation, fused=True)
+        dX, da0, grads, _ = _backward(R, cache, da_T, fused=True)
+        return float((A * R).sum() + (A[-1] * da_T).sum()), {**grads, "X": dX, "a0": da0}
+
+    report = bptt.gradcheck(fun, arrays)
+    assert report.max_error < 1e-6, str(report)
+
+
+def test_which_loops_run():
+    """One GEMM per step for a single short-state sequence; the general loops otherwise."""
+    none = [None] * 4
+    assert _fused(1, 8, none) and _fused(1, 48, none)
+    assert not _fused(1, 49, none)  # wide states: the doubled GEMM costs more than the saved call
+    assert not _fused(2, 8, none)  # strided per-step views
+    assert not _fused(1, 8, [None, np.array([[True]]), None, None])  # a skipped step
+    assert _fused(2, 8, none, fused=True) and not _fused(1, 8, none, fused=False)
