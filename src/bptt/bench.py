@@ -7,11 +7,11 @@ What one timed call does, on both sides, with identical parameters and inputs:
 
 where R (T, B, n_a) is a fixed random upstream gradient ∂L/∂a⟨t⟩ (L = Σ A ⊙ R).
 Before timing, the two gradients (W_ax, W_aa, b_a, X) are compared; a mismatch
-stops the benchmark. The two sides then run in alternating rounds (the order
-flips every round; before each timed block, a pause so one library's spinning
-worker threads do not slow the other, then one untimed warm-up call), and the
-report gives the median time of each side and the median of the per-round
-ratios bptt/torch.
+stops the benchmark. The two sides then run in rounds, with bptt between torch
+and the GEMM yardstick and the order flipped every round (before each timed
+block, a pause so one library's spinning worker threads do not slow the other,
+then one untimed warm-up call), and the report gives the median time of each
+side and the median of the per-round ratios bptt/torch.
 
 FLOPs, counted from the GEMMs only: forward 2·T·B·(n_x + n_a)·n_a, backward
 twice that (dz·W_aa, dW_aa, dW_ax and dX). Achieved GFLOP/s is reported as a
@@ -221,16 +221,19 @@ def check_gradients(case):
 
 
 def time_case(case, config, gemm):
-    """Alternate the two sides, then the GEMM yardstick, for ``config.rounds`` rounds.
+    """Time bptt, torch and the GEMM yardstick for ``config.rounds`` rounds.
 
+    bptt always runs between the other two (GEMM, bptt, torch, then torch, bptt, GEMM), so
+    both of its per-round ratios compare blocks timed next to each other: this machine's
+    speed drifts by up to 2x over seconds (other virtual machines on the same cores).
     Returns: per-round seconds of bptt, of torch, and of one GEMM.
     """
     t_bptt, t_torch, t_gemm = [], [], []
     for r in range(config.rounds):
-        sides = [(case.run_bptt, t_bptt), (case.run_torch, t_torch)]
-        for fn, times in (sides if r % 2 == 0 else sides[::-1]) + [(gemm, t_gemm)]:
+        blocks = [(gemm, t_gemm), (case.run_bptt, t_bptt), (case.run_torch, t_torch)]
+        for fn, times in blocks if r % 2 == 0 else blocks[::-1]:
             time.sleep(config.pause)
-            fn()  # one untimed call: both sides are timed warm (caches, BLAS threads awake)
+            fn()  # one untimed call: all are timed warm (caches, BLAS threads awake)
             times.append(_time_block(fn, config.min_time))
     return t_bptt, t_torch, t_gemm
 
@@ -374,7 +377,7 @@ def _peak_bytes(fn):
 
 
 def memory_benchmark(
-    lengths=(1000, 10000), B=16, n_x=32, n_a=128, n_y=10, dtype="float32", rounds=5, log=None
+    lengths=(1000, 10000), B=16, n_x=32, n_a=128, n_y=10, dtype="float32", rounds=11, log=None
 ):
     """Checkpointed vs full BPTT of the whole model (softmax head): memory and time.
 

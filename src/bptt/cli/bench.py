@@ -76,7 +76,7 @@ def run(args):
     log = None if args.json else print  # the table streams out row by row
     if args.memory:
         lengths = parse_sizes("--lengths", args.lengths)
-        report = bench.memory_benchmark(lengths, rounds=args.rounds or (3 if args.quick else 5), log=log)
+        report = bench.memory_benchmark(lengths, rounds=args.rounds or (3 if args.quick else 11), log=log)
     else:
         config = bench.BenchConfig(probe=not args.no_probe, threads=args.threads)
         if args.shape:
