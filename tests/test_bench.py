@@ -49,6 +49,17 @@ def test_report_structure_and_table(torch):
     json.dumps(report)  # JSON-ready
 
 
+def test_probe_is_timed_against_small_numpy_calls(torch):
+    config = bench.BenchConfig(shapes=(), dtypes=("float32",), rounds=2, min_time=0, pause=0)
+    report = bench.run_benchmark(config)
+    (r,) = report["results"]
+    assert r["probe"] and (r["T"], r["B"], r["n_x"], r["n_a"]) == bench.PROBE
+    assert r["call_us"] > 0 and r["gemm_fraction"] == 0 and report["gemm_gflops"] == {"float32": 0.0}
+    # a step is several calls: each direction makes at least two per step (GEMM, then g or g′)
+    assert 4 <= r["calls_per_step"] < 100
+    assert "calls per step" in bench.format_row(r)
+
+
 def test_flops_count_forward_once_and_backward_twice():
     T, B, n_x, n_a = 2, 3, 4, 5
     forward = 2 * T * B * (n_x + n_a) * n_a

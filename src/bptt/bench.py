@@ -78,6 +78,8 @@ class ShapeResult:
     gflops: float = 0.0  # achieved by bptt
     gemm_gflops: float = 0.0  # the GEMM yardstick in this dtype, timed in the same rounds
     gemm_fraction: float = 0.0  # median over rounds of achieved / yardstick
+    call_us: float = 0.0  # probe only: one small NumPy call (the call yardstick), timed in the same rounds
+    calls_per_step: float = 0.0  # probe only: median over rounds of (time per step) / (time per call)
     grad_error: float = 0.0  # max relative difference of the gradients, bptt vs torch
 
 
@@ -156,6 +158,25 @@ def gemm_runner(dtype, n):
     return lambda: np.dot(a, b, out=c)
 
 
+CALLS = 1000  # small NumPy calls per run of the call yardstick
+
+
+def call_runner(dtype):
+    """A function making ``CALLS`` calls of ``np.add`` on 8 numbers: the call yardstick.
+
+    At B = 1, n = 8 a step's cost is a handful of such calls; this machine's cost per call
+    drifts by up to 2x over seconds, so the probe is reported in calls as well as in µs.
+    """
+    x, out = np.ones((1, 8), dtype=dtype), np.empty((1, 8), dtype=dtype)
+    add = np.add
+
+    def run():
+        for _ in range(CALLS):
+            add(x, x, out)
+
+    return run
+
+
 class Case:
     """One benchmark case: identical parameters and inputs on both sides, and their runners."""
 
@@ -220,38 +241,41 @@ def check_gradients(case):
     return err
 
 
-def time_case(case, config, gemm):
-    """Time bptt, torch and the GEMM yardstick for ``config.rounds`` rounds.
+def time_case(case, config, yardstick):
+    """Time bptt, torch and a yardstick (GEMM, or calls for the probe) for ``config.rounds`` rounds.
 
-    bptt always runs between the other two (GEMM, bptt, torch, then torch, bptt, GEMM), so
-    both of its per-round ratios compare blocks timed next to each other: this machine's
-    speed drifts by up to 2x over seconds (other virtual machines on the same cores).
-    Returns: per-round seconds of bptt, of torch, and of one GEMM.
+    bptt always runs between the other two (yardstick, bptt, torch, then torch, bptt,
+    yardstick), so both of its per-round ratios compare blocks timed next to each other:
+    this machine's speed drifts by up to 2x over seconds (others' work on the same cores).
+    Returns: per-round seconds of bptt, of torch, and of one yardstick run.
     """
-    t_bptt, t_torch, t_gemm = [], [], []
+    t_bptt, t_torch, t_yard = [], [], []
     for r in range(config.rounds):
-        blocks = [(gemm, t_gemm), (case.run_bptt, t_bptt), (case.run_torch, t_torch)]
+        blocks = [(yardstick, t_yard), (case.run_bptt, t_bptt), (case.run_torch, t_torch)]
         for fn, times in blocks if r % 2 == 0 else blocks[::-1]:
             time.sleep(config.pause)
             fn()  # one untimed call: all are timed warm (caches, BLAS threads awake)
             times.append(_time_block(fn, config.min_time))
-    return t_bptt, t_torch, t_gemm
+    return t_bptt, t_torch, t_yard
 
 
 def bench_shape(case, config, gemm):
-    """Check, time and summarise one case; ``gemm`` runs the GEMM yardstick. Returns: a ShapeResult."""
+    """Check, time and summarise one case; ``gemm`` runs the GEMM yardstick. Returns: a ShapeResult.
+
+    The probe is timed beside the call yardstick instead: a fraction of GEMM means nothing there.
+    """
     err = check_gradients(case)
-    t_bptt, t_torch, t_gemm = time_case(case, config, gemm)
     T, B, n_x, n_a = case.shape
+    probe = case.shape == PROBE
+    t_bptt, t_torch, t_yard = time_case(case, config, call_runner(case.dtype) if probe else gemm)
     bptt_s, torch_s = statistics.median(t_bptt), statistics.median(t_torch)
-    gemm_flops = 2 * config.gemm_n**3
-    return ShapeResult(
+    r = ShapeResult(
         dtype=case.dtype,
         T=T,
         B=B,
         n_x=n_x,
         n_a=n_a,
-        probe=case.shape == PROBE,
+        probe=probe,
         bptt_ms=bptt_s * 1e3,
         torch_ms=torch_s * 1e3,
         ratio=statistics.median(a / b for a, b in zip(t_bptt, t_torch)),
@@ -259,13 +283,19 @@ def bench_shape(case, config, gemm):
         bptt_us_per_step=bptt_s / T * 1e6,
         torch_us_per_step=torch_s / T * 1e6,
         gflops=flops(*case.shape) / bptt_s / 1e9,
-        gemm_gflops=statistics.median(gemm_flops / t / 1e9 for t in t_gemm),
-        # achieved / yardstick, round by round, so a change of load between rounds cancels
-        gemm_fraction=statistics.median(
-            flops(*case.shape) / tb / (gemm_flops / tg) for tb, tg in zip(t_bptt, t_gemm)
-        ),
         grad_error=err,
     )
+    # bptt against its yardstick round by round, so a change of speed between rounds cancels
+    if probe:
+        r.call_us = statistics.median(t_yard) / CALLS * 1e6
+        r.calls_per_step = statistics.median(tb / T / (ty / CALLS) for tb, ty in zip(t_bptt, t_yard))
+    else:
+        gemm_flops = 2 * config.gemm_n**3
+        r.gemm_gflops = statistics.median(gemm_flops / t / 1e9 for t in t_yard)
+        r.gemm_fraction = statistics.median(
+            flops(*case.shape) / tb / (gemm_flops / ty) for tb, ty in zip(t_bptt, t_yard)
+        )
+    return r
 
 
 def check_config(config):
@@ -312,9 +342,10 @@ def run_benchmark(config=None, log=None):
         for shape in shapes:
             results.append(bench_shape(Case(torch, shape, dtype, config.seed), config, gemm))
             log(format_row(results[-1]))
-    report["gemm_gflops"] = {
-        d: statistics.median(r.gemm_gflops for r in results if r.dtype == d) for d in config.dtypes
-    }
+    report["gemm_gflops"] = {}
+    for d in config.dtypes:
+        yardsticks = [r.gemm_gflops for r in results if r.dtype == d and not r.probe]
+        report["gemm_gflops"][d] = statistics.median(yardsticks) if yardsticks else 0.0
     report["results"] = [asdict(r) for r in results]
     return report
 
@@ -342,9 +373,13 @@ def format_row(r):
     r = r if isinstance(r, dict) else asdict(r)
     name = f"{r['dtype']:<8} {r['T']:>5} {r['B']:>4} {r['n_x']:>4} {r['n_a']:>4}"
     times = f"{r['bptt_ms']:>9.3f} {r['torch_ms']:>9.3f} {r['ratio']:>6.3f}"
-    speed = f"{r['gflops']:>7.1f} {r['gemm_gflops']:>6.1f} {r['gemm_fraction']:>7.1%}"
-    probe = " probe" if r["probe"] else ""
-    return f"{name}  {times}  {speed}  {r['bptt_us_per_step']:>7.2f}  {r['grad_error']:>8.1e}{probe}"
+    if r["probe"]:  # no GEMM columns: the call yardstick instead, after the row
+        speed = f"{r['gflops']:>7.1f} {'-':>6} {'-':>7}"
+        extra = f" probe: {r['calls_per_step']:.1f} calls per step (a call: {r['call_us']:.2f} us)"
+    else:
+        speed = f"{r['gflops']:>7.1f} {r['gemm_gflops']:>6.1f} {r['gemm_fraction']:>7.1%}"
+        extra = ""
+    return f"{name}  {times}  {speed}  {r['bptt_us_per_step']:>7.2f}  {r['grad_error']:>8.1e}{extra}"
 
 
 def report_title(report):
@@ -354,7 +389,8 @@ def report_title(report):
         f"bptt forward + BPTT vs torch.nn.RNN + autograd: {m['cpu']}, {m['cores']} cores, "
         f"{m['threads']} BLAS/torch threads, numpy {m['numpy']}, torch {m['torch']}",
         f"ratio: median over {c['rounds']} alternating rounds of bptt time / torch time; "
-        f"GEMM: GFLOP/s of an n = {c['gemm_n']} np.dot in the same rounds; us/step: bptt time / T",
+        f"GEMM: GFLOP/s of an n = {c['gemm_n']} np.dot in the same rounds; us/step: bptt time / T;"
+        " probe: per step, in small NumPy calls timed in the same rounds",
         HEADER,
     ]
 
