@@ -261,3 +261,23 @@ def test_which_loops_run():
     assert not _fused(2, 8, none)  # strided per-step views
     assert not _fused(1, 8, [None, np.array([[True]]), None, None])  # a skipped step
     assert _fused(2, 8, none, fused=True) and not _fused(1, 8, none, fused=False)
+
+
+@pytest.mark.parametrize("activation", ACTS)
+@pytest.mark.parametrize("masked", [False, True])
+def test_g_prime_step_by_step_equals_g_prime_at_once(rng, monkeypatch, activation, masked):
+    """Large states take g′ inside the backward loop; forced here, it gives the same numbers."""
+    p = make_params()
+    X = rng.standard_normal((T, B, N_X))
+    a0 = rng.standard_normal((B, N_A))
+    dA = rng.standard_normal((T, B, N_A))
+    da_T = rng.standard_normal((B, N_A))
+    mask = ragged_mask([5, 2, 4], T) if masked else None
+    A, cache = _forward(X, a0, p, mask, activation)
+    at_once = _backward(dA, cache, da_T, messages=True)
+    monkeypatch.setattr(bptt.rnn, "_G_PRIME_PER_STEP", 1)
+    step_by_step = _backward(dA, cache, da_T, messages=True)
+    for ours, theirs in zip(step_by_step, at_once):
+        for key in ours if isinstance(ours, dict) else [None]:
+            x, y = (ours[key], theirs[key]) if key else (ours, theirs)
+            np.testing.assert_allclose(x, y, rtol=0, atol=1e-13, err_msg=str(key))

@@ -70,20 +70,22 @@ def _tanh_exp(z, out=None):
     return np.subtract(one, out, out=out)
 
 
-def _tanh_prime(a):
-    a2 = a * a
-    return np.subtract(1, a2, out=a2)  # tanh′(z) = 1 − tanh(z)², from the saved output, one new array
+def _tanh_prime(a, out=None):
+    out = np.multiply(a, a, out=out)
+    return np.subtract(a.dtype.type(1), out, out=out)  # tanh′(z) = 1 − tanh(z)², from the saved output
 
 
 def _relu(z, out=None):
     return np.maximum(z, 0, out=out)
 
 
-def _relu_prime(a):
-    return (a > 0).astype(a.dtype)  # relu′(z) = [z > 0] = [a > 0]
+def _relu_prime(a, out=None):
+    if out is None:
+        return (a > 0).astype(a.dtype)  # relu′(z) = [z > 0] = [a > 0]
+    return np.greater(a, 0, out=out)
 
 
-# name -> (g, g′ as a function of the output a = g(z))
+# name -> (g, g′ as a function of the output a = g(z), into ``out`` when given)
 ACTIVATIONS = {"tanh": (_tanh, _tanh_prime), "relu": (_relu, _relu_prime)}
 
 
@@ -332,16 +334,22 @@ def _backward(dA, cache, da_T=None, messages=False, need_dX=True, fused=None):
     xp = array_namespace(A)
     T, B, n_a = A.shape
     n_x = X.shape[2]
-    dZ = g_prime(A)  # (T, B, n_a) g′ at every step, in one pass; becomes dz⟨t⟩ in place
     skips = _skipped(mask, T)
-    if mask is not None:
-        keep = mask[:, :, None]  # (T, B, 1)
-        dZ *= keep  # skipped steps have no dz
-        dA = dA * keep  # and ignore their output gradient
     M = xp.empty((T, B, n_a), dtype=A.dtype) if messages else None
     da_T = xp.zeros((B, n_a), dtype=A.dtype) if da_T is None else da_T.astype(A.dtype, copy=False)
-    loop = _backward_fused if _fused(B, n_a, skips, fused) else _backward_loop
-    da0 = loop(dA, dZ, da_T, p["W_aa"], M, skips)
+    if mask is not None:
+        dA = dA * mask[:, :, None]  # skipped steps ignore their output gradient
+    if _fused(B, n_a, skips, fused):
+        dZ = g_prime(A)  # (T, B, n_a) g′ at every step, in one pass; becomes dz⟨t⟩ in place
+        da0 = _backward_fused(dA, dZ, da_T, p["W_aa"], M)
+    elif B * n_a < _G_PRIME_PER_STEP:
+        dZ = g_prime(A)
+        if mask is not None:
+            dZ *= mask[:, :, None]  # skipped steps have no dz
+        da0 = _backward_loop(dA, dZ, da_T, p["W_aa"], M, skips)
+    else:  # large steps: g′ step by step, while a⟨t⟩ is in cache (two passes less over A and dZ)
+        dZ = xp.empty_like(A)
+        da0 = _backward_loop(dA, dZ, da_T, p["W_aa"], M, skips, A, g_prime)
     dZ2 = dZ.reshape(T * B, n_a)  # (T*B, n_a)
     dW_aa = dZ[0].T @ a0  # step 1 reads a⟨0⟩ ...
     if T > 1:  # ... the others read a⟨1⟩ … a⟨T−1⟩: one GEMM
@@ -355,27 +363,38 @@ def _backward(dA, cache, da_T=None, messages=False, need_dX=True, fused=None):
     return dX, da0, grads, M
 
 
-def _backward_loop(dA, dZ, da_T, W_aa, M, skips):
+# From this many numbers in a state (B·n_a) on, _backward computes g′ inside the loop, per step
+_G_PRIME_PER_STEP = 1 << 14
+
+
+def _backward_loop(dA, dZ, da_T, W_aa, M, skips, A=None, g_prime=None):
     """The recursion, right to left, in place: dZ[t] holds g′ on entry and dz⟨t⟩ on return.
 
-    Writes the whole message da⟨t⟩ into M[t] when M is given. Returns: da0 (B, n_a).
+    Given the states A and ``g_prime``, dZ's contents on entry do not matter: each step
+    computes its g′ there. Writes the whole message da⟨t⟩ into M[t] when M is given.
+    Returns: da0 (B, n_a).
     """
     xp = array_namespace(dZ)
     T, B, n_a = dZ.shape
     # where each step's whole message da⟨t⟩ goes: M[t], or one reused (B, n_a) buffer
     da_bufs = M[::-1] if M is not None else itertools.repeat(xp.empty((B, n_a), dtype=dZ.dtype), T)
+    states = A[::-1] if g_prime is not None else itertools.repeat(None, T)
     da_next = da_T.copy()
     add = xp.add  # looked up once
-    for dA_t, dz_t, da_t, skip_t in zip(dA[::-1], dZ[::-1], da_bufs, skips[::-1]):  # t = T−1 … 0
-        add(dA_t, da_next, da_t)  # the whole message reaching a⟨t⟩
+    for dA_t, dz_t, a_t, da_t, skip_t in zip(dA[::-1], dZ[::-1], states, da_bufs, skips[::-1]):
+        add(dA_t, da_next, da_t)  # the whole message reaching a⟨t⟩ (t = T−1 … 0)
+        if a_t is not None:
+            g_prime(a_t, dz_t)  # g′ from the saved output
         dz_t *= da_t  # backprop through g
+        if skip_t is not None and a_t is not None:
+            xp.copyto(dz_t, 0, where=skip_t)  # skipped steps have no dz
         dz_t.dot(W_aa, da_next)  # backprop through W_aa a⟨t−1⟩
         if skip_t is not None:
             xp.copyto(da_next, da_t, where=skip_t)  # skipped steps pass the message on
     return da_next
 
 
-def _backward_fused(dA, dZ, da_T, W_aa, M, skips):
+def _backward_fused(dA, dZ, da_T, W_aa, M):
     """``_backward_loop`` with one GEMM per step and no skipped steps (see ``_fused``)."""
     xp = array_namespace(dZ)
     T, B, n_a = dZ.shape
