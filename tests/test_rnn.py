@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import bptt
-from bptt.rnn import _backward, _forward, _fused
+from bptt.rnn import _TANH_VIA_EXP, _backward, _forward, _fused
 from tests.conftest import N_A, N_X, B, T, make_params, ragged_mask
 
 ACTS = ["tanh", "relu"]
@@ -281,3 +281,23 @@ def test_g_prime_step_by_step_equals_g_prime_at_once(rng, monkeypatch, activatio
         for key in ours if isinstance(ours, dict) else [None]:
             x, y = (ours[key], theirs[key]) if key else (ours, theirs)
             np.testing.assert_allclose(x, y, rtol=0, atol=1e-13, err_msg=str(key))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_states_match_a_plain_loop(rng, dtype):
+    """From _TANH_VIA_EXP numbers a step on, the loop computes tanh from 2z through exp."""
+    B_, n_a = 16, _TANH_VIA_EXP[np.dtype(dtype).itemsize] // 16
+    assert B_ * n_a >= _TANH_VIA_EXP[np.dtype(dtype).itemsize]
+    p = {
+        "W_ax": rng.standard_normal((n_a, N_X)),
+        "W_aa": rng.standard_normal((n_a, n_a)) / np.sqrt(n_a),
+        "b_a": rng.standard_normal(n_a),
+    }
+    p = {k: v.astype(dtype) for k, v in p.items()}
+    X = (3 * rng.standard_normal((T, B_, N_X))).astype(dtype)  # some steps saturate
+    A, _ = _forward(X, np.zeros((B_, n_a), dtype), p, None, "tanh")
+    a = np.zeros((B_, n_a))
+    for t, x in enumerate(X.astype(np.float64)):  # the plain loop, in float64
+        a = np.tanh(x @ p["W_ax"].T + a @ p["W_aa"].T + p["b_a"])
+        tol = 1e-12 if dtype == np.float64 else 1e-4
+        np.testing.assert_allclose(A[t], a, rtol=0, atol=tol, err_msg=f"step {t}")
