@@ -467,6 +467,7 @@ def memory_benchmark(
             "time_full_ms": statistics.median(t_full) * 1e3,
             "time_checkpointed_ms": statistics.median(t_ckpt) * 1e3,
             "time_ratio": statistics.median(c / f for c, f in zip(t_ckpt, t_full)),
+            "time_ratios": [c / f for c, f in zip(t_ckpt, t_full)],  # every round's
             "grad_error": err,
             "loss_error": abs(L_c - L) / abs(L),
         }

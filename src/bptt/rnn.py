@@ -26,7 +26,9 @@ Speed: only the recurrence runs in the Python loop. All input projections are on
 GEMM before it, all parameter gradients and dX one GEMM each after it, and every
 per-step result is written with ``out=`` into preallocated (T, B, ·) buffers. A single
 sequence with a small state (B = 1, where a NumPy call costs as much as the arithmetic)
-takes loops with one GEMM per step that also adds the step's other term (``_fused``).
+takes loops with one GEMM per step that also adds the step's other term (``_fused``);
+large states take g′ inside the backward loop, while a⟨t⟩ is in cache. tanh goes
+through exp on large arrays (``_tanh``).
 """
 
 from __future__ import annotations

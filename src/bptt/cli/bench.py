@@ -23,7 +23,8 @@ def add_parser(sub):
         description=(
             "Time the hand-written forward + full BPTT against torch.nn.RNN + autograd on the CPU, "
             "same process, identical parameters and inputs, alternating rounds; report medians, "
-            "the bptt/torch ratio and the fraction of this machine's GEMM throughput. "
+            "the bptt/torch ratio, the fraction of this machine's GEMM throughput, and the per-step "
+            "overhead probe in µs and in small NumPy calls. "
             "With --memory: stored and peak memory and time of checkpointed vs full BPTT."
         ),
         epilog=EXAMPLES,
@@ -38,7 +39,9 @@ def add_parser(sub):
     p.add_argument(
         "--dtype", action="append", choices=("float32", "float64"), help="repeatable (default: both)"
     )
-    p.add_argument("--rounds", type=int, help="alternating rounds per shape (default 7, --quick 3)")
+    p.add_argument(
+        "--rounds", type=int, help="alternating rounds per shape (default 7, --memory 11, --quick 3)"
+    )
     p.add_argument("--quick", action="store_true", help="3 short rounds per shape")
     p.add_argument(
         "--threads",
