@@ -105,6 +105,11 @@ def step_losses(Z_y, Y, output="sigmoid", mask=None):
     Y = check_labels(Y, output, sizes["n_y"], sizes)
     if mask is not None:
         mask = check_mask(mask, sizes)
+    return _step_losses(Z_y, Y, output, mask)
+
+
+def _step_losses(Z_y, Y, output, mask):
+    """``step_losses`` without the checks: Y in the loss's layout, mask bool or None."""
     xp = array_namespace(Z_y)
     if output == "sigmoid":
         Y = Y.astype(Z_y.dtype, copy=False)
@@ -137,6 +142,11 @@ def output_backward(dZ_y, A, params):
     check_array("A", A, ("T", "B", "n_a"), sizes=sizes, finite=False)
     check_head_params(params, sizes)
     check_array("dZ_y", dZ_y, ("T", "B", "n_y"), sizes=sizes, finite=False)
+    return _output_backward(dZ_y, A, params)
+
+
+def _output_backward(dZ_y, A, params):
+    """``output_backward`` without the checks."""
     T, B, n_a = A.shape
     dZ2 = dZ_y.reshape(T * B, -1)  # (T*B, n_y)
     grads = {

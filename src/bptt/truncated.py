@@ -26,7 +26,7 @@ import numbers
 
 from .backend import array_namespace
 from .errors import BpttError, check_array
-from .heads import output_backward, output_logits, step_losses
+from .heads import _output_backward, _step_losses, output_logits
 from .model import check_model_inputs
 from .rnn import RNNCache, _backward, _forward
 
@@ -118,10 +118,11 @@ def loss_and_bptt(params, A, cache, Y, output, scale, grads, first=0, da_T=None)
     """
     mask = cache.mask
     new = slice(first, None)  # the steps with losses
-    L_t, dZ_y = step_losses(output_logits(A[new], params), Y, output, None if mask is None else mask[new])
+    # inputs checked once by the caller (check_model_inputs): no checks per stretch
+    L_t, dZ_y = _step_losses(output_logits(A[new], params), Y, output, None if mask is None else mask[new])
     if scale != 1.0:
         dZ_y *= scale  # the reduction scales every gradient alike
-    dA, head_grads = output_backward(dZ_y, A[new], params)  # backprop through the head
+    dA, head_grads = _output_backward(dZ_y, A[new], params)  # backprop through the head
     if first:  # steps before ``first`` have no loss here
         xp = array_namespace(A)
         dA = xp.concatenate([xp.zeros_like(A[:first]), dA])  # (T, B, n_a)
