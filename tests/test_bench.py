@@ -119,15 +119,20 @@ def test_missing_torch_is_one_line_error(monkeypatch, capsys):
 def test_memory_benchmark_structure():
     lines = []
     report = bench.memory_benchmark(
-        (30,), B=2, n_x=3, n_a=4, n_y=3, dtype="float64", rounds=1, log=lines.append
+        (30,), B=2, n_x=3, n_a=4, n_y=3, dtype="float64", rounds=1, budgets=(None, 0.5), log=lines.append
     )
-    (row,) = report["results"]
-    assert row["k"] == 6
+    row, budgeted = report["results"]
+    assert row["budget"] is None and row["k"] == 6
     assert row["stored_full"] == 30 * 2 * 4 * 8
     assert row["stored_checkpointed"] == (5 + 6) * 2 * 4 * 8  # 5 checkpoints + the last segment
     assert 0 < row["stored_saving"] < 1 and row["peak_full"] > 0 and row["peak_checkpointed"] > 0
-    assert row["time_ratio"] > 0
-    assert row["grad_error"] < 1e-12 and row["loss_error"] < 1e-12
+    assert row["time_ratio"] > 0 and len(row["time_ratios"]) == 1
+    # half of full's 30 states: the largest k with ⌈30/k⌉ + k ≤ 15 is 12; it stores 3 checkpoints
+    # and the last segment's 6 states
+    assert budgeted["budget"] == 0.5 and budgeted["k"] == 12
+    assert budgeted["stored_checkpointed"] == (3 + 6) * 2 * 4 * 8
+    for r in report["results"]:
+        assert r["grad_error"] < 1e-12 and r["loss_error"] < 1e-12
     assert lines == bench.format_memory_report(report).splitlines()
 
 

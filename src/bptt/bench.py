@@ -413,13 +413,24 @@ def _peak_bytes(fn):
 
 
 def memory_benchmark(
-    lengths=(1000, 10000), B=16, n_x=32, n_a=128, n_y=10, dtype="float32", rounds=11, log=None
+    lengths=(1000, 10000),
+    B=16,
+    n_x=32,
+    n_a=128,
+    n_y=10,
+    dtype="float32",
+    rounds=11,
+    budgets=(None, 0.1),
+    log=None,
 ):
     """Checkpointed vs full BPTT of the whole model (softmax head): memory and time.
 
+    budgets: per row, None for the default segment length ⌈√T⌉, or a fraction of full
+    BPTT's stored bytes given as ``memory_budget`` (the largest k that fits).
     Stored: bytes of states held from the forward pass to the backward pass (full: every
     a⟨t⟩; checkpointed: checkpoints + the last segment). Peak: tracemalloc's peak during
-    one loss-and-gradient call, inputs excluded. Time: medians over alternating rounds.
+    one loss-and-gradient call, inputs excluded. Time: in each round, full and every
+    checkpointed variant once, in an order that turns every round; ratios are per round.
     Returns: a JSON-ready dict.
     """
     from .checkpointed import checkpointed_sequence_loss, rnn_forward_checkpointed
@@ -439,47 +450,60 @@ def memory_benchmark(
         X = rng.standard_normal((T, B, n_x)).astype(dtype)
         Y = rng.integers(0, n_y, size=(T, B))
         a0 = np.zeros((B, n_a), dtype=dtype)
+        stored_full = T * B * n_a * np.dtype(dtype).itemsize  # every a⟨t⟩
 
         full = functools.partial(sequence_loss, params, X, Y, output="softmax")
-        checkpointed = functools.partial(checkpointed_sequence_loss, params, X, Y, output="softmax")
-
-        (L, g), (L_c, g_c) = full(), checkpointed()
-        err = max(float(np.abs(g_c[k] - g[k]).max() / max(np.abs(g[k]).max(), 1e-30)) for k in g)
-        A, _ = _forward(X, a0, params, None, "tanh")
-        _, cache = rnn_forward_checkpointed(X, a0, params)
-        t_full, t_ckpt = [], []
+        L, g = full()
+        sides = [full]
+        rows = []
+        for budget in budgets:
+            nbytes = None if budget is None else budget * stored_full
+            checkpointed = functools.partial(
+                checkpointed_sequence_loss, params, X, Y, output="softmax", memory_budget=nbytes
+            )
+            L_c, g_c = checkpointed()
+            _, cache = rnn_forward_checkpointed(X, a0, params, memory_budget=nbytes)
+            sides.append(checkpointed)
+            rows.append(
+                {
+                    "T": T,
+                    "B": B,
+                    "n_x": n_x,
+                    "n_a": n_a,
+                    "n_y": n_y,
+                    "dtype": dtype,
+                    "budget": budget,
+                    "k": cache.k,
+                    "stored_full": stored_full,
+                    "stored_checkpointed": cache.stored_bytes,
+                    "peak_full": _peak_bytes(full),
+                    "peak_checkpointed": _peak_bytes(checkpointed),
+                    "grad_error": max(
+                        float(np.abs(g_c[k] - g[k]).max() / max(np.abs(g[k]).max(), 1e-30)) for k in g
+                    ),
+                    "loss_error": abs(L_c - L) / abs(L),
+                }
+            )
+        times = [[] for _ in sides]  # per side, per round
         for r in range(rounds):
-            sides = [(full, t_full), (checkpointed, t_ckpt)]
-            for fn, times in sides if r % 2 == 0 else sides[::-1]:
-                times.append(_time_block(fn, 0.0))
-        row = {
-            "T": T,
-            "B": B,
-            "n_x": n_x,
-            "n_a": n_a,
-            "n_y": n_y,
-            "dtype": dtype,
-            "k": cache.k,
-            "stored_full": A.nbytes,
-            "stored_checkpointed": cache.stored_bytes,
-            "peak_full": _peak_bytes(full),
-            "peak_checkpointed": _peak_bytes(checkpointed),
-            "time_full_ms": statistics.median(t_full) * 1e3,
-            "time_checkpointed_ms": statistics.median(t_ckpt) * 1e3,
-            "time_ratio": statistics.median(c / f for c, f in zip(t_ckpt, t_full)),
-            "time_ratios": [c / f for c, f in zip(t_ckpt, t_full)],  # every round's
-            "grad_error": err,
-            "loss_error": abs(L_c - L) / abs(L),
-        }
-        row["stored_saving"] = 1 - row["stored_checkpointed"] / row["stored_full"]
-        row["peak_saving"] = 1 - row["peak_checkpointed"] / row["peak_full"]
-        report["results"].append(row)
-        log(format_memory_row(row))
+            order = list(range(len(sides)))
+            order = order[r % len(order) :] + order[: r % len(order)]  # each side leads in turn
+            for i in order if r % 2 == 0 else order[::-1]:
+                times[i].append(_time_block(sides[i], 0.0))
+        for row, t_ckpt in zip(rows, times[1:]):
+            row["time_full_ms"] = statistics.median(times[0]) * 1e3
+            row["time_checkpointed_ms"] = statistics.median(t_ckpt) * 1e3
+            row["time_ratios"] = [c / f for c, f in zip(t_ckpt, times[0])]  # every round's
+            row["time_ratio"] = statistics.median(row["time_ratios"])
+            row["stored_saving"] = 1 - row["stored_checkpointed"] / row["stored_full"]
+            row["peak_saving"] = 1 - row["peak_checkpointed"] / row["peak_full"]
+            report["results"].append(row)
+            log(format_memory_row(row))
     return report
 
 
 MEMORY_HEADER = (
-    f"{'T':>6} {'k':>4}  {'stored full':>11} {'checkpointed':>12} {'saving':>6}"
+    f"{'T':>6} {'budget':>6} {'k':>4}  {'stored full':>11} {'checkpointed':>12} {'saving':>6}"
     f"  {'peak full':>10} {'checkpointed':>12} {'saving':>6}  {'full ms':>8} {'ckpt ms':>8} {'time':>6}"
 )
 
@@ -493,7 +517,8 @@ def format_memory_row(r):
     stored = f"{_mib(r['stored_full']):>11} {_mib(r['stored_checkpointed']):>12} {r['stored_saving']:>6.1%}"
     peak = f"{_mib(r['peak_full']):>10} {_mib(r['peak_checkpointed']):>12} {r['peak_saving']:>6.1%}"
     times = f"{r['time_full_ms']:>8.1f} {r['time_checkpointed_ms']:>8.1f} {r['time_ratio'] - 1:>+6.1%}"
-    return f"{r['T']:>6} {r['k']:>4}  {stored}  {peak}  {times}"
+    budget = "√T" if r["budget"] is None else f"{r['budget']:.0%}"
+    return f"{r['T']:>6} {budget:>6} {r['k']:>4}  {stored}  {peak}  {times}"
 
 
 def memory_title(report):
@@ -503,7 +528,8 @@ def memory_title(report):
         f"checkpointed vs full BPTT, whole model (softmax head): {m['cpu']}, {m['cores']} cores,"
         f" numpy {m['numpy']}",
         f"B={c['B']}, n_x={c['n_x']}, n_a={c['n_a']}, n_y={c['n_y']}, {c['dtype']}; time: median of"
-        f" {c['rounds']} alternating rounds; saving: 1 − checkpointed/full; stored: states kept for backward",
+        f" {c['rounds']} alternating rounds; saving: 1 − checkpointed/full; stored: states kept for backward;"
+        " budget: k = ⌈√T⌉, or the largest k whose stored states fit that share of full's",
         MEMORY_HEADER,
     ]
 
