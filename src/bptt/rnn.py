@@ -44,6 +44,11 @@ from .errors import BpttError, check_array, check_choice
 RNN_KEYS = ("W_ax", "W_aa", "b_a")
 
 
+def _saturating():
+    """Where the loops run: tanh's e^{2z} may overflow (to 1) or underflow (to −1) silently."""
+    return np.errstate(over="ignore", under="ignore")
+
+
 # from this many elements on, tanh goes through exp (float32 entry, float64 entry): see _tanh
 _TANH_VIA_EXP = {4: 8192, 8: 1024}
 
@@ -57,7 +62,7 @@ def _tanh(z, out=None):
     """
     if z.size < _TANH_VIA_EXP.get(z.dtype.itemsize, z.size + 1):
         return np.tanh(z, out=out)
-    with np.errstate(over="ignore", under="ignore"):  # e^{2z} = inf gives 1, e^{2z} = 0 gives −1
+    with _saturating():  # e^{2z} = inf gives 1, e^{2z} = 0 gives −1
         return _tanh_exp(z, out)
 
 
@@ -101,11 +106,6 @@ def _step_g(g, size, dtype):
     if g is _tanh:
         return np.tanh if size < _TANH_VIA_EXP.get(np.dtype(dtype).itemsize, size + 1) else _tanh_exp
     return g
-
-
-def _saturating():
-    """Where the loops run: tanh's e^{2z} may overflow (to 1) or underflow (to −1) silently."""
-    return np.errstate(over="ignore", under="ignore")
 
 
 class StepCache(NamedTuple):
