@@ -35,7 +35,10 @@ def random_weight_loss(R, activation, mask=None, with_da_T=None):
 @pytest.mark.parametrize("activation", ACTS)
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("use_da_T", [False, True])
-def test_gradcheck_rnn_every_array(rng, activation, masked, use_da_T):
+@pytest.mark.parametrize("g_prime_per_step", [False, True])
+def test_gradcheck_rnn_every_array(rng, monkeypatch, activation, masked, use_da_T, g_prime_per_step):
+    if g_prime_per_step:  # the large-state backward, forced at this small size
+        monkeypatch.setattr(bptt.rnn, "_G_PRIME_PER_STEP", 1)
     p = make_params()
     arrays = {
         "X": rng.standard_normal((T, B, N_X)),

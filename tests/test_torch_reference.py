@@ -97,8 +97,20 @@ def test_forward_and_every_gradient_match_torch(cfg, data):
         np.testing.assert_allclose(grads[k], g_ref[k], rtol=1e-10, atol=1e-10, err_msg=k)
 
 
-def test_input_and_initial_state_gradients_match_torch(rng):
-    T, B, n_x, n_a = 6, 3, 4, 5
+# each backward loop of bptt.rnn, chosen by shape in use, forced here at one small shape
+LOOPS = {
+    "general": {"_FUSED_MAX_N_A": 0},
+    "one GEMM per step": {"_FUSED_MAX_N_A": 64},
+    "g′ step by step": {"_FUSED_MAX_N_A": 0, "_G_PRIME_PER_STEP": 1},
+}
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("B", [1, 3])
+def test_every_loop_matches_torch(rng, monkeypatch, loop, B):
+    for name, value in LOOPS[loop].items():
+        monkeypatch.setattr(bptt.rnn, name, value)
+    T, n_x, n_a = 6, 4, 5
     p = {
         "W_ax": rng.standard_normal((n_a, n_x)),
         "W_aa": rng.standard_normal((n_a, n_a)) * 0.5,
@@ -108,7 +120,7 @@ def test_input_and_initial_state_gradients_match_torch(rng):
     a0 = rng.standard_normal((B, n_a))
     R = rng.standard_normal((T, B, n_a))
     A, cache = bptt.rnn_forward(X, a0, p)
-    dX, da0, _ = bptt.rnn_backward(R, cache)
+    dX, da0, grads = bptt.rnn_backward(R, cache)
 
     rnn = torch.nn.RNN(n_x, n_a, dtype=torch.float64)
     with torch.no_grad():
@@ -123,3 +135,5 @@ def test_input_and_initial_state_gradients_match_torch(rng):
     np.testing.assert_allclose(A, out.detach().numpy(), atol=1e-12)
     np.testing.assert_allclose(dX, Xt.grad.numpy(), atol=1e-10)
     np.testing.assert_allclose(da0, a0t.grad.numpy()[0], atol=1e-10)
+    for key, ref in (("W_ax", rnn.weight_ih_l0), ("W_aa", rnn.weight_hh_l0), ("b_a", rnn.bias_ih_l0)):
+        np.testing.assert_allclose(grads[key], ref.grad.numpy(), atol=1e-10, err_msg=key)

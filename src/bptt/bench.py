@@ -454,6 +454,7 @@ def memory_benchmark(
 
         full = functools.partial(sequence_loss, params, X, Y, output="softmax")
         L, g = full()
+        peak_full = _peak_bytes(full)
         sides = [full]
         rows = []
         for budget in budgets:
@@ -476,7 +477,7 @@ def memory_benchmark(
                     "k": cache.k,
                     "stored_full": stored_full,
                     "stored_checkpointed": cache.stored_bytes,
-                    "peak_full": _peak_bytes(full),
+                    "peak_full": peak_full,
                     "peak_checkpointed": _peak_bytes(checkpointed),
                     "grad_error": max(
                         float(np.abs(g_c[k] - g[k]).max() / max(np.abs(g[k]).max(), 1e-30)) for k in g
