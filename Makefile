@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 
 .PHONY: demo test lint bench clean
 
-$(VENV)/.core: pyproject.toml
+$(VENV)/.core: pyproject.toml setup.py src/bptt/_kernels.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e .
@@ -30,4 +30,4 @@ bench: $(VENV)/.test
 	$(PY) benchmarks/bench_rnn.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) build *.egg-info src/*.egg-info src/bptt/*.so

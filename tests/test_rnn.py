@@ -36,7 +36,9 @@ def random_weight_loss(R, activation, mask=None, with_da_T=None):
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("use_da_T", [False, True])
 @pytest.mark.parametrize("g_prime_per_step", [False, True])
-def test_gradcheck_rnn_every_array(rng, monkeypatch, activation, masked, use_da_T, g_prime_per_step):
+def test_gradcheck_rnn_every_array(
+    rng, monkeypatch, step_kernels, activation, masked, use_da_T, g_prime_per_step
+):
     if g_prime_per_step:  # the large-state backward, forced at this small size
         monkeypatch.setattr(bptt.rnn, "_G_PRIME_PER_STEP", 1)
     p = make_params()
@@ -223,7 +225,7 @@ def test_gradcheck_catches_a_wrong_gradient(rng):
 @pytest.mark.parametrize("activation", ACTS)
 @pytest.mark.parametrize("batch", [1, B])
 @pytest.mark.parametrize("length", [1, T])
-def test_one_gemm_per_step_loops_equal_the_general_loops(rng, activation, batch, length):
+def test_one_gemm_per_step_loops_equal_the_general_loops(rng, step_kernels, activation, batch, length):
     """The fused loops (B = 1 by default, forced here at any B) give the general loops' numbers."""
     p = make_params()
     X = rng.standard_normal((length, batch, N_X))
@@ -240,7 +242,7 @@ def test_one_gemm_per_step_loops_equal_the_general_loops(rng, activation, batch,
 
 
 @pytest.mark.parametrize("activation", ACTS)
-def test_gradcheck_one_gemm_per_step_loops(rng, activation):
+def test_gradcheck_one_gemm_per_step_loops(rng, step_kernels, activation):
     p = {k: v for k, v in make_params().items() if k in bptt.rnn.RNN_KEYS}
     arrays = {"X": rng.standard_normal((T, 1, N_X)), "a0": rng.standard_normal((1, N_A)), **p}
     R = rng.standard_normal((T, 1, N_A))
@@ -268,7 +270,7 @@ def test_which_loops_run():
 
 @pytest.mark.parametrize("activation", ACTS)
 @pytest.mark.parametrize("masked", [False, True])
-def test_g_prime_step_by_step_equals_g_prime_at_once(rng, monkeypatch, activation, masked):
+def test_g_prime_step_by_step_equals_g_prime_at_once(rng, monkeypatch, step_kernels, activation, masked):
     """Large states take g′ inside the backward loop; forced here, it gives the same numbers."""
     p = make_params()
     X = rng.standard_normal((T, B, N_X))
@@ -287,7 +289,7 @@ def test_g_prime_step_by_step_equals_g_prime_at_once(rng, monkeypatch, activatio
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_large_states_match_a_plain_loop(rng, dtype):
+def test_large_states_match_a_plain_loop(rng, step_kernels, dtype):
     """From _TANH_VIA_EXP numbers a step on, the loop computes tanh from 2z through exp."""
     B_, n_a = 16, _TANH_VIA_EXP[np.dtype(dtype).itemsize] // 16
     assert B_ * n_a >= _TANH_VIA_EXP[np.dtype(dtype).itemsize]

@@ -107,7 +107,7 @@ LOOPS = {
 
 @pytest.mark.parametrize("loop", LOOPS)
 @pytest.mark.parametrize("B", [1, 3])
-def test_every_loop_matches_torch(rng, monkeypatch, loop, B):
+def test_every_loop_matches_torch(rng, monkeypatch, step_kernels, loop, B):
     for name, value in LOOPS[loop].items():
         monkeypatch.setattr(bptt.rnn, name, value)
     T, n_x, n_a = 6, 4, 5

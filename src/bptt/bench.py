@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from . import rnn
 from .errors import BpttError
 from .model import init_params
 from .rnn import _backward, _forward
@@ -359,6 +360,9 @@ def machine_info(torch, threads):
         "numpy": np.__version__,
         "torch": torch.__version__,
         "threads": threads,
+        "step_kernels": "compiled"
+        if rnn._kernels is not None
+        else "NumPy only (not built, or BPTT_NO_KERNELS)",
     }
 
 
@@ -387,7 +391,8 @@ def report_title(report):
     m, c = report["machine"], report["config"]
     return [
         f"bptt forward + BPTT vs torch.nn.RNN + autograd: {m['cpu']}, {m['cores']} cores, "
-        f"{m['threads']} BLAS/torch threads, numpy {m['numpy']}, torch {m['torch']}",
+        f"{m['threads']} BLAS/torch threads, numpy {m['numpy']}, torch {m['torch']},"
+        f" tanh step kernels: {m['step_kernels']}",
         f"ratio: median over {c['rounds']} alternating rounds of bptt time / torch time; "
         f"GEMM: GFLOP/s of an n = {c['gemm_n']} np.dot in the same rounds; us/step: bptt time / T;"
         " probe: per step, in small NumPy calls timed in the same rounds",

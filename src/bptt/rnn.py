@@ -27,16 +27,30 @@ GEMM before it, all parameter gradients and dX one GEMM each after it, and every
 per-step result is written with ``out=`` into preallocated (T, B, ·) buffers. A single
 sequence with a small state (B = 1, where a NumPy call costs as much as the arithmetic)
 takes loops with one GEMM per step that also adds the step's other term (``_fused``);
-large states take g′ inside the backward loop, while a⟨t⟩ is in cache. tanh goes
-through exp on large arrays (``_tanh``).
+large states take g′ inside the backward loop, while a⟨t⟩ is in cache.
+
+tanh's per-step elementwise work — a⟨t⟩ = tanh(z⟨t⟩) with z's last addition, and
+dz⟨t⟩ = (dA[t] + da_next) ⊙ (1 − a⟨t⟩²) — runs in one compiled pass each way when the
+optional extension ``bptt._kernels`` is built (``_step_kernels``); NumPy needs five or six
+calls for it and its float64 tanh is scalar on CPUs without AVX-512. Without the extension,
+or with ``BPTT_NO_KERNELS=1``, the loops below do the same in NumPy, tanh through exp on
+large arrays (``_tanh``); the tests hold both to the same results.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Callable, NamedTuple
 
 import numpy as np
+
+try:  # the optional compiled step kernels (src/bptt/_kernels.c); NumPy does the same without them
+    from . import _kernels
+except ImportError:  # not built: no C compiler at install time
+    _kernels = None
+if os.environ.get("BPTT_NO_KERNELS", "") not in ("", "0"):
+    _kernels = None
 
 from .backend import array_namespace
 from .errors import BpttError, check_array, check_choice
@@ -111,6 +125,13 @@ def _step_g(g, size, dtype):
     if g is _tanh:
         return _tanh_exp if _tanh_via_exp(size, dtype) else np.tanh
     return g
+
+
+def _tanh_kernels(g, A):
+    """``bptt._kernels`` where they apply (g or g′ of tanh, NumPy float32/float64 arrays), else None."""
+    if _kernels is None or g not in (_tanh, _tanh_prime) or type(A) is not np.ndarray:
+        return None
+    return _kernels if A.dtype.char in "fd" else None
 
 
 class StepCache(NamedTuple):
@@ -270,36 +291,44 @@ def _forward(X, a0, p, mask, activation, fused=None):
     T, B, n_x = X.shape
     n_a = p["W_aa"].shape[0]
     skips = _skipped(mask, T)
-    g = _step_g(g, B * n_a, X.dtype)  # looked up once, outside the loop
     a0 = a0.astype(X.dtype, copy=False)
     A = xp.empty((T, B, n_a), dtype=X.dtype)
     # every input projection W_ax x⟨t⟩ + b_a at once: one GEMM, written into A
     xp.dot(X.reshape(T * B, n_x), p["W_ax"].T, out=A.reshape(T * B, n_a))  # (T*B, n_a)
     A += p["b_a"]
+    kernels = _tanh_kernels(g, A)
+    tanh_add = kernels.tanh_add if kernels else None
+    g = _step_g(g, B * n_a, X.dtype)  # looked up once, outside the loop
     with _saturating():
         if _fused(B, n_a, skips, fused):
-            _forward_fused(A, a0, p["W_aa"], g)
+            _forward_fused(A, a0, p["W_aa"], g, tanh_add)
         else:
-            _forward_loop(A, a0, p["W_aa"], g, skips)
+            _forward_loop(A, a0, p["W_aa"], g, skips, tanh_add)
     return A, RNNCache(X, a0, A, mask, p, g_prime)
 
 
-def _forward_loop(A, a0, W_aa, g, skips):
-    """The recurrence, in place: A[t] holds W_ax x⟨t⟩ + b_a on entry and a⟨t⟩ on return."""
+def _forward_loop(A, a0, W_aa, g, skips, tanh_add=None):
+    """The recurrence, in place: A[t] holds W_ax x⟨t⟩ + b_a on entry and a⟨t⟩ on return.
+
+    ``tanh_add``: the compiled kernel that does the step's addition and g = tanh in one pass, or None.
+    """
     xp = array_namespace(A)
     rec = xp.empty(A.shape[1:], dtype=A.dtype)  # (B, n_a)
     W_aa_T = W_aa.T  # (n_a, n_a) view: rows are batch entries
     a_prev = a0
     for a_t, skip_t in zip(A, skips):  # a_t is the view A[t], holding W_ax x⟨t⟩ + b_a
         a_prev.dot(W_aa_T, rec)  # W_aa a⟨t−1⟩ (the method: np.dot's dispatch costs more at B = 1)
-        a_t += rec  # z⟨t⟩
-        g(a_t, a_t)  # a⟨t⟩ = g(z⟨t⟩)
+        if tanh_add is not None:
+            tanh_add(a_t, rec, a_t)  # a⟨t⟩ = tanh(z⟨t⟩), z⟨t⟩ = a_t + rec: one compiled pass
+        else:
+            a_t += rec  # z⟨t⟩
+            g(a_t, a_t)  # a⟨t⟩ = g(z⟨t⟩)
         if skip_t is not None:
             xp.copyto(a_t, a_prev, where=skip_t)  # skipped steps carry a⟨t−1⟩
         a_prev = a_t
 
 
-def _forward_fused(A, a0, W_aa, g):
+def _forward_fused(A, a0, W_aa, g, tanh_add=None):
     """``_forward_loop`` with one GEMM per step and no skipped steps (see ``_fused``)."""
     xp = array_namespace(A)
     T, B, n_a = A.shape
@@ -310,7 +339,10 @@ def _forward_fused(A, a0, W_aa, g):
     z = xp.empty((B, n_a), dtype=A.dtype)
     for h_t, a_t in zip(H[:-1], H[1:, :, :n_a]):  # a_t is the view where a⟨t⟩ goes
         h_t.dot(W, z)  # z⟨t⟩ = W_aa a⟨t−1⟩ + (W_ax x⟨t⟩ + b_a)
-        g(z, a_t)  # a⟨t⟩ = g(z⟨t⟩)
+        if tanh_add is not None:
+            tanh_add(z, None, a_t)  # a⟨t⟩ = tanh(z⟨t⟩), compiled
+        else:
+            g(z, a_t)  # a⟨t⟩ = g(z⟨t⟩)
     A[...] = H[1:, :, :n_a]
 
 
@@ -351,7 +383,15 @@ def _backward(dA, cache, da_T=None, messages=False, need_dX=True, fused=None):
     da_T = xp.zeros((B, n_a), dtype=A.dtype) if da_T is None else da_T.astype(A.dtype, copy=False)
     if mask is not None:
         dA = dA * mask[:, :, None]  # skipped steps ignore their output gradient
-    if _fused(B, n_a, skips, fused):
+    kernels = _tanh_kernels(g_prime, A)
+    if kernels:  # g′ inside each step's compiled pass
+        dA = dA.astype(A.dtype, copy=False)
+        dZ = xp.empty_like(A)
+        if _fused(B, n_a, skips, fused):
+            da0 = _backward_fused(dA, dZ, da_T, p["W_aa"], M, A, kernels.tanh_grad)
+        else:
+            da0 = _backward_loop(dA, dZ, da_T, p["W_aa"], M, skips, A, tanh_backward=kernels.tanh_backward)
+    elif _fused(B, n_a, skips, fused):
         dZ = g_prime(A)  # (T, B, n_a) g′ at every step, in one pass; becomes dz⟨t⟩ in place
         da0 = _backward_fused(dA, dZ, da_T, p["W_aa"], M)
     elif B * n_a < _G_PRIME_PER_STEP:
@@ -375,25 +415,30 @@ def _backward(dA, cache, da_T=None, messages=False, need_dX=True, fused=None):
     return dX, da0, grads, M
 
 
-def _backward_loop(dA, dZ, da_T, W_aa, M, skips, A=None, g_prime=None):
+def _backward_loop(dA, dZ, da_T, W_aa, M, skips, A=None, g_prime=None, tanh_backward=None):
     """The recursion, right to left, in place: dZ[t] holds g′ on entry and dz⟨t⟩ on return.
 
-    Given the states A and ``g_prime``, dZ's contents on entry do not matter: each step
-    computes its g′ there. Writes the whole message da⟨t⟩ into M[t] when M is given.
-    Returns: da0 (B, n_a).
+    Given the states A and ``g_prime`` (or the compiled ``tanh_backward``), dZ's contents on
+    entry do not matter: each step computes its g′ there. Writes the whole message da⟨t⟩
+    into M[t] when M is given. Returns: da0 (B, n_a).
     """
     xp = array_namespace(dZ)
     T, B, n_a = dZ.shape
-    # where each step's whole message da⟨t⟩ goes: M[t], or one reused (B, n_a) buffer
-    da_bufs = M[::-1] if M is not None else itertools.repeat(xp.empty((B, n_a), dtype=dZ.dtype), T)
-    states = A[::-1] if g_prime is not None else itertools.repeat(None, T)
+    # where each step's whole message da⟨t⟩ goes: M[t], one reused (B, n_a) buffer, or nowhere
+    # (the compiled pass needs it only for M and for skipped steps)
+    da_buf = None if tanh_backward and not any(s is not None for s in skips) else xp.empty((B, n_a), dZ.dtype)
+    da_bufs = M[::-1] if M is not None else itertools.repeat(da_buf, T)
+    states = A[::-1] if A is not None else itertools.repeat(None, T)
     da_next = da_T.copy()
     add = xp.add  # looked up once
     for dA_t, dz_t, a_t, da_t, skip_t in zip(dA[::-1], dZ[::-1], states, da_bufs, skips[::-1]):
-        add(dA_t, da_next, da_t)  # the whole message reaching a⟨t⟩ (t = T−1 … 0)
-        if a_t is not None:
-            g_prime(a_t, dz_t)  # g′ from the saved output
-        dz_t *= da_t  # backprop through g
+        if tanh_backward is not None:  # the three lines below, for tanh, in one compiled pass
+            tanh_backward(dA_t, da_next, a_t, dz_t, da_t)
+        else:
+            add(dA_t, da_next, da_t)  # the whole message reaching a⟨t⟩ (t = T−1 … 0)
+            if a_t is not None:
+                g_prime(a_t, dz_t)  # g′ from the saved output
+            dz_t *= da_t  # backprop through g
         if skip_t is not None and a_t is not None:
             xp.copyto(dz_t, 0, where=skip_t)  # skipped steps have no dz
         dz_t.dot(W_aa, da_next)  # backprop through W_aa a⟨t−1⟩
@@ -402,8 +447,11 @@ def _backward_loop(dA, dZ, da_T, W_aa, M, skips, A=None, g_prime=None):
     return da_next
 
 
-def _backward_fused(dA, dZ, da_T, W_aa, M):
-    """``_backward_loop`` with one GEMM per step and no skipped steps (see ``_fused``)."""
+def _backward_fused(dA, dZ, da_T, W_aa, M, A=None, tanh_grad=None):
+    """``_backward_loop`` with one GEMM per step and no skipped steps (see ``_fused``).
+
+    dZ holds g′ on entry, or (given the states A and the compiled ``tanh_grad``) anything.
+    """
     xp = array_namespace(dZ)
     T, B, n_a = dZ.shape
     D = xp.empty((T, B, 2 * n_a), dtype=dZ.dtype)  # D[t] = [dz⟨t⟩ | dA[t−1]]
@@ -412,10 +460,11 @@ def _backward_fused(dA, dZ, da_T, W_aa, M):
     da_bufs = iter(M[::-1] if M is not None else itertools.repeat(xp.empty((B, n_a), dtype=dZ.dtype), T))
     da = next(da_bufs)
     xp.add(dA[-1], da_T, da)  # the last step's message: its output's gradient + da_T
-    multiply = xp.multiply  # looked up once
-    multiply(da, dZ[-1], D[-1, :, :n_a])  # dz⟨T−1⟩
-    for d_next, g_t, dz_t, da in zip(D[:0:-1], dZ[-2::-1], D[-2::-1, :, :n_a], da_bufs):  # t = T−2 … 0
+    # dz = da ⊙ g′: the saved g′ times da, or 1 − a² times da in one compiled call
+    G, grad = (A, tanh_grad) if tanh_grad is not None else (dZ, xp.multiply)
+    grad(da, G[-1], D[-1, :, :n_a])  # dz⟨T−1⟩
+    for d_next, g_t, dz_t, da in zip(D[:0:-1], G[-2::-1], D[-2::-1, :, :n_a], da_bufs):  # t = T−2 … 0
         d_next.dot(W, da)  # da⟨t⟩ = dz⟨t+1⟩ W_aa + dA[t]: backprop through W_aa a⟨t⟩, plus the output's
-        multiply(da, g_t, dz_t)  # dz⟨t⟩ = da⟨t⟩ ⊙ g′: backprop through g
+        grad(da, g_t, dz_t)  # dz⟨t⟩ = da⟨t⟩ ⊙ g′: backprop through g
     dZ[...] = D[:, :, :n_a]
     return dZ[0] @ W_aa  # backprop through W_aa a⟨0⟩
