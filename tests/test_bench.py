@@ -55,8 +55,9 @@ def test_probe_is_timed_against_small_numpy_calls(torch):
     (r,) = report["results"]
     assert r["probe"] and (r["T"], r["B"], r["n_x"], r["n_a"]) == bench.PROBE
     assert r["call_us"] > 0 and r["gemm_fraction"] == 0 and report["gemm_gflops"] == {"float32": 0.0}
-    # a step is several calls: each direction makes at least two per step (GEMM, then g or g′)
-    assert 4 <= r["calls_per_step"] < 100
+    # a step is at least one call each way (one compiled call, or a GEMM then g or g′ in NumPy),
+    # and each costs about a small NumPy call
+    assert 1 <= r["calls_per_step"] < 100
     assert "calls per step" in bench.format_row(r)
 
 

@@ -33,7 +33,7 @@ def test_tanh_is_within_a_few_ulp(K, rng, dtype):
         ]
     ).astype(dtype)
     out = np.empty_like(z)
-    K.tanh_add(z, None, out)
+    K.tanh_add(z, np.full_like(z, -0.0), out)  # z + (−0) is z, −0 included
     exact = np.tanh(z.astype(np.float64))
     assert ulps(out, exact, dtype).max() <= 4
     assert ulps(np.tanh(z), exact, dtype).max() <= 2  # NumPy's, for scale
@@ -44,7 +44,7 @@ def test_tanh_edge_values(K, dtype):
     big = 19.1 if dtype == np.float64 else 9.1  # where tanh rounds to 1
     z = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e30, -1e30, big, -big], dtype=dtype)
     out = np.empty_like(z)
-    K.tanh_add(z, None, out)
+    K.tanh_add(z, np.full_like(z, -0.0), out)  # z + (−0) is z, −0 included
     np.testing.assert_array_equal(out, [0.0, -0.0, 1.0, -1.0, np.nan, 1.0, -1.0, 1.0, -1.0])
     assert np.signbit(out[1]) and not np.signbit(out[0])  # tanh(−0) = −0, as np.tanh
 
@@ -66,8 +66,35 @@ def test_each_kernel_computes_its_formula(K, rng, dtype):
     dz2 = np.empty_like(z)
     K.tanh_backward(dA, da_next, a, dz2, None)  # without keeping da
     np.testing.assert_array_equal(dz2, dz)
-    K.tanh_grad(dA, a, dz)
-    np.testing.assert_allclose(dz, dA * (1 - a * a), rtol=2 * eps, atol=eps)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("B, n_in, n", [(1, 8, 8), (3, 5, 7), (2, 33, 1)])
+def test_gemv_kernels_compute_their_formulas(K, rng, dtype, B, n_in, n):
+    x, r, dA = (rng.standard_normal(shape).astype(dtype) for shape in [(B, n_in), (B, n), (B, n)])
+    W = rng.standard_normal((n_in, n)).astype(dtype)
+    a = np.tanh(rng.standard_normal((B, n))).astype(dtype)
+    tol = 8 * np.finfo(dtype).eps * n_in
+    out = np.empty_like(r)
+    K.tanh_gemv(x, W, r, out)
+    np.testing.assert_allclose(out, np.tanh(x @ W + r), rtol=tol, atol=tol)
+    K.tanh_gemv(x, W, r, r)  # in place, as the forward loop calls it
+    np.testing.assert_array_equal(r, out)
+    dz, da = np.empty_like(a), np.empty_like(a)
+    K.tanh_gemv_backward(x, W, dA, a, dz, da)
+    np.testing.assert_allclose(da, x @ W + dA, rtol=tol, atol=tol)
+    np.testing.assert_allclose(dz, da * (1 - a * a), rtol=tol, atol=tol)
+
+
+def test_gemv_kernels_check_shapes(K):
+    x, W, r = np.zeros((2, 3)), np.zeros((3, 4)), np.zeros((2, 4))
+    for bad in [(np.zeros((2, 5)), W, r, r), (x, np.zeros((4, 3)), r, r), (np.zeros((3, 3)), W, r, r)]:
+        with pytest.raises(ValueError, match=r"tanh_gemv: expected x \(B, n_in\), W \(n_in, n\)"):
+            K.tanh_gemv(*bad)
+    with pytest.raises(ValueError, match="dense rows"):
+        K.tanh_gemv(x, np.zeros((3, 8))[:, :4], r, r)  # W's rows must be adjacent
+    with pytest.raises(ValueError, match="argument 4: shape differs"):
+        K.tanh_gemv(x, W, r, np.zeros((2, 5)))
 
 
 def test_rows_may_be_strided(K, rng):
@@ -76,26 +103,27 @@ def test_rows_may_be_strided(K, rng):
     r = rng.standard_normal((5, 6))
     out = np.zeros((5, 16))
     K.tanh_add(wide[:, 3:9], r, out[:, 10:])
-    np.testing.assert_array_equal(out[:, 10:], K_tanh_add_contiguous(K, wide[:, 3:9].copy(), r))
+    contiguous = np.empty((5, 6))
+    K.tanh_add(wide[:, 3:9].copy(), r, contiguous)
+    np.testing.assert_array_equal(out[:, 10:], contiguous)
     assert not out[:, :10].any()  # nothing written outside the block
-
-
-def K_tanh_add_contiguous(K, z, r):
-    out = np.empty_like(z)
-    K.tanh_add(z, r, out)
-    return out
 
 
 @pytest.mark.parametrize(
     "args, error, message",
     [
-        ((np.zeros(3, np.int64), None, np.zeros(3)), ValueError, "argument 1: expected float32 or float64"),
-        ((np.zeros(3), None, np.zeros(3, np.float32)), ValueError, "argument 3: dtype or shape differs"),
-        ((np.zeros(3), np.zeros(4), np.zeros(3)), ValueError, "argument 2: dtype or shape differs"),
-        ((np.zeros((3, 4)).T, None, np.zeros((4, 3))), ValueError, "contiguous rows"),
-        ((np.zeros((2, 2, 2)), None, np.zeros((2, 2, 2))), ValueError, "1-D or 2-D"),
-        ((np.zeros(3), None), TypeError, "expected 3 arguments, got 2"),
-        (([0.0, 1.0], None, np.zeros(2)), TypeError, "bytes-like object is required"),
+        (
+            (np.zeros(3, np.int64), np.zeros(3), np.zeros(3)),
+            ValueError,
+            "argument 1: expected float32 or float64",
+        ),
+        ((np.zeros(3), np.zeros(3), np.zeros(3, np.float32)), ValueError, "argument 3: dtype differs"),
+        ((np.zeros(3), np.zeros(4), np.zeros(3)), ValueError, "argument 2: shape differs"),
+        ((np.zeros((3, 4)).T, np.zeros((4, 3)), np.zeros((4, 3))), ValueError, "contiguous rows"),
+        ((np.zeros((2, 2, 2)), np.zeros((2, 2, 2)), np.zeros((2, 2, 2))), ValueError, "1-D or 2-D"),
+        ((np.zeros(3), np.zeros(3)), TypeError, "expected 3 arguments, got 2"),
+        (([0.0, 1.0], np.zeros(2), np.zeros(2)), TypeError, "bytes-like object is required"),
+        ((np.zeros(3), None, np.zeros(3)), TypeError, "bytes-like object is required"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(K, args, error, message):
@@ -107,7 +135,7 @@ def test_read_only_output_is_refused(K):
     out = np.zeros(3)
     out.flags.writeable = False
     with pytest.raises((ValueError, BufferError), match="read-only|not writable"):
-        K.tanh_add(np.zeros(3), None, out)
+        K.tanh_add(np.zeros(3), np.zeros(3), out)
     assert not out.any()
 
 
@@ -119,7 +147,7 @@ def test_kernels_apply_to_tanh_on_numpy_floats_only(K):
     assert _tanh_kernels(_tanh, np.zeros(3, np.int64)) is None
 
 
-@pytest.mark.parametrize("batch, masked", [(1, False), (B, False), (B, True)])
+@pytest.mark.parametrize("batch, masked", [(1, False), (B, False), (B, True), (8, False)])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_compiled_loops_equal_numpy_loops(K, rng, monkeypatch, batch, masked, dtype):
     """Every number the loops return — states, messages, gradients — with and without the kernels."""

@@ -4,10 +4,16 @@ import numpy as np
 import pytest
 
 import bptt
-from bptt.rnn import _TANH_VIA_EXP, _backward, _forward, _fused
-from tests.conftest import N_A, N_X, B, T, make_params, ragged_mask
+from bptt.rnn import _TANH_VIA_EXP, LOOPS, _backward, _forward, _loop
+from tests.conftest import N_A, N_X, B, T, compiled_kernels, make_params, ragged_mask
 
 ACTS = ["tanh", "relu"]
+
+
+def loops_for(activation):
+    """The loops that can run ``activation`` here: "gemv" only for tanh with the compiled kernels."""
+    has_gemv = activation == "tanh" and bptt.rnn._kernels is not None
+    return [loop for loop in LOOPS if loop != "gemv" or has_gemv]
 
 
 def random_weight_loss(R, activation, mask=None, with_da_T=None):
@@ -192,15 +198,17 @@ def test_dtype_is_kept_end_to_end(rng, dtype):
     assert L == pytest.approx(L64, rel=1e-5)
 
 
-@pytest.mark.parametrize("fused", [False, True])
-def test_fast_path_leaves_inputs_untouched(rng, fused):
+@pytest.mark.parametrize("loop", LOOPS)
+def test_fast_path_leaves_inputs_untouched(rng, loop):
+    if loop == "gemv":
+        compiled_kernels()
     p = make_params()
     X = rng.standard_normal((T, B, N_X))
     a0 = rng.standard_normal((B, N_A))
     dA = rng.standard_normal((T, B, N_A))
     copies = [X.copy(), a0.copy(), dA.copy()] + [v.copy() for v in p.values()]
-    A, cache = _forward(X, a0, p, None, "tanh", fused=fused)
-    _backward(dA, cache, messages=True, fused=fused)
+    A, cache = _forward(X, a0, p, None, "tanh", loop=loop)
+    _backward(dA, cache, messages=True, loop=loop)
     for before, after in zip(copies, [X, a0, dA, *p.values()]):
         np.testing.assert_array_equal(before, after)
 
@@ -225,24 +233,27 @@ def test_gradcheck_catches_a_wrong_gradient(rng):
 @pytest.mark.parametrize("activation", ACTS)
 @pytest.mark.parametrize("batch", [1, B])
 @pytest.mark.parametrize("length", [1, T])
-def test_one_gemm_per_step_loops_equal_the_general_loops(rng, step_kernels, activation, batch, length):
-    """The fused loops (B = 1 by default, forced here at any B) give the general loops' numbers."""
+def test_every_loop_equals_the_general_loops(rng, step_kernels, activation, batch, length):
+    """The fused and gemv loops (small B by default, forced here at any B) give the general loops' numbers."""
     p = make_params()
     X = rng.standard_normal((length, batch, N_X))
     a0 = rng.standard_normal((batch, N_A))
     dA = rng.standard_normal((length, batch, N_A))
     da_T = rng.standard_normal((batch, N_A))
     out = {}
-    for fused in (False, True):
-        A, cache = _forward(X, a0, p, None, activation, fused=fused)
-        dX, da0, grads, M = _backward(dA, cache, da_T, messages=True, fused=fused)
-        out[fused] = {"A": A, "dX": dX, "da0": da0, "M": M, **grads}
-    for key, value in out[False].items():
-        np.testing.assert_allclose(out[True][key], value, rtol=0, atol=1e-13, err_msg=key)
+    for loop in loops_for(activation):
+        A, cache = _forward(X, a0, p, None, activation, loop=loop)
+        dX, da0, grads, M = _backward(dA, cache, da_T, messages=True, loop=loop)
+        out[loop] = {"A": A, "dX": dX, "da0": da0, "M": M, **grads}
+    for loop in out:
+        for key, value in out["general"].items():
+            np.testing.assert_allclose(out[loop][key], value, rtol=0, atol=1e-13, err_msg=f"{loop}: {key}")
 
 
-@pytest.mark.parametrize("activation", ACTS)
-def test_gradcheck_one_gemm_per_step_loops(rng, step_kernels, activation):
+@pytest.mark.parametrize("activation, loop", [("tanh", "fused"), ("relu", "fused"), ("tanh", "gemv")])
+def test_gradcheck_small_step_loops(rng, activation, loop):
+    if loop == "gemv":
+        compiled_kernels()
     p = {k: v for k, v in make_params().items() if k in bptt.rnn.RNN_KEYS}
     arrays = {"X": rng.standard_normal((T, 1, N_X)), "a0": rng.standard_normal((1, N_A)), **p}
     R = rng.standard_normal((T, 1, N_A))
@@ -250,8 +261,8 @@ def test_gradcheck_one_gemm_per_step_loops(rng, step_kernels, activation):
 
     def fun(arrs):
         q = {k: arrs[k] for k in bptt.rnn.RNN_KEYS}
-        A, cache = _forward(arrs["X"], arrs["a0"], q, None, activation, fused=True)
-        dX, da0, grads, _ = _backward(R, cache, da_T, fused=True)
+        A, cache = _forward(arrs["X"], arrs["a0"], q, None, activation, loop=loop)
+        dX, da0, grads, _ = _backward(R, cache, da_T, loop=loop)
         return float((A * R).sum() + (A[-1] * da_T).sum()), {**grads, "X": dX, "a0": da0}
 
     report = bptt.gradcheck(fun, arrays)
@@ -259,13 +270,22 @@ def test_gradcheck_one_gemm_per_step_loops(rng, step_kernels, activation):
 
 
 def test_which_loops_run():
-    """One GEMM per step for a single short-state sequence; the general loops otherwise."""
-    none = [None] * 4
-    assert _fused(1, 8, none) and _fused(1, 48, none)
-    assert not _fused(1, 49, none)  # wide states: the doubled GEMM costs more than the saved call
-    assert not _fused(2, 8, none)  # strided per-step views
-    assert not _fused(1, 8, [None, np.array([[True]]), None, None])  # a skipped step
-    assert _fused(2, 8, none, fused=True) and not _fused(1, 8, none, fused=False)
+    """Small steps: gemv with the compiled kernels, fused without; the general loops otherwise."""
+    none, skipped = [None] * 4, [None, np.array([[True]]), None, None]
+    K = object()  # stands for the kernels module
+    assert _loop(1, 8, none, None) == "fused" and _loop(1, 48, none, None) == "fused"
+    assert _loop(1, 49, none, None) == "general"  # wide states: the doubled GEMM costs more than a call
+    assert _loop(2, 8, none, None) == "general"  # strided per-step views
+    assert _loop(1, 8, none, K) == "gemv" and _loop(1, 128, none, K) == "gemv"
+    assert _loop(4, 64, none, K) == "gemv" and _loop(5, 8, none, K) == "general"  # BLAS reuses W across rows
+    assert _loop(1, 129, none, K) == "general"
+    for kernels in (None, K):
+        assert _loop(1, 8, skipped, kernels) == "general"  # a skipped step
+        assert _loop(1, 8, skipped, kernels, loop="fused") == "general"
+    assert _loop(2, 8, none, None, loop="fused") == "fused"
+    assert _loop(1, 8, none, K, loop="general") == "general"
+    with pytest.raises(bptt.BpttError, match="gemv loops need the compiled kernels"):
+        _loop(1, 8, none, None, loop="gemv")
 
 
 @pytest.mark.parametrize("activation", ACTS)

@@ -97,15 +97,16 @@ def test_forward_and_every_gradient_match_torch(cfg, data):
         np.testing.assert_allclose(grads[k], g_ref[k], rtol=1e-10, atol=1e-10, err_msg=k)
 
 
-# each backward loop of bptt.rnn, chosen by shape in use, forced here at one small shape
-LOOPS = {
-    "general": {"_FUSED_MAX_N_A": 0},
-    "one GEMM per step": {"_FUSED_MAX_N_A": 64},
-    "g′ step by step": {"_FUSED_MAX_N_A": 0, "_G_PRIME_PER_STEP": 1},
-}
+# each loop of bptt.rnn, chosen by shape in use, forced here at one small shape, with and without
+# the compiled kernels (with them, "fused" runs its forward and the general backward)
+LOOPS = {"general": {}, "fused": {}, "gemv": {}, "g′ step by step": {"_G_PRIME_PER_STEP": 1}}
 
 
-@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize(
+    "loop, step_kernels",
+    [(loop, k) for loop in LOOPS for k in ("compiled", "numpy") if (loop, k) != ("gemv", "numpy")],
+    indirect=["step_kernels"],
+)
 @pytest.mark.parametrize("B", [1, 3])
 def test_every_loop_matches_torch(rng, monkeypatch, step_kernels, loop, B):
     for name, value in LOOPS[loop].items():
@@ -119,8 +120,9 @@ def test_every_loop_matches_torch(rng, monkeypatch, step_kernels, loop, B):
     X = rng.standard_normal((T, B, n_x))
     a0 = rng.standard_normal((B, n_a))
     R = rng.standard_normal((T, B, n_a))
-    A, cache = bptt.rnn_forward(X, a0, p)
-    dX, da0, grads = bptt.rnn_backward(R, cache)
+    forced = loop if loop in bptt.rnn.LOOPS else "general"
+    A, cache = bptt.rnn._forward(X, a0, p, None, "tanh", loop=forced)
+    dX, da0, grads, _ = bptt.rnn._backward(R, cache, loop=forced)
 
     rnn = torch.nn.RNN(n_x, n_a, dtype=torch.float64)
     with torch.no_grad():

@@ -5,7 +5,10 @@
  *   backward   da⟨t⟩ = dA[t] + da_next                 the whole message reaching a⟨t⟩
  *              dz⟨t⟩ = da⟨t⟩ ⊙ (1 − a⟨t⟩²)             through tanh, from the saved output
  * NumPy needs five or six passes and calls for these, and its float64 tanh and exp are scalar
- * on CPUs without AVX-512; here each is one loop the compiler vectorises.
+ * on CPUs without AVX-512; here each is one loop the compiler vectorises (tanh_add,
+ * tanh_backward).  For small steps, where a BLAS call costs more than its arithmetic, the
+ * product with W_aa (r above; da_next = dz⟨t+1⟩ W_aa) joins the same call (tanh_gemv,
+ * tanh_gemv_backward).
  *
  * Optional: when this module is missing bptt computes the same equations in NumPy
  * (bptt.rnn), and the tests hold the two to agree within a few ulp.
@@ -94,11 +97,6 @@ static inline float tanh1_f(float x)
         for (Py_ssize_t i = 0; i < n; i++)                                                             \
             out[i] = TANH(z[i] + r[i]);                                                                \
     }                                                                                                  \
-    VECTOR_LOOP static void tanh_##SUFFIX(const T *z, T *out, Py_ssize_t n)                            \
-    {                                                                                                  \
-        for (Py_ssize_t i = 0; i < n; i++)                                                             \
-            out[i] = TANH(z[i]);                                                                       \
-    }                                                                                                  \
     VECTOR_LOOP static void tanh_back_##SUFFIX(const T *dA, const T *da_next, const T *a, T *dz,        \
                                                Py_ssize_t n)                                           \
     {                                                                                                  \
@@ -114,24 +112,48 @@ static inline float tanh1_f(float x)
             dz[i] = m * ((T)1 - a[i] * a[i]);                                                          \
         }                                                                                              \
     }                                                                                                  \
-    VECTOR_LOOP static void tanh_grad_##SUFFIX(const T *da, const T *a, T *dz, Py_ssize_t n)           \
+    /* out = tanh(x W + r) for one row x of n_in numbers, W (n_in, n) row-major; out may be r */       \
+    VECTOR_LOOP static void tanh_mv_##SUFFIX(const T *x, const T *W, const T *r, T *out, Py_ssize_t n_in, \
+                                             Py_ssize_t n)                                             \
     {                                                                                                  \
-        for (Py_ssize_t i = 0; i < n; i++)                                                             \
-            dz[i] = da[i] * ((T)1 - a[i] * a[i]);                                                      \
+        if (out != r)                                                                                  \
+            memcpy(out, r, n * sizeof(T));                                                             \
+        for (Py_ssize_t i = 0; i < n_in; i++) {                                                        \
+            const T x_i = x[i], *w = W + i * n;                                                        \
+            for (Py_ssize_t j = 0; j < n; j++)                                                         \
+                out[j] += x_i * w[j];                                                                  \
+        }                                                                                              \
+        for (Py_ssize_t j = 0; j < n; j++)                                                             \
+            out[j] = TANH(out[j]);                                                                     \
+    }                                                                                                  \
+    /* da = d W + dA and dz = da (1 − a²) for one row d of n_in numbers, W (n_in, n) row-major */      \
+    VECTOR_LOOP static void tanh_mv_back_##SUFFIX(const T *d, const T *W, const T *dA, const T *a, T *dz, \
+                                                  T *da, Py_ssize_t n_in, Py_ssize_t n)                \
+    {                                                                                                  \
+        memcpy(da, dA, n * sizeof(T));                                                                 \
+        for (Py_ssize_t i = 0; i < n_in; i++) {                                                        \
+            const T d_i = d[i], *w = W + i * n;                                                        \
+            for (Py_ssize_t j = 0; j < n; j++)                                                         \
+                da[j] += d_i * w[j];                                                                   \
+        }                                                                                              \
+        for (Py_ssize_t j = 0; j < n; j++)                                                             \
+            dz[j] = da[j] * ((T)1 - a[j] * a[j]);                                                      \
     }
 
 STEP_LOOPS(double, d, tanh1_d)
 STEP_LOOPS(float, f, tanh1_f)
 
-/* The arguments: arrays of one float dtype and one shape, 1-D or 2-D with contiguous rows
- * (a step's (B, n_a) slice of a (T, B, ·) buffer, or a block of columns of a wider one). */
+/* The arguments: arrays of one float dtype, 1-D or 2-D with contiguous rows (a step's (B, n_a)
+ * slice of a (T, B, ·) buffer, or a block of columns of a wider one), all of one shape but for
+ * those the caller checks itself (a matrix, a GEMV's input). */
 typedef struct {
-    Py_buffer views[5];
+    Py_buffer views[6];
     int held;
-    char kind; /* 'd' or 'f' */
-    Py_ssize_t rows, cols;
-    char *data[5];        /* NULL for an optional argument given as None */
-    Py_ssize_t stride[5]; /* bytes from one row to the next */
+    char kind;            /* 'd' or 'f' */
+    Py_ssize_t rows, cols; /* the shared shape */
+    char *data[6];        /* NULL for an optional argument given as None */
+    Py_ssize_t stride[6]; /* bytes from one row to the next */
+    Py_ssize_t rows_of[6], cols_of[6];
 } Args;
 
 static void release(Args *b)
@@ -142,12 +164,14 @@ static void release(Args *b)
 }
 
 /* Takes the buffers of args: writable where bit i of `writable` is set, None (as NULL) allowed
- * where bit i of `optional` is set.  Returns 0, or −1 with an exception set. */
+ * where bit i of `optional` is set, any shape where bit i of `own_shape` is set.
+ * Returns 0, or −1 with an exception set. */
 static int take(Args *b, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t expected, unsigned writable,
-                unsigned optional, const char *name)
+                unsigned optional, unsigned own_shape, const char *name)
 {
     b->held = 0;
     b->kind = 0;
+    b->rows = -1;
     if (nargs != expected) {
         PyErr_Format(PyExc_TypeError, "%s: expected %zd arguments, got %zd", name, expected, nargs);
         return -1;
@@ -171,16 +195,22 @@ static int take(Args *b, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t exp
             problem = "expected float32 or float64";
         else if (v->ndim < 1 || v->ndim > 2 || (cols > 1 && v->strides[v->ndim - 1] != v->itemsize))
             problem = "expected a 1-D or 2-D array with contiguous rows";
-        else if (b->kind && (kind != b->kind || rows != b->rows || cols != b->cols))
-            problem = "dtype or shape differs from the first argument's";
+        else if (b->kind && kind != b->kind)
+            problem = "dtype differs from the first argument's";
+        else if (!(own_shape >> i & 1) && b->rows >= 0 && (rows != b->rows || cols != b->cols))
+            problem = "shape differs from the first argument's";
         if (problem) {
             PyErr_Format(PyExc_ValueError, "%s: argument %zd: %s", name, i + 1, problem);
             release(b);
             return -1;
         }
         b->kind = kind;
-        b->rows = rows;
-        b->cols = cols;
+        if (!(own_shape >> i & 1)) {
+            b->rows = rows;
+            b->cols = cols;
+        }
+        b->rows_of[i] = rows;
+        b->cols_of[i] = cols;
         b->data[i] = v->buf;
         b->stride[i] = v->ndim == 2 ? v->strides[0] : 0;
     }
@@ -191,22 +221,18 @@ static int take(Args *b, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t exp
 #define ROW(b, i, r, T) ((T *)((b).data[i] ? (b).data[i] + (r) * (b).stride[i] : NULL))
 
 PyDoc_STRVAR(tanh_add_doc, "tanh_add(z, r, out)\n--\n\n"
-                           "out = tanh(z + r), elementwise; r may be None (out = tanh(z)); out may be z.");
+                           "out = tanh(z + r), elementwise; out may be z.");
 
 static PyObject *py_tanh_add(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
     Args b;
-    if (take(&b, args, nargs, 3, 0x4, 0x2, "tanh_add") < 0)
+    if (take(&b, args, nargs, 3, 0x4, 0, 0, "tanh_add") < 0)
         return NULL;
     for (Py_ssize_t r = 0; r < b.rows; r++) {
-        if (b.kind == 'd' && b.data[1])
+        if (b.kind == 'd')
             tanh_add_d(ROW(b, 0, r, double), ROW(b, 1, r, double), ROW(b, 2, r, double), b.cols);
-        else if (b.kind == 'd')
-            tanh_d(ROW(b, 0, r, double), ROW(b, 2, r, double), b.cols);
-        else if (b.data[1])
-            tanh_add_f(ROW(b, 0, r, float), ROW(b, 1, r, float), ROW(b, 2, r, float), b.cols);
         else
-            tanh_f(ROW(b, 0, r, float), ROW(b, 2, r, float), b.cols);
+            tanh_add_f(ROW(b, 0, r, float), ROW(b, 1, r, float), ROW(b, 2, r, float), b.cols);
     }
     release(&b);
     Py_RETURN_NONE;
@@ -219,7 +245,7 @@ PyDoc_STRVAR(tanh_backward_doc, "tanh_backward(dA_t, da_next, a_t, dz_t, da_t)\n
 static PyObject *py_tanh_backward(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
     Args b;
-    if (take(&b, args, nargs, 5, 0x18, 0x10, "tanh_backward") < 0)
+    if (take(&b, args, nargs, 5, 0x18, 0x10, 0, "tanh_backward") < 0)
         return NULL;
     for (Py_ssize_t r = 0; r < b.rows; r++) {
         if (b.kind == 'd' && b.data[4])
@@ -239,19 +265,61 @@ static PyObject *py_tanh_backward(PyObject *Py_UNUSED(self), PyObject *const *ar
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(tanh_grad_doc, "tanh_grad(da, a, dz)\n--\n\n"
-                            "dz = da * (1 - a**2), elementwise: back through a = tanh(z).");
+/* Checks a GEMV's input x (argument ix) against the matrix W (argument iw) and the shared shape
+ * (B, n): x is (B, n_in), W is (n_in, n) with dense rows.  Returns 0, or −1 with an exception set. */
+static int check_gemv(Args *b, int ix, int iw, const char *name)
+{
+    Py_ssize_t item = b->kind == 'd' ? 8 : 4;
+    if (b->rows_of[iw] != b->cols_of[ix] || b->cols_of[iw] != b->cols || b->rows_of[ix] != b->rows ||
+        (b->rows_of[iw] > 1 && b->stride[iw] != b->cols * item)) {
+        PyErr_Format(PyExc_ValueError, "%s: expected x (B, n_in), W (n_in, n) with dense rows, and (B, n) others",
+                     name);
+        release(b);
+        return -1;
+    }
+    return 0;
+}
 
-static PyObject *py_tanh_grad(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+PyDoc_STRVAR(tanh_gemv_doc, "tanh_gemv(x, W, r, out)\n--\n\n"
+                            "out = tanh(x @ W + r): x (B, n_in), W (n_in, n), r and out (B, n); out may be r.\n"
+                            "For small steps, where a BLAS call costs more than the arithmetic.");
+
+static PyObject *py_tanh_gemv(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
     Args b;
-    if (take(&b, args, nargs, 3, 0x4, 0, "tanh_grad") < 0)
+    if (take(&b, args, nargs, 4, 0x8, 0, 0x3, "tanh_gemv") < 0 || check_gemv(&b, 0, 1, "tanh_gemv") < 0)
         return NULL;
+    Py_ssize_t n_in = b.rows_of[1];
     for (Py_ssize_t r = 0; r < b.rows; r++) {
         if (b.kind == 'd')
-            tanh_grad_d(ROW(b, 0, r, double), ROW(b, 1, r, double), ROW(b, 2, r, double), b.cols);
+            tanh_mv_d(ROW(b, 0, r, double), ROW(b, 1, 0, double), ROW(b, 2, r, double), ROW(b, 3, r, double), n_in,
+                      b.cols);
         else
-            tanh_grad_f(ROW(b, 0, r, float), ROW(b, 1, r, float), ROW(b, 2, r, float), b.cols);
+            tanh_mv_f(ROW(b, 0, r, float), ROW(b, 1, 0, float), ROW(b, 2, r, float), ROW(b, 3, r, float), n_in,
+                      b.cols);
+    }
+    release(&b);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(tanh_gemv_backward_doc,
+             "tanh_gemv_backward(d, W, dA_t, a_t, dz_t, da_t)\n--\n\n"
+             "da_t = d @ W + dA_t and dz_t = da_t * (1 - a_t**2): d (B, n_in), W (n_in, n), the others (B, n).");
+
+static PyObject *py_tanh_gemv_backward(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    Args b;
+    if (take(&b, args, nargs, 6, 0x30, 0, 0x3, "tanh_gemv_backward") < 0 ||
+        check_gemv(&b, 0, 1, "tanh_gemv_backward") < 0)
+        return NULL;
+    Py_ssize_t n_in = b.rows_of[1];
+    for (Py_ssize_t r = 0; r < b.rows; r++) {
+        if (b.kind == 'd')
+            tanh_mv_back_d(ROW(b, 0, r, double), ROW(b, 1, 0, double), ROW(b, 2, r, double), ROW(b, 3, r, double),
+                           ROW(b, 4, r, double), ROW(b, 5, r, double), n_in, b.cols);
+        else
+            tanh_mv_back_f(ROW(b, 0, r, float), ROW(b, 1, 0, float), ROW(b, 2, r, float), ROW(b, 3, r, float),
+                           ROW(b, 4, r, float), ROW(b, 5, r, float), n_in, b.cols);
     }
     release(&b);
     Py_RETURN_NONE;
@@ -260,7 +328,9 @@ static PyObject *py_tanh_grad(PyObject *Py_UNUSED(self), PyObject *const *args, 
 static PyMethodDef methods[] = {
     {"tanh_add", (PyCFunction)(void (*)(void))py_tanh_add, METH_FASTCALL, tanh_add_doc},
     {"tanh_backward", (PyCFunction)(void (*)(void))py_tanh_backward, METH_FASTCALL, tanh_backward_doc},
-    {"tanh_grad", (PyCFunction)(void (*)(void))py_tanh_grad, METH_FASTCALL, tanh_grad_doc},
+    {"tanh_gemv", (PyCFunction)(void (*)(void))py_tanh_gemv, METH_FASTCALL, tanh_gemv_doc},
+    {"tanh_gemv_backward", (PyCFunction)(void (*)(void))py_tanh_gemv_backward, METH_FASTCALL,
+     tanh_gemv_backward_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -24,17 +24,18 @@ transposed view). PyTorch: ``torch.nn.RNN(n_x, n_a, nonlinearity=g)`` with
 
 Speed: only the recurrence runs in the Python loop. All input projections are one
 GEMM before it, all parameter gradients and dX one GEMM each after it, and every
-per-step result is written with ``out=`` into preallocated (T, B, ·) buffers. A single
-sequence with a small state (B = 1, where a NumPy call costs as much as the arithmetic)
-takes loops with one GEMM per step that also adds the step's other term (``_fused``);
-large states take g′ inside the backward loop, while a⟨t⟩ is in cache.
+per-step result is written with ``out=`` into preallocated (T, B, ·) buffers. Large
+states take g′ inside the backward loop, while a⟨t⟩ is in cache.
 
 tanh's per-step elementwise work — a⟨t⟩ = tanh(z⟨t⟩) with z's last addition, and
 dz⟨t⟩ = (dA[t] + da_next) ⊙ (1 − a⟨t⟩²) — runs in one compiled pass each way when the
-optional extension ``bptt._kernels`` is built (``_step_kernels``); NumPy needs five or six
-calls for it and its float64 tanh is scalar on CPUs without AVX-512. Without the extension,
-or with ``BPTT_NO_KERNELS=1``, the loops below do the same in NumPy, tanh through exp on
-large arrays (``_tanh``); the tests hold both to the same results.
+optional extension ``bptt._kernels`` (src/bptt/_kernels.c) is built; NumPy needs five or six
+calls for it, and its float64 tanh is scalar on CPUs without AVX-512. For small steps (a
+single short sequence, where a call costs more than its arithmetic) the product with W_aa
+joins that call: one call per step each way. Without the extension, or with
+``BPTT_NO_KERNELS=1``, the same loops run in NumPy: tanh through exp on large arrays
+(``_tanh``), and for B = 1 one GEMM per step that also adds the step's other term. ``_loop``
+says which loops run; the tests run every one of them and hold them to the same results.
 """
 
 from __future__ import annotations
@@ -267,24 +268,46 @@ def _skipped(mask, T):
 # with B ≥ 2 the per-step views into the stacked buffer are strided and it is slower (1.2–1.6×).
 _FUSED_MAX_N_A = 48
 
+# The compiled GEMV step (tanh only) beats a BLAS call plus the elementwise kernel up to about
+# this many multiply-adds a step, for up to _GEMV_MAX_B rows (per step, interleaved: 0.55× at
+# B = 1, n_a = 32; 0.85× at n_a = 100; 0.65× at B = 2, n_a = 90; 1.06× at B = 1, n_a = 128 float64;
+# 1.1× at B = 8, n_a = 32, where BLAS reuses W across rows)
+_GEMV_MAX_MACS = 1 << 14
+_GEMV_MAX_B = 4
 
-def _fused(B, n_a, skips, fused=None):
-    """Whether to run the one-GEMM-per-step loops: B = 1, small n_a, no step skipped.
+LOOPS = ("general", "fused", "gemv")
 
-    They fold the addition of each step's input term into the recurrent GEMM,
 
-        z⟨t⟩ = [a⟨t−1⟩ | W_ax x⟨t⟩ + b_a] @ [W_aaᵀ; I]        da⟨t⟩ = [dz⟨t+1⟩ | dA[t]] @ [W_aa; I]
+def _loop(B, n_a, skips, kernels, loop=None):
+    """Which loops run the recurrence: "general", "fused" or "gemv"; ``loop`` forces one (tests).
 
-    so a step is two NumPy calls each way (GEMM, then g or ⊙ g′) instead of three: at
-    B = 1 and n_a = 8 a call costs as much as the arithmetic. ``fused`` forces the choice
-    (tests run both loops); steps that skip an entry always take the general loops.
+    - "general": a GEMM, then the elementwise step (one compiled pass for tanh when the kernels
+      are built, else NumPy's calls), each way; any B, skipped steps allowed.
+    - "fused" (NumPy only): B = 1 and a small state; the addition of each step's other term rides
+      in the recurrent GEMM, so a step is two NumPy calls each way instead of three:
+
+          z⟨t⟩ = [a⟨t−1⟩ | W_ax x⟨t⟩ + b_a] @ [W_aaᵀ; I]        da⟨t⟩ = [dz⟨t+1⟩ | dA[t]] @ [W_aa; I]
+
+    - "gemv" (compiled, tanh): small steps, where a BLAS call costs more than the arithmetic;
+      each step is one compiled call each way, a⟨t⟩ = tanh(a⟨t−1⟩ W_aaᵀ + z) and
+      da⟨t⟩ = dz⟨t+1⟩ W_aa + dA[t], dz⟨t⟩ = da⟨t⟩ ⊙ (1 − a⟨t⟩²).
+    The last two pass a step's message on inside the next step's GEMM, so they take no skipped
+    steps: a batch that skips any entry runs the general loops.
     """
-    if fused is None:
-        fused = B == 1 and n_a <= _FUSED_MAX_N_A
-    return fused and all(s is None for s in skips)
+    if any(s is not None for s in skips):
+        return "general"
+    if loop is not None:
+        if loop == "gemv" and not kernels:
+            raise BpttError("loop: the gemv loops need the compiled kernels (bptt._kernels) and tanh")
+        return loop
+    if kernels and B <= _GEMV_MAX_B and B * n_a * n_a <= _GEMV_MAX_MACS:
+        return "gemv"
+    if not kernels and B == 1 and n_a <= _FUSED_MAX_N_A:
+        return "fused"
+    return "general"
 
 
-def _forward(X, a0, p, mask, activation, fused=None):
+def _forward(X, a0, p, mask, activation, loop=None):
     """``rnn_forward`` without the checks: the fast path used inside training."""
     xp = array_namespace(X)
     g, g_prime = ACTIVATIONS[activation]
@@ -297,13 +320,15 @@ def _forward(X, a0, p, mask, activation, fused=None):
     xp.dot(X.reshape(T * B, n_x), p["W_ax"].T, out=A.reshape(T * B, n_a))  # (T*B, n_a)
     A += p["b_a"]
     kernels = _tanh_kernels(g, A)
-    tanh_add = kernels.tanh_add if kernels else None
     g = _step_g(g, B * n_a, X.dtype)  # looked up once, outside the loop
     with _saturating():
-        if _fused(B, n_a, skips, fused):
-            _forward_fused(A, a0, p["W_aa"], g, tanh_add)
+        loop = _loop(B, n_a, skips, kernels, loop)
+        if loop == "gemv":
+            _forward_gemv(A, a0, p["W_aa"], kernels.tanh_gemv)
+        elif loop == "fused":
+            _forward_fused(A, a0, p["W_aa"], g)
         else:
-            _forward_loop(A, a0, p["W_aa"], g, skips, tanh_add)
+            _forward_loop(A, a0, p["W_aa"], g, skips, kernels.tanh_add if kernels else None)
     return A, RNNCache(X, a0, A, mask, p, g_prime)
 
 
@@ -328,8 +353,8 @@ def _forward_loop(A, a0, W_aa, g, skips, tanh_add=None):
         a_prev = a_t
 
 
-def _forward_fused(A, a0, W_aa, g, tanh_add=None):
-    """``_forward_loop`` with one GEMM per step and no skipped steps (see ``_fused``)."""
+def _forward_fused(A, a0, W_aa, g):
+    """``_forward_loop`` with one GEMM per step and no skipped steps (see ``_loop``)."""
     xp = array_namespace(A)
     T, B, n_a = A.shape
     H = xp.empty((T + 1, B, 2 * n_a), dtype=A.dtype)  # H[t] = [a⟨t−1⟩ | W_ax x⟨t⟩ + b_a]
@@ -339,11 +364,17 @@ def _forward_fused(A, a0, W_aa, g, tanh_add=None):
     z = xp.empty((B, n_a), dtype=A.dtype)
     for h_t, a_t in zip(H[:-1], H[1:, :, :n_a]):  # a_t is the view where a⟨t⟩ goes
         h_t.dot(W, z)  # z⟨t⟩ = W_aa a⟨t−1⟩ + (W_ax x⟨t⟩ + b_a)
-        if tanh_add is not None:
-            tanh_add(z, None, a_t)  # a⟨t⟩ = tanh(z⟨t⟩), compiled
-        else:
-            g(z, a_t)  # a⟨t⟩ = g(z⟨t⟩)
+        g(z, a_t)  # a⟨t⟩ = g(z⟨t⟩)
     A[...] = H[1:, :, :n_a]
+
+
+def _forward_gemv(A, a0, W_aa, tanh_gemv):
+    """``_forward_loop`` for small steps, one compiled call each (see ``_loop``); no skipped steps."""
+    W_aa_T = np.ascontiguousarray(W_aa.T)  # (n_a, n_a): the kernel reads whole rows
+    a_prev = a0
+    for a_t in A:  # a_t holds W_ax x⟨t⟩ + b_a on entry
+        tanh_gemv(a_prev, W_aa_T, a_t, a_t)  # a⟨t⟩ = tanh(W_aa a⟨t−1⟩ + W_ax x⟨t⟩ + b_a)
+        a_prev = a_t
 
 
 def rnn_backward(dA, cache, da_T=None):
@@ -368,7 +399,7 @@ def rnn_backward(dA, cache, da_T=None):
 _G_PRIME_PER_STEP = 1 << 14
 
 
-def _backward(dA, cache, da_T=None, messages=False, need_dX=True, fused=None):
+def _backward(dA, cache, da_T=None, messages=False, need_dX=True, loop=None):
     """``rnn_backward`` without the checks.
 
     Returns: dX (or None), da0, grads, and the messages (T, B, n_a) — the whole
@@ -384,14 +415,16 @@ def _backward(dA, cache, da_T=None, messages=False, need_dX=True, fused=None):
     if mask is not None:
         dA = dA * mask[:, :, None]  # skipped steps ignore their output gradient
     kernels = _tanh_kernels(g_prime, A)
-    if kernels:  # g′ inside each step's compiled pass
-        dA = dA.astype(A.dtype, copy=False)
+    loop = _loop(B, n_a, skips, kernels, loop)
+    if kernels:
+        dA = dA.astype(A.dtype, copy=False)  # the compiled calls take one dtype
+    if loop == "gemv":  # one compiled call a step, through W_aa and tanh
         dZ = xp.empty_like(A)
-        if _fused(B, n_a, skips, fused):
-            da0 = _backward_fused(dA, dZ, da_T, p["W_aa"], M, A, kernels.tanh_grad)
-        else:
-            da0 = _backward_loop(dA, dZ, da_T, p["W_aa"], M, skips, A, tanh_backward=kernels.tanh_backward)
-    elif _fused(B, n_a, skips, fused):
+        da0 = _backward_gemv(dA, dZ, da_T, p["W_aa"], M, A, kernels.tanh_gemv_backward)
+    elif kernels:  # g′ inside each step's compiled pass (a forced "fused" runs here too)
+        dZ = xp.empty_like(A)
+        da0 = _backward_loop(dA, dZ, da_T, p["W_aa"], M, skips, A, tanh_backward=kernels.tanh_backward)
+    elif loop == "fused":
         dZ = g_prime(A)  # (T, B, n_a) g′ at every step, in one pass; becomes dz⟨t⟩ in place
         da0 = _backward_fused(dA, dZ, da_T, p["W_aa"], M)
     elif B * n_a < _G_PRIME_PER_STEP:
@@ -447,11 +480,8 @@ def _backward_loop(dA, dZ, da_T, W_aa, M, skips, A=None, g_prime=None, tanh_back
     return da_next
 
 
-def _backward_fused(dA, dZ, da_T, W_aa, M, A=None, tanh_grad=None):
-    """``_backward_loop`` with one GEMM per step and no skipped steps (see ``_fused``).
-
-    dZ holds g′ on entry, or (given the states A and the compiled ``tanh_grad``) anything.
-    """
+def _backward_fused(dA, dZ, da_T, W_aa, M):
+    """``_backward_loop`` with one GEMM per step and no skipped steps (see ``_loop``)."""
     xp = array_namespace(dZ)
     T, B, n_a = dZ.shape
     D = xp.empty((T, B, 2 * n_a), dtype=dZ.dtype)  # D[t] = [dz⟨t⟩ | dA[t−1]]
@@ -460,11 +490,27 @@ def _backward_fused(dA, dZ, da_T, W_aa, M, A=None, tanh_grad=None):
     da_bufs = iter(M[::-1] if M is not None else itertools.repeat(xp.empty((B, n_a), dtype=dZ.dtype), T))
     da = next(da_bufs)
     xp.add(dA[-1], da_T, da)  # the last step's message: its output's gradient + da_T
-    # dz = da ⊙ g′: the saved g′ times da, or 1 − a² times da in one compiled call
-    G, grad = (A, tanh_grad) if tanh_grad is not None else (dZ, xp.multiply)
-    grad(da, G[-1], D[-1, :, :n_a])  # dz⟨T−1⟩
-    for d_next, g_t, dz_t, da in zip(D[:0:-1], G[-2::-1], D[-2::-1, :, :n_a], da_bufs):  # t = T−2 … 0
+    multiply = xp.multiply  # looked up once
+    multiply(da, dZ[-1], D[-1, :, :n_a])  # dz⟨T−1⟩
+    for d_next, g_t, dz_t, da in zip(D[:0:-1], dZ[-2::-1], D[-2::-1, :, :n_a], da_bufs):  # t = T−2 … 0
         d_next.dot(W, da)  # da⟨t⟩ = dz⟨t+1⟩ W_aa + dA[t]: backprop through W_aa a⟨t⟩, plus the output's
-        grad(da, g_t, dz_t)  # dz⟨t⟩ = da⟨t⟩ ⊙ g′: backprop through g
+        multiply(da, g_t, dz_t)  # dz⟨t⟩ = da⟨t⟩ ⊙ g′: backprop through g
     dZ[...] = D[:, :, :n_a]
+    return dZ[0] @ W_aa  # backprop through W_aa a⟨0⟩
+
+
+def _backward_gemv(dA, dZ, da_T, W_aa, M, A, tanh_gemv_backward):
+    """``_backward_loop`` for small steps, one compiled call each (see ``_loop``); no skipped steps.
+
+    Each call takes the message from step t+1 through W_aa and through tanh at step t:
+    da⟨t⟩ = dz⟨t+1⟩ W_aa + dA[t], dz⟨t⟩ = da⟨t⟩ ⊙ (1 − a⟨t⟩²). Writes da⟨t⟩ into M[t] when given.
+    """
+    T, B, n_a = dZ.shape
+    W_aa = np.ascontiguousarray(W_aa)  # (n_a, n_a): the kernel reads whole rows
+    da_bufs = M[::-1] if M is not None else itertools.repeat(np.empty((B, n_a), dtype=dZ.dtype), T)
+    dz_next = np.zeros((B, n_a), dtype=dZ.dtype)  # step T's dz: none, so da⟨T−1⟩ = dA[T−1] + da_T
+    dA_last = dA[-1] + da_T
+    for dA_t, a_t, dz_t, da_t in zip(itertools.chain([dA_last], dA[-2::-1]), A[::-1], dZ[::-1], da_bufs):
+        tanh_gemv_backward(dz_next, W_aa, dA_t, a_t, dz_t, da_t)  # t = T−1 … 0
+        dz_next = dz_t
     return dZ[0] @ W_aa  # backprop through W_aa a⟨0⟩
