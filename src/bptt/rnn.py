@@ -269,9 +269,9 @@ def _skipped(mask, T):
 _FUSED_MAX_N_A = 48
 
 # The compiled GEMV step (tanh only) beats a BLAS call plus the elementwise kernel up to about
-# this many multiply-adds a step, for up to _GEMV_MAX_B rows (per step, interleaved: 0.55× at
-# B = 1, n_a = 32; 0.85× at n_a = 100; 0.65× at B = 2, n_a = 90; 1.06× at B = 1, n_a = 128 float64;
-# 1.1× at B = 8, n_a = 32, where BLAS reuses W across rows)
+# this many multiply-adds a step, for up to _GEMV_MAX_B rows (forward step, float64, interleaved:
+# 0.55× at B = 1, n_a = 32; 0.88× at n_a = 100; 0.63× at B = 2, n_a = 90; but 1.06× at B = 1,
+# n_a = 128 and 1.13× at B = 8, n_a = 32, where BLAS reuses W across rows)
 _GEMV_MAX_MACS = 1 << 14
 _GEMV_MAX_B = 4
 
