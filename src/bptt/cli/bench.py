@@ -13,6 +13,7 @@ EXAMPLES = """examples:
   bptt bench --shape 35,1,50,100 --dtype float64 --rounds 11
   bptt bench --json > bench.json             the full report as JSON
   bptt bench --memory                        checkpointed vs full BPTT: memory and time
+  BPTT_NO_KERNELS=1 bptt bench --quick       the NumPy-only loops, without the compiled step kernels
 """
 
 
