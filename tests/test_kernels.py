@@ -179,3 +179,20 @@ def test_compiled_loops_propagate_nan(K):
     assert not np.isnan(A[:2]).any() and np.isnan(A[2:]).all()
     _, _, grads, _ = _backward(np.ones((T, 1, N_A)), cache)
     assert np.isnan(grads["W_aa"]).any()
+
+
+@pytest.mark.parametrize("batch", [1, B])
+def test_any_memory_layout_of_the_inputs(K, rng, batch):
+    """Fortran-ordered or transposed inputs give the numbers C-ordered ones give, in every loop."""
+    p = {k: v for k, v in make_params().items() if k in bptt.rnn.RNN_KEYS}
+    X = rng.standard_normal((T, batch, N_X))
+    a0 = rng.standard_normal((batch, N_A))
+    dA = rng.standard_normal((T, batch, N_A))
+    A, cache = _forward(X, a0, p, None, "tanh")
+    expected = _backward(dA, cache)
+    A_f, cache_f = _forward(np.asfortranarray(X), np.ascontiguousarray(a0.T).T, p, None, "tanh")
+    got = _backward(np.asfortranarray(dA), cache_f)
+    np.testing.assert_allclose(A_f, A, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(got[0], expected[0], rtol=0, atol=1e-13)
+    for key in expected[2]:
+        np.testing.assert_allclose(got[2][key], expected[2][key], rtol=0, atol=1e-13, err_msg=key)

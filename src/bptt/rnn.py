@@ -46,15 +46,15 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from .backend import array_namespace
+from .errors import BpttError, check_array, check_choice
+
 try:  # the optional compiled step kernels (src/bptt/_kernels.c); NumPy does the same without them
     from . import _kernels
 except ImportError:  # not built: no C compiler at install time
     _kernels = None
 if os.environ.get("BPTT_NO_KERNELS", "") not in ("", "0"):
     _kernels = None
-
-from .backend import array_namespace
-from .errors import BpttError, check_array, check_choice
 
 RNN_KEYS = ("W_ax", "W_aa", "b_a")
 
@@ -370,8 +370,8 @@ def _forward_fused(A, a0, W_aa, g):
 
 def _forward_gemv(A, a0, W_aa, tanh_gemv):
     """``_forward_loop`` for small steps, one compiled call each (see ``_loop``); no skipped steps."""
-    W_aa_T = np.ascontiguousarray(W_aa.T)  # (n_a, n_a): the kernel reads whole rows
-    a_prev = a0
+    W_aa_T = np.ascontiguousarray(W_aa.T)  # (n_a, n_a): the kernel reads whole rows (NumPy arrays only)
+    a_prev = np.ascontiguousarray(a0)
     for a_t in A:  # a_t holds W_ax x⟨t⟩ + b_a on entry
         tanh_gemv(a_prev, W_aa_T, a_t, a_t)  # a⟨t⟩ = tanh(W_aa a⟨t−1⟩ + W_ax x⟨t⟩ + b_a)
         a_prev = a_t
@@ -416,8 +416,10 @@ def _backward(dA, cache, da_T=None, messages=False, need_dX=True, loop=None):
         dA = dA * mask[:, :, None]  # skipped steps ignore their output gradient
     kernels = _tanh_kernels(g_prime, A)
     loop = _loop(B, n_a, skips, kernels, loop)
-    if kernels:
-        dA = dA.astype(A.dtype, copy=False)  # the compiled calls take one dtype
+    if kernels:  # the compiled calls take one dtype, and rows of adjacent numbers
+        dA = dA.astype(A.dtype, copy=False)
+        if dA.strides[-1] != dA.itemsize:
+            dA = np.ascontiguousarray(dA)
     if loop == "gemv":  # one compiled call a step, through W_aa and tanh
         dZ = xp.empty_like(A)
         da0 = _backward_gemv(dA, dZ, da_T, p["W_aa"], M, A, kernels.tanh_gemv_backward)
