@@ -17,6 +17,12 @@ def make_params(n_x=N_X, n_a=N_A, n_y=N_Y, seed=0, scale=0.5, dtype=np.float64):
     return {k: (scale * rng.standard_normal(s)).astype(dtype) for k, s in shapes.items()}
 
 
+def rnn_inputs(rng, length=T, batch=B, dtype=np.float64):
+    """Standard-normal X (T, B, n_x), a0 (B, n_a), dA (T, B, n_a) and da_T (B, n_a), drawn in that order."""
+    shapes = [(length, batch, N_X), (batch, N_A), (length, batch, N_A), (batch, N_A)]
+    return [rng.standard_normal(shape).astype(dtype) for shape in shapes]
+
+
 def ragged_mask(lengths, T):
     """(T, B) bool mask for right-padded sequences of the given lengths."""
     return np.arange(T)[:, None] < np.asarray(lengths)[None, :]

@@ -10,7 +10,7 @@ from bptt.checkpointed import (
     rnn_backward_checkpointed,
     rnn_forward_checkpointed,
 )
-from tests.conftest import N_A, N_X, B, make_params, ragged_mask
+from tests.conftest import N_A, N_X, B, make_params, ragged_mask, rnn_inputs
 
 T = 11  # prime, so most k leave a short last segment
 
@@ -20,10 +20,7 @@ T = 11  # prime, so most k leave a short last segment
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 def test_layer_gradients_equal_full_bptt(rng, k, masked, activation):
     p = make_params()
-    X = rng.standard_normal((T, B, N_X))
-    a0 = rng.standard_normal((B, N_A))
-    dA = rng.standard_normal((T, B, N_A))
-    da_T = rng.standard_normal((B, N_A))
+    X, a0, dA, da_T = rnn_inputs(rng, T)
     mask = ragged_mask([11, 3, 8], T) if masked else None
     A, cache = bptt.rnn_forward(X, a0, p, mask=mask, activation=activation)
     dX, da0, grads = bptt.rnn_backward(dA, cache, da_T=da_T)

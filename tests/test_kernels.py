@@ -6,7 +6,7 @@ import pytest
 
 import bptt.rnn
 from bptt.rnn import _backward, _forward, _relu, _tanh, _tanh_kernels, _tanh_prime
-from tests.conftest import N_A, N_X, B, T, compiled_kernels, make_params, ragged_mask
+from tests.conftest import N_A, N_X, B, T, compiled_kernels, make_params, ragged_mask, rnn_inputs
 
 DTYPES = [np.float32, np.float64]
 
@@ -152,10 +152,7 @@ def test_kernels_apply_to_tanh_on_numpy_floats_only(K):
 def test_compiled_loops_equal_numpy_loops(K, rng, monkeypatch, batch, masked, dtype):
     """Every number the loops return — states, messages, gradients — with and without the kernels."""
     p = {k: v.astype(dtype) for k, v in make_params().items() if k in bptt.rnn.RNN_KEYS}
-    X = rng.standard_normal((T, batch, N_X)).astype(dtype)
-    a0 = rng.standard_normal((batch, N_A)).astype(dtype)
-    dA = rng.standard_normal((T, batch, N_A)).astype(dtype)
-    da_T = rng.standard_normal((batch, N_A)).astype(dtype)
+    X, a0, dA, da_T = rnn_inputs(rng, T, batch, dtype)
     mask = ragged_mask([5, 2, 4], T) if masked else None
     out = {}
     for name in ("compiled", "numpy"):
@@ -185,9 +182,7 @@ def test_compiled_loops_propagate_nan(K):
 def test_any_memory_layout_of_the_inputs(K, rng, batch):
     """Fortran-ordered or transposed inputs give the numbers C-ordered ones give, in every loop."""
     p = {k: v for k, v in make_params().items() if k in bptt.rnn.RNN_KEYS}
-    X = rng.standard_normal((T, batch, N_X))
-    a0 = rng.standard_normal((batch, N_A))
-    dA = rng.standard_normal((T, batch, N_A))
+    X, a0, dA, _ = rnn_inputs(rng, T, batch)
     A, cache = _forward(X, a0, p, None, "tanh")
     expected = _backward(dA, cache)
     A_f, cache_f = _forward(np.asfortranarray(X), np.ascontiguousarray(a0.T).T, p, None, "tanh")

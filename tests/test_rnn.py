@@ -5,7 +5,7 @@ import pytest
 
 import bptt
 from bptt.rnn import _TANH_VIA_EXP, LOOPS, _backward, _forward, _loop
-from tests.conftest import N_A, N_X, B, T, compiled_kernels, make_params, ragged_mask
+from tests.conftest import N_A, N_X, B, T, compiled_kernels, make_params, ragged_mask, rnn_inputs
 
 ACTS = ["tanh", "relu"]
 
@@ -86,10 +86,7 @@ def test_gradcheck_sequence_loss(rng, activation, output, masked):
 @pytest.mark.parametrize("activation", ACTS)
 def test_step_functions_equal_sequence_functions(rng, activation):
     p = make_params()
-    X = rng.standard_normal((T, B, N_X))
-    a0 = rng.standard_normal((B, N_A))
-    dA = rng.standard_normal((T, B, N_A))
-    da_T = rng.standard_normal((B, N_A))
+    X, a0, dA, da_T = rnn_inputs(rng)
     A, cache = bptt.rnn_forward(X, a0, p, activation=activation)
     dX, da0, grads = bptt.rnn_backward(dA, cache, da_T=da_T)
 
@@ -236,10 +233,7 @@ def test_gradcheck_catches_a_wrong_gradient(rng):
 def test_every_loop_equals_the_general_loops(rng, step_kernels, activation, batch, length):
     """The fused and gemv loops (small B by default, forced here at any B) give the general loops' numbers."""
     p = make_params()
-    X = rng.standard_normal((length, batch, N_X))
-    a0 = rng.standard_normal((batch, N_A))
-    dA = rng.standard_normal((length, batch, N_A))
-    da_T = rng.standard_normal((batch, N_A))
+    X, a0, dA, da_T = rnn_inputs(rng, length, batch)
     out = {}
     for loop in loops_for(activation):
         A, cache = _forward(X, a0, p, None, activation, loop=loop)
@@ -293,10 +287,7 @@ def test_which_loops_run():
 def test_g_prime_step_by_step_equals_g_prime_at_once(rng, monkeypatch, step_kernels, activation, masked):
     """Large states take g′ inside the backward loop; forced here, it gives the same numbers."""
     p = make_params()
-    X = rng.standard_normal((T, B, N_X))
-    a0 = rng.standard_normal((B, N_A))
-    dA = rng.standard_normal((T, B, N_A))
-    da_T = rng.standard_normal((B, N_A))
+    X, a0, dA, da_T = rnn_inputs(rng)
     mask = ragged_mask([5, 2, 4], T) if masked else None
     A, cache = _forward(X, a0, p, mask, activation)
     at_once = _backward(dA, cache, da_T, messages=True)

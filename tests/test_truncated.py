@@ -5,7 +5,7 @@ import pytest
 
 import bptt
 from bptt.truncated import rnn_backward_truncated, truncated_sequence_loss
-from tests.conftest import N_A, N_X, B, make_params, ragged_mask
+from tests.conftest import N_A, N_X, B, make_params, ragged_mask, rnn_inputs
 
 torch = pytest.importorskip("torch")
 
@@ -52,10 +52,7 @@ def test_k1_equal_k2_equal_T_is_full_bptt_exactly(rng, masked):
 def test_layer_truncation_with_k_at_least_T_is_full_bptt(rng):
     T = 7
     p = make_params()
-    X = rng.standard_normal((T, B, N_X))
-    a0 = rng.standard_normal((B, N_A))
-    dA = rng.standard_normal((T, B, N_A))
-    da_T = rng.standard_normal((B, N_A))
+    X, a0, dA, da_T = rnn_inputs(rng, T)
     _, cache = bptt.rnn_forward(X, a0, p)
     full = bptt.rnn_backward(dA, cache, da_T=da_T)
     for k in (T, T + 3):

@@ -22,7 +22,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <math.h>
+#include <tgmath.h> /* fabs and copysign of the argument's type */
 #include <stdint.h>
 #include <string.h>
 
@@ -33,63 +33,37 @@
 #define VECTOR_LOOP
 #endif
 
-static inline double tanh1_d(double x)
-{
-    const double shifter = 0x1.8p52; /* adding it rounds to an integer, kept in the low bits */
-    const double log2e = 1.4426950408889634, ln2_hi = 0x1.62e42fefa0000p-1, ln2_lo = 0x1.cf79abc9e3b3ap-40;
-    double y = 2.0 * fabs(x);
-    y = y > 40.0 ? 40.0 : y;
-    double k = y * log2e + shifter;
-    double n = k - shifter;
-    double r = (y - n * ln2_hi) - n * ln2_lo;
-    double p = 1.0 / 87178291200.0; /* 1/14! */
-    p = p * r + 1.0 / 6227020800.0;
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * (r * r) + r; /* e^r − 1 */
-    uint64_t bits;
-    memcpy(&bits, &k, sizeof bits);
-    bits = (bits + 1023) << 52; /* 2^n: the low bits of k hold n */
-    double scale;
-    memcpy(&scale, &bits, sizeof scale);
-    double m = scale * p + (scale - 1.0);
-    return copysign(m / (m + 2.0), x);
-}
+/* tanh in type T (see the top of the file).  UINT is T's bits, MANT its mantissa width and BIAS
+ * its exponent bias; CLAMP bounds 2|x|; ln2 = LN2_HI + LN2_LO with LN2_HI's low bits zero, so
+ * n·LN2_HI is exact; the rest are e^r − 1's Taylor coefficients 1/k!, highest k first, to 1/2. */
+#define TANH1(T, SUFFIX, UINT, MANT, BIAS, CLAMP, LN2_HI, LN2_LO, ...)                                 \
+    static inline T tanh1_##SUFFIX(T x)                                                                \
+    {                                                                                                  \
+        static const T c[] = {__VA_ARGS__};                                                            \
+        const T shifter = (T)0x1.8p##MANT; /* adding it rounds to an integer, kept in the low bits */  \
+        T y = (T)2 * fabs(x);                                                                          \
+        y = y > (T)CLAMP ? (T)CLAMP : y;                                                               \
+        T k = y * (T)1.4426950408889634 + shifter; /* log2(e) */                                      \
+        T n = k - shifter;                                                                             \
+        T r = (y - n * (T)LN2_HI) - n * (T)LN2_LO;                                                     \
+        T p = c[0];                                                                                    \
+        for (size_t i = 1; i < sizeof c / sizeof c[0]; i++)                                            \
+            p = p * r + c[i];                                                                          \
+        p = p * (r * r) + r; /* e^r − 1 */                                                             \
+        UINT bits;                                                                                     \
+        memcpy(&bits, &k, sizeof bits);                                                                \
+        bits = (bits + BIAS) << MANT; /* 2^n: the low bits of k hold n */                              \
+        T scale;                                                                                       \
+        memcpy(&scale, &bits, sizeof scale);                                                           \
+        T m = scale * p + (scale - (T)1);                                                              \
+        return copysign(m / (m + (T)2), x); /* tanh(−x) = −tanh(x), −0 included */                     \
+    }
 
-static inline float tanh1_f(float x)
-{
-    const float shifter = 0x1.8p23f, log2e = 1.44269504f, ln2_hi = 0x1.62e4p-1f, ln2_lo = 0x1.7f7d1cp-20f;
-    float y = 2.0f * fabsf(x);
-    y = y > 20.0f ? 20.0f : y;
-    float k = y * log2e + shifter;
-    float n = k - shifter;
-    float r = (y - n * ln2_hi) - n * ln2_lo;
-    float p = 1.0f / 362880.0f; /* 1/9! */
-    p = p * r + 1.0f / 40320.0f;
-    p = p * r + 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * (r * r) + r;
-    uint32_t bits;
-    memcpy(&bits, &k, sizeof bits);
-    bits = (bits + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    float m = scale * p + (scale - 1.0f);
-    return copysignf(m / (m + 2.0f), x);
-}
+TANH1(double, d, uint64_t, 52, 1023, 40.0, 0x1.62e42fefa0000p-1, 0x1.cf79abc9e3b3ap-40, 1.0 / 87178291200.0,
+      1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0,
+      1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5)
+TANH1(float, f, uint32_t, 23, 127, 20.0f, 0x1.62e4p-1f, 0x1.7f7d1cp-20f, 1.0f / 362880.0f, 1.0f / 40320.0f,
+      1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f, 0.5f)
 
 #define STEP_LOOPS(T, SUFFIX, TANH)                                                                    \
     VECTOR_LOOP static void tanh_add_##SUFFIX(const T *z, const T *r, T *out, Py_ssize_t n)             \

@@ -29,8 +29,9 @@ Compute contract: T forward steps, T − k_last recomputed forward steps and T
 backward steps, whatever k: at most one extra forward pass, about +33% when the
 backward costs twice the forward. Gruslys et al. (2016) report 95% less memory
 for 33% more time at sequence length 1000; ``bptt bench --memory`` measured 96%
-less stored memory for 24–39% more time at T = 1000, B = 16, n_a = 128 on a
-2-core CPU (the forward, with its tanh, is more than a third of the work there).
+less stored memory for 16% more time at T = 1000, B = 16, n_a = 128 on a 2-core
+CPU with the compiled step kernels, 24–39% with NumPy's loops alone (whose forward,
+with its tanh, is more than a third of the work there).
 
 References: A. Griewank, "Achieving logarithmic growth of temporal and spatial
 complexity in reverse automatic differentiation", Optim. Methods Softw. 1992;
