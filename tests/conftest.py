@@ -1,6 +1,7 @@
 """Shared fixtures: small odd sizes so transposition bugs show, float64 for checks."""
 
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +65,15 @@ def step_kernels(request, monkeypatch):
     else:
         monkeypatch.setattr(bptt.rnn, "_kernels", None)
     return request.param
+
+
+@pytest.fixture
+def no_unpickling(monkeypatch):
+    """Make every way of unpickling fail the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("unpickling attempted")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, refuse)
+    monkeypatch.setattr(np, "load", refuse)

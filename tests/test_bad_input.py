@@ -21,17 +21,9 @@ import bptt
 from bptt.cli import main
 from bptt.errors import BpttError
 from bptt.synthetic import make_corpus
+from tests.helpers import MINI, write_conll
 
-TINY = ["--hidden", "8", "--word-dim", "8", "--char-dim", "4", "--char-hidden", "4", "--quiet"]
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-
-
-def write_conll(path, sentences, columns=1):
-    """Sentences as CoNLL: the word, ``columns - 1`` filler columns, the tag."""
-    filler = " X" * (columns - 1)
-    with open(path, "w", encoding="utf-8") as f:
-        for s in sentences:
-            f.write("".join(f"{w}{filler} {t}\n" for w, t in zip(s.words, s.tags)) + "\n")
 
 
 def ok(*argv):
@@ -92,7 +84,7 @@ def d(tmp_path_factory):
     (d / "a_file").write_text("not a directory\n")
     (d / "run_bad").mkdir()
     (d / "run_bad" / "run.json").write_text("{not json")
-    ok("train", "--train", d / "train.txt", "--out", d / "model", "--epochs", "1", *TINY)
+    ok("train", "--train", d / "train.txt", "--out", d / "model", "--epochs", "1", *MINI)
     models = {
         "no_weights": lambda m: os.remove(m / "weights.safetensors"),
         "no_vocab": lambda m: os.remove(m / "vocab.json"),
@@ -550,13 +542,14 @@ def test_step_losses_passes_non_finite_logits_through():
 # ------------------------------------------------------------------------------ edge cases that work
 
 
+@pytest.mark.slow
 def test_one_word_sentences_train_evaluate_and_tag(d, tmp_path, capsys):
     from bptt.conll import Sentence
 
     corpus = [Sentence([w], [t], 0) for s in make_corpus(80, seed=4) for w, t in zip(s.words, s.tags)]
     one, m = tmp_path / "one.txt", tmp_path / "m"
     write_conll(one, corpus[:600])
-    ok("train", "--train", one, "--dev", one, "--out", m, "--epochs", 2, "--max-sentences", 400, *TINY)
+    ok("train", "--train", one, "--dev", one, "--out", m, "--epochs", 2, "--max-sentences", 400, *MINI)
     capsys.readouterr()
     ok("evaluate", "--model", m, "--data", one)
     assert "600 sentences, 600 words" in capsys.readouterr().out
@@ -566,6 +559,7 @@ def test_one_word_sentences_train_evaluate_and_tag(d, tmp_path, capsys):
     assert all(len(r["tags"]) == 1 for r in rows)
 
 
+@pytest.mark.slow
 def test_a_10000_word_sentence_trains_and_tags(d, tmp_path, capsys):
     from bptt.conll import Sentence
     from bptt.tagging import load_tagger
@@ -576,7 +570,7 @@ def test_a_10000_word_sentence_trains_and_tags(d, tmp_path, capsys):
     assert len(long.words) == 10_000
     train, m = tmp_path / "long.txt", tmp_path / "m"
     write_conll(train, [*make_corpus(30, seed=6), long])
-    ok("train", "--train", train, "--out", m, "--epochs", 1, "--batch-size", 8, *TINY)
+    ok("train", "--train", train, "--out", m, "--epochs", 1, "--batch-size", 8, *MINI)
     log = json.loads((m / "log.jsonl").read_text().splitlines()[-1])
     assert np.isfinite(log["train_loss"]) and log["skipped_steps"] == 0
     # the long sentence tags to one tag per word, the same alone as batched with short ones

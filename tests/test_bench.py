@@ -29,6 +29,7 @@ TINY = bench.BenchConfig(
 )
 
 
+@pytest.mark.slow
 def test_report_structure_and_table(torch):
     lines = []
     report = bench.run_benchmark(TINY, log=lines.append)
@@ -49,15 +50,16 @@ def test_report_structure_and_table(torch):
     json.dumps(report)  # JSON-ready
 
 
+@pytest.mark.slow
 def test_probe_is_timed_against_small_numpy_calls(torch):
     config = bench.BenchConfig(shapes=(), dtypes=("float32",), rounds=2, min_time=0, pause=0)
     report = bench.run_benchmark(config)
     (r,) = report["results"]
     assert r["probe"] and (r["T"], r["B"], r["n_x"], r["n_a"]) == bench.PROBE
     assert r["call_us"] > 0 and r["gemm_fraction"] == 0 and report["gemm_gflops"] == {"float32": 0.0}
-    # a step is at least one call each way (one compiled call, or a GEMM then g or g′ in NumPy),
-    # and each costs about a small NumPy call
-    assert 1 <= r["calls_per_step"] < 100
+    # a ratio of two timings: its size depends on the machine and its load, so only its sign is checked
+    # here; BENCHMARKS.md records measured values
+    assert r["calls_per_step"] > 0 and np.isfinite(r["calls_per_step"])
     assert "calls per step" in bench.format_row(r)
 
 
@@ -86,6 +88,7 @@ def test_gradient_mismatch_stops_the_benchmark(torch):
         bench.check_gradients(case)
 
 
+@pytest.mark.slow
 def test_cli_json_quick(torch, capsys):
     argv = ["bench", "--quick", "--rounds", "1", "--shape", "3,2,4,5", "--dtype", "float64", "--no-probe"]
     assert main([*argv, "--json"]) == 0
@@ -94,6 +97,7 @@ def test_cli_json_quick(torch, capsys):
     assert report["config"]["rounds"] == 1
 
 
+@pytest.mark.slow
 def test_cli_table_streams_rows(torch, capsys):
     assert (
         main(["bench", "--quick", "--rounds", "1", "--shape", "2,1,2,2", "--dtype", "float32", "--no-probe"])
@@ -117,6 +121,7 @@ def test_missing_torch_is_one_line_error(monkeypatch, capsys):
     assert "PyTorch is not installed" in err and "\n" not in err
 
 
+@pytest.mark.slow
 def test_memory_benchmark_structure():
     lines = []
     report = bench.memory_benchmark(

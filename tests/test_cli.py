@@ -8,20 +8,11 @@ import numpy as np
 import pytest
 
 from bptt.cli import COMMANDS, main
-from bptt.conll import read_conll
 from bptt.metrics import evaluate
 from tests.conftest import data_file
+from tests.helpers import TINY, write_slice
 
-TINY = ["--hidden", "24", "--word-dim", "24", "--char-dim", "8", "--char-hidden", "8", "--quiet"]
-
-
-def write_slice(src, dst, n):
-    """The first n sentences of a CoNLL file."""
-    sentences = read_conll(src)[:n]
-    with open(dst, "w") as f:
-        for s in sentences:
-            f.write("".join(f"{w} X X {t}\n" for w, t in zip(s.words, s.tags)) + "\n")
-    return sentences
+pytestmark = pytest.mark.slow  # end to end: trains a model and runs every command on it
 
 
 @pytest.fixture(scope="module")

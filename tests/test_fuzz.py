@@ -22,7 +22,9 @@ from bptt.errors import BpttError
 from bptt.synthetic import make_corpus
 from bptt.tagging import load_tagger
 from bptt.train import read_embeddings
-from tests.test_bad_input import TINY, write_conll
+from tests.helpers import MINI, write_conll
+
+pytestmark = pytest.mark.slow  # fuzzing: hundreds of generated inputs
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -157,7 +159,7 @@ def model(tmp_path_factory):
     d = tmp_path_factory.mktemp("fuzz")
     write_conll(d / "train.txt", make_corpus(40, seed=3))
     assert (
-        main(["train", "--train", str(d / "train.txt"), "--out", str(d / "m"), "--epochs", "1", *TINY]) == 0
+        main(["train", "--train", str(d / "train.txt"), "--out", str(d / "m"), "--epochs", "1", *MINI]) == 0
     )
     return str(d / "m")
 

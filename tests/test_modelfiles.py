@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import warnings
 
 import numpy as np
@@ -26,14 +25,7 @@ from bptt.modelfiles import (
     save_checkpoint,
     save_model_dir,
 )
-from tests.test_safetensors_io import (
-    Evil,
-    assert_same,
-    craft,
-    entry,
-    no_unpickling,  # noqa: F401 (a fixture, used by name)
-    sample_arrays,
-)
+from tests.helpers import Evil, assert_same, craft, entry, sample_arrays, training_arrays, training_state
 
 CONFIG = {"n_x": 4, "n_a": 6, "scheme": "IOB2", "lr": 0.05, "layers": [1, 2], "char": {"dim": 8}}
 VOCAB = {"words": ["<pad>", "<unk>", "Zürich", "naïve"], "tags": ["O", "B-PER", "I-PER"]}
@@ -381,26 +373,6 @@ def fuzz_model(tmp_path_factory):
 # ---------------------------------------------------------------------------------------------- checkpoints
 
 
-def training_state(step):
-    rng = np.random.default_rng(step)
-    return {
-        "epoch": step // 3,
-        "step": step,
-        "best_f1": 0.25 + step / 1000,
-        "rng": rng.bit_generator.state,  # 128-bit integers: JSON keeps them exact
-        "history": [{"loss": 1.0 / (i + 1)} for i in range(step % 4)],
-    }
-
-
-def training_arrays(step):
-    """Parameters and Adam moments whose values say which step wrote them."""
-    arrays = sample_arrays()
-    arrays["W_aa"] = np.full((6, 6), step, dtype=np.float32)
-    arrays["adam.m/W_aa"] = np.full((6, 6), -step, dtype=np.float64)
-    arrays["adam.t"] = np.array(step, dtype=np.int64)
-    return arrays
-
-
 def assert_consistent(loaded, steps):
     """The checkpoint is one of ``steps``, arrays and state from the same save."""
     assert loaded is not None
@@ -542,43 +514,38 @@ SAVER = textwrap.dedent(
     """
     import sys
     from bptt.modelfiles import save_checkpoint
-    from tests.test_modelfiles import training_arrays, training_state
+    from tests.helpers import training_arrays, training_state
     directory, step = sys.argv[1], int(sys.argv[2])
     while True:
         step += 1
         save_checkpoint(directory, training_arrays(step), training_state(step))
     """
 )
+# the fault points one save passes (`bptt.faults`), in order, when a checkpoint/ exists already
+SAVE_POINTS = [f"{stage}:{name}" for name in ("arrays.safetensors", "state.json")
+               for stage in ("write", "mid-write", "rename")] + ["checkpoint:swap"]  # fmt: skip
 
 
-def saved_step(state_file):
-    try:
-        return read_json(state_file)["state"]["step"]
-    except (OSError, ValueError):  # between renames, or not yet written
-        return None
-
-
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_sigkill_while_saving_in_a_loop(tmp_path):
+    """A process saving checkpoints in a loop is killed at a seeded point of a save; the last one loads."""
     directory = tmp_path / "run"
     save_checkpoint(directory, training_arrays(0), training_state(0))
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.path.join(root, "src")])}
     rng = np.random.default_rng(0)
     step = 0
-    for _ in range(4):
-        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(directory), str(step)], env=env)
-        state_file = directory / "checkpoint" / "state.json"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and saved_step(state_file) in (None, step):
-            time.sleep(0.02)  # wait until it has saved at least once, then kill it anywhere
-        assert proc.poll() is None
-        time.sleep(rng.uniform(0, 0.05))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    for k in [*rng.integers(len(SAVE_POINTS) + 1, 6 * len(SAVE_POINTS), size=5), 2 * len(SAVE_POINTS)]:
+        saves, at = divmod(int(k) - 1, len(SAVE_POINTS))  # saves completed, and the point of the next
+        fault = {**env, "BPTT_FAULT": f"SIGKILL@any#{k}"}
+        argv = [sys.executable, "-c", SAVER, str(directory), str(step)]
+        assert subprocess.run(argv, env=fault, timeout=600).returncode == -signal.SIGKILL
+        # killed between moving checkpoint/ aside and renaming the new one in: only checkpoint.old/ is left
+        swapped = SAVE_POINTS[at] == "checkpoint:swap"
+        assert (directory / "checkpoint").exists() != swapped
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # the newest complete checkpoint, not a fallback
+            warnings.simplefilter("error")  # the newest complete checkpoint, never a fallback
             loaded = load_checkpoint(directory)
-        assert_consistent(loaded, set(range(step, step + 100_000)))
-        assert loaded[1]["step"] > step
-        step = loaded[1]["step"]
+        assert_consistent(loaded, {step + saves})
+        step += saves

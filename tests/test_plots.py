@@ -1,7 +1,6 @@
 """Pictures: the unrolled graph, gradient flow and curves are written, legible and non-blank."""
 
 import json
-import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
@@ -18,25 +17,9 @@ from bptt.plots import (
     trace_from_params,
 )
 from tests.conftest import make_params
+from tests.helpers import fake_log, png_ok, svg_texts
 
 WORDS = "Harry Potter and Hermione Granger invented a new spell .".split()
-
-
-def png_ok(path, min_w=300, min_h=200):
-    """The PNG decodes, is big enough and is not blank; returns (width, height)."""
-    import matplotlib.image
-
-    img = matplotlib.image.imread(path if hasattr(path, "read") else str(path))
-    h, w = img.shape[:2]
-    assert w >= min_w and h >= min_h, (w, h)
-    assert img[..., :3].std() > 0.05  # drawn on, not an empty white canvas
-    return w, h
-
-
-def svg_texts(path):
-    """All text of an SVG file (which must parse as XML)."""
-    root = ET.parse(path).getroot()
-    return [t for e in root.iter() for t in e.itertext() if e.tag.endswith("text") and t.strip()]
 
 
 def make_trace(words=WORDS, gold=True):
@@ -51,27 +34,6 @@ def make_trace(words=WORDS, gold=True):
         "message_norms": np.geomspace(1e-4, 2, T).tolist(),
         "title": "test <&> trace",
     }
-
-
-def fake_log(n=6, K=12, reach=True):
-    records = []
-    for e in range(1, n + 1):
-        r = {
-            "epoch": e,
-            "train_loss": 5 / e,
-            "seconds": 1.0,
-            "tokens_per_s": 1e4,
-            "dev": {"f1": 0.5 + e / 20, "precision": 0.6, "recall": 0.5, "token_accuracy": 0.9},
-            "grad_norm": 3 / e,
-            "clip_fraction": 0.5 if e <= 2 else 0.0,
-            "message_norms": np.geomspace(1e-3, 1, K - (e % 2)).tolist(),  # ragged K
-        }
-        if reach:
-            r["reach"] = np.exp(-0.3 * np.arange(K) * (1 - e / n)).tolist()
-        records.append(r)
-    records[1]["message_norms"][0] = float("nan")  # gaps and zeros are shown as "no value"
-    records[2]["message_norms"][1] = 0.0
-    return records
 
 
 def test_unrolled_graph_png_and_svg(tmp_path):

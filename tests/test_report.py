@@ -13,7 +13,7 @@ import pytest
 import bptt
 from bptt.cli import main
 from bptt.report import read_log, write_report
-from tests.test_plots import fake_log, png_ok, svg_texts
+from tests.helpers import fake_log, png_ok, svg_texts
 
 NASTY = "<script>alert('x')</script>"
 
@@ -152,6 +152,7 @@ def browse(tmp_path, *args):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_report_renders_in_a_headless_browser(tmp_path):
     import matplotlib.image
 
@@ -183,6 +184,7 @@ def trained_run(tmp_path_factory):
     return d / "run", data
 
 
+@pytest.mark.slow
 def test_commands_on_a_trained_model(trained_run, tmp_path, capsys):
     run, data = trained_run
     assert main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 0

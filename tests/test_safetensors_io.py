@@ -1,6 +1,5 @@
 """safetensors in pure NumPy: byte-identical to the reference, and no crafted file gets past the reader."""
 
-import json
 import os
 import pickle
 import struct
@@ -18,34 +17,7 @@ from safetensors.numpy import save_file as ref_save_file
 
 from bptt import BpttError, load_safetensors, save_safetensors
 from bptt.safetensors_io import read_safetensors
-
-
-def sample_arrays():
-    """Every dtype family the tagger stores, a scalar, empty tensors, a NaN with a payload."""
-    rng = np.random.default_rng(0)
-    nan_payload = np.array([0x7FC00123], dtype=np.uint32).view(np.float32)
-    return {
-        "W_aa": rng.standard_normal((6, 6)).astype(np.float32),
-        "W_ax": rng.standard_normal((6, 4)),
-        "b_a": np.concatenate([rng.standard_normal(3).astype(np.float32), nan_payload]),
-        "counts": rng.integers(-(2**62), 2**62, size=(2, 3, 4), dtype=np.int64),
-        "ids": rng.integers(0, 2**31 - 1, size=5, dtype=np.int32),
-        "bytes": rng.integers(0, 256, size=7, dtype=np.uint8),
-        "mask": rng.random((3, 5)) < 0.5,
-        "half": rng.standard_normal(3).astype(np.float16),
-        "step": np.array(12345, dtype=np.int64),
-        "empty": np.zeros((0, 4), dtype=np.float32),
-        "empty_bool": np.zeros((2, 0), dtype=bool),
-    }
-
-
-def assert_same(got, want):
-    """Same names, dtypes, shapes and bits."""
-    assert sorted(got) == sorted(want)
-    for k in want:
-        assert got[k].dtype == want[k].dtype, k
-        assert got[k].shape == want[k].shape, k
-        assert got[k].tobytes() == np.ascontiguousarray(want[k]).tobytes(), k
+from tests.helpers import Evil, assert_same, craft, entry, sample_arrays
 
 
 @pytest.fixture
@@ -125,27 +97,6 @@ def test_save_into_missing_directory_names_the_file(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- crafted files
-
-
-def craft(header, data=b"", pad=True, length=None):
-    """A safetensors file from a header (dict, or raw bytes) and data bytes."""
-    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
-    if pad:
-        raw += b" " * (-len(raw) % 8)
-    return struct.pack("<Q", len(raw) if length is None else length) + raw + data
-
-
-def entry(dtype, shape, begin, end):
-    return {"dtype": dtype, "shape": shape, "data_offsets": [begin, end]}
-
-
-class Evil:
-    """Would leave a marker file if it were ever unpickled."""
-
-    marker = None
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 BAD_FILES = {
@@ -287,18 +238,6 @@ def test_not_a_file(tmp_path):
         os.mkfifo(tmp_path / "fifo")
         with pytest.raises(BpttError, match="not a regular file"):
             load_safetensors(tmp_path / "fifo")
-
-
-@pytest.fixture
-def no_unpickling(monkeypatch):
-    """Make every way of unpickling fail the test."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("unpickling attempted")
-
-    for name in ("load", "loads", "Unpickler"):
-        monkeypatch.setattr(pickle, name, refuse)
-    monkeypatch.setattr(np, "load", refuse)
 
 
 def test_reading_never_unpickles(good, no_unpickling):

@@ -14,6 +14,7 @@ from bptt.layers import (
 from bptt.tagger import Tables, TaggerConfig, init_tagger_params, make_batch, tagger_loss
 from bptt.vocab import FormTable, Vocab
 from tests.conftest import make_params
+from tests.helpers import torch_rnn, torch_rnn_grads
 
 SENTS = [
     ["Harry", "Potter", "met", "Ron", "."],
@@ -114,13 +115,7 @@ def test_bidirectional_equals_two_manual_runs_and_torch(rng):
     A, cache = birnn_forward(X, mask, pf, pb)
     dX, gf, gb, _ = birnn_backward(R, cache)
 
-    rnn = torch.nn.RNN(n_x, n_a, bidirectional=True, dtype=torch.float64)
-    with torch.no_grad():
-        for suffix, p in (("", pf), ("_reverse", pb)):
-            getattr(rnn, f"weight_ih_l0{suffix}").copy_(torch.from_numpy(p["W_ax"]))
-            getattr(rnn, f"weight_hh_l0{suffix}").copy_(torch.from_numpy(p["W_aa"]))
-            getattr(rnn, f"bias_ih_l0{suffix}").copy_(torch.from_numpy(p["b_a"]))
-            getattr(rnn, f"bias_hh_l0{suffix}").zero_()
+    rnn = torch_rnn(pf, pb)
     Xt = torch.tensor(X, requires_grad=True)
     packed = torch.nn.utils.rnn.pack_padded_sequence(Xt, torch.tensor(lengths), enforce_sorted=False)
     out, _ = rnn(packed)
@@ -129,9 +124,8 @@ def test_bidirectional_equals_two_manual_runs_and_torch(rng):
     np.testing.assert_allclose(A * mask[:, :, None], out.detach().numpy(), atol=1e-12)
     np.testing.assert_allclose(dX, Xt.grad.numpy(), atol=1e-10)
     for suffix, g in (("", gf), ("_reverse", gb)):
-        np.testing.assert_allclose(g["W_ax"], getattr(rnn, f"weight_ih_l0{suffix}").grad.numpy(), atol=1e-10)
-        np.testing.assert_allclose(g["W_aa"], getattr(rnn, f"weight_hh_l0{suffix}").grad.numpy(), atol=1e-10)
-        np.testing.assert_allclose(g["b_a"], getattr(rnn, f"bias_ih_l0{suffix}").grad.numpy(), atol=1e-10)
+        for key, ref in torch_rnn_grads(rnn, suffix).items():
+            np.testing.assert_allclose(g[key], ref, atol=1e-10, err_msg=key + suffix)
     # and the backward direction is the plain RNN run on each reversed sentence
     for b, n in enumerate(lengths):
         from bptt import rnn_forward

@@ -6,19 +6,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bptt
+from tests.helpers import torch_rnn, torch_rnn_grads
 
 torch = pytest.importorskip("torch")
 
 
 def torch_model_loss(p, X, Y, a0, lengths, output, activation, reduction):
     """The lecture model built from torch.nn.RNN (fed one sequence at a time) and autograd."""
-    n_a, n_x = p["W_ax"].shape
-    rnn = torch.nn.RNN(n_x, n_a, nonlinearity=activation, dtype=torch.float64)
-    with torch.no_grad():
-        rnn.weight_ih_l0.copy_(torch.from_numpy(p["W_ax"]))
-        rnn.weight_hh_l0.copy_(torch.from_numpy(p["W_aa"]))
-        rnn.bias_ih_l0.copy_(torch.from_numpy(p["b_a"]))
-        rnn.bias_hh_l0.zero_()
+    rnn = torch_rnn(p, activation=activation)
     W_ya = torch.tensor(p["W_ya"], requires_grad=True)
     b_y = torch.tensor(p["b_y"], requires_grad=True)
     Xt = torch.tensor(X, requires_grad=True)
@@ -38,13 +33,7 @@ def torch_model_loss(p, X, Y, a0, lengths, output, activation, reduction):
     if reduction == "mean":
         L = L / len(lengths)
     L.backward()
-    grads = {
-        "W_ax": rnn.weight_ih_l0.grad.numpy(),
-        "W_aa": rnn.weight_hh_l0.grad.numpy(),
-        "b_a": rnn.bias_ih_l0.grad.numpy(),
-        "W_ya": W_ya.grad.numpy(),
-        "b_y": b_y.grad.numpy(),
-    }
+    grads = {**torch_rnn_grads(rnn), "W_ya": W_ya.grad.numpy(), "b_y": b_y.grad.numpy()}
     return L.item(), grads, As
 
 
@@ -124,12 +113,7 @@ def test_every_loop_matches_torch(rng, monkeypatch, step_kernels, loop, B):
     A, cache = bptt.rnn._forward(X, a0, p, None, "tanh", loop=forced)
     dX, da0, grads, _ = bptt.rnn._backward(R, cache, loop=forced)
 
-    rnn = torch.nn.RNN(n_x, n_a, dtype=torch.float64)
-    with torch.no_grad():
-        rnn.weight_ih_l0.copy_(torch.from_numpy(p["W_ax"]))
-        rnn.weight_hh_l0.copy_(torch.from_numpy(p["W_aa"]))
-        rnn.bias_ih_l0.copy_(torch.from_numpy(p["b_a"]))
-        rnn.bias_hh_l0.zero_()
+    rnn = torch_rnn(p)
     Xt = torch.tensor(X, requires_grad=True)
     a0t = torch.tensor(a0[None], requires_grad=True)
     out, _ = rnn(Xt, a0t)
@@ -137,5 +121,5 @@ def test_every_loop_matches_torch(rng, monkeypatch, step_kernels, loop, B):
     np.testing.assert_allclose(A, out.detach().numpy(), atol=1e-12)
     np.testing.assert_allclose(dX, Xt.grad.numpy(), atol=1e-10)
     np.testing.assert_allclose(da0, a0t.grad.numpy()[0], atol=1e-10)
-    for key, ref in (("W_ax", rnn.weight_ih_l0), ("W_aa", rnn.weight_hh_l0), ("b_a", rnn.bias_ih_l0)):
-        np.testing.assert_allclose(grads[key], ref.grad.numpy(), atol=1e-10, err_msg=key)
+    for key, ref in torch_rnn_grads(rnn).items():
+        np.testing.assert_allclose(grads[key], ref, atol=1e-10, err_msg=key)

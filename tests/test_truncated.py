@@ -6,30 +6,11 @@ import pytest
 import bptt
 from bptt.truncated import rnn_backward_truncated, truncated_sequence_loss
 from tests.conftest import N_A, N_X, B, make_params, ragged_mask, rnn_inputs
+from tests.helpers import torch_rnn, torch_rnn_grads
 
 torch = pytest.importorskip("torch")
 
 RNN = ("W_ax", "W_aa", "b_a")
-
-
-def torch_rnn(p):
-    """torch.nn.RNN holding p's recurrent parameters, in float64."""
-    n_a, n_x = p["W_ax"].shape
-    rnn = torch.nn.RNN(n_x, n_a, dtype=torch.float64)
-    with torch.no_grad():
-        rnn.weight_ih_l0.copy_(torch.from_numpy(p["W_ax"]))
-        rnn.weight_hh_l0.copy_(torch.from_numpy(p["W_aa"]))
-        rnn.bias_ih_l0.copy_(torch.from_numpy(p["b_a"]))
-        rnn.bias_hh_l0.zero_()
-    return rnn
-
-
-def torch_grads(rnn):
-    return {
-        "W_ax": rnn.weight_ih_l0.grad.numpy(),
-        "W_aa": rnn.weight_hh_l0.grad.numpy(),
-        "b_a": rnn.bias_ih_l0.grad.numpy(),
-    }
 
 
 @pytest.mark.parametrize("masked", [False, True])
@@ -86,7 +67,7 @@ def test_layer_truncation_matches_torch_detached_chunks(rng, k, masked):
             out, h = rnn(Xt[s : min(s + k, n), b : b + 1], h)
             (out * torch.from_numpy(R[s : min(s + k, n), b : b + 1])).sum().backward(retain_graph=True)
             h = h.detach()  # the cut at the chunk boundary
-    g_ref = torch_grads(rnn)
+    g_ref = torch_rnn_grads(rnn)
     for key in RNN:
         np.testing.assert_allclose(grads[key], g_ref[key], rtol=1e-10, atol=1e-12, err_msg=key)
     np.testing.assert_allclose(dX, Xt.grad.numpy(), rtol=1e-10, atol=1e-12)
@@ -124,7 +105,7 @@ def test_bptt_k1_k2_matches_torch_windows(rng, k1, k2, reduction):
             loss = loss / B
         loss.backward()
         L_ref += loss.item()
-    g_ref = {**torch_grads(rnn), "W_ya": W_ya.grad.numpy(), "b_y": b_y.grad.numpy()}
+    g_ref = {**torch_rnn_grads(rnn), "W_ya": W_ya.grad.numpy(), "b_y": b_y.grad.numpy()}
     assert L == pytest.approx(L_ref, rel=1e-12)
     for key in p:
         np.testing.assert_allclose(grads[key], g_ref[key], rtol=1e-10, atol=1e-12, err_msg=key)

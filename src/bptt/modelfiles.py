@@ -53,6 +53,7 @@ import warnings
 
 import numpy as np
 
+from . import faults
 from .errors import BpttError, check_choice
 from .safetensors_io import open_regular, parse_json, read_safetensors, save_safetensors
 
@@ -86,13 +87,16 @@ def atomic_open(path, mode="wb"):
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(label)}.", suffix=".tmp")
     except OSError as e:
         raise BpttError(f"{label}: cannot write: {e.strerror or e}") from None
+    name = os.path.basename(label)
     try:
+        faults.point(f"write:{name}")
         text = {"encoding": "utf-8", "newline": "\n"} if mode == "w" else {}
         with os.fdopen(fd, mode, **text) as f:
-            yield f
+            yield _HalfWrite(f, name) if faults.armed(f"mid-write:{name}") else f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
+        faults.point(f"rename:{name}")
         os.replace(tmp, label)
     except BaseException as e:
         with contextlib.suppress(OSError):
@@ -101,6 +105,28 @@ def atomic_open(path, mode="wb"):
             raise BpttError(f"{label}: cannot write: {e.strerror or e}") from None
         raise
     _fsync_dir(directory)
+
+
+class _HalfWrite:
+    """A file whose first write stops halfway at the fault point ``mid-write:NAME`` (`bptt.faults`)."""
+
+    def __init__(self, f, name):
+        self.f, self.name, self.first = f, name, True
+
+    def write(self, data):
+        if not self.first:
+            return self.f.write(data)
+        self.first = False
+        if not isinstance(data, str):
+            data = memoryview(data).cast("B")  # bytes or an array: a flat view of its bytes
+        half = len(data) // 2
+        self.f.write(data[:half])
+        self.f.flush()
+        faults.point(f"mid-write:{self.name}")
+        return self.f.write(data[half:])
+
+    def __getattr__(self, name):  # everything else is the file's
+        return getattr(self.f, name)
 
 
 def atomic_write(path, data):
@@ -227,6 +253,7 @@ def save_checkpoint(directory, arrays, state):
                 shutil.rmtree(old)  # safe: checkpoint/ is complete
             os.replace(final, old)  # 2.
             _fsync_dir(label)
+            faults.point("checkpoint:swap")
         os.replace(tmp, final)  # 3.
         _fsync_dir(label)
     except OSError as e:

@@ -27,7 +27,6 @@ Gradient flow takes the training log's records (one dict per epoch, see ``report
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -62,20 +61,14 @@ def _new_figure(width, height):
 
 
 def _save(fig, path):
-    """Write the figure (text stays text in SVG) to a temporary file, then rename it into place."""
+    """Write the figure (text stays text in SVG) atomically: readers see the old picture or the new."""
     import matplotlib
 
+    from .modelfiles import atomic_open
+
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "bptt"}):
-            fig.savefig(tmp, format=path.suffix[1:].lower(), facecolor="white")
-        os.replace(tmp, path)
-    except OSError as e:
-        raise BpttError(f"{path}: cannot write ({e.strerror or e})") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_open(path) as f, matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "bptt"}):
+        fig.savefig(f, format=path.suffix[1:].lower(), facecolor="white")
     return path
 
 

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from . import faults
 from .conll import detect_scheme, read_conll, text_lines, to_iob2
 from .errors import BpttError
 from .metrics import evaluate, token_f1
@@ -399,6 +400,7 @@ class Trainer:
         grad_norms = list(at["grad_norms"])
         stop_reason = None
         for i in range(at["batch"], len(batches)):
+            faults.point(f"batch:{self.epoch + 1}:{i}")  # test-only (BPTT_FAULT); a no-op otherwise
             if self.stop_signal is not None:  # SIGINT/SIGTERM: save the state before batch i, then stop
                 running = (total_loss, tokens, n_sentences, n_clipped, n_bad, n_skipped, n_steps)
                 self.save_checkpoint(
@@ -454,6 +456,7 @@ class Trainer:
                 break
         seconds = time.monotonic() - start
         self.epoch += 1
+        faults.point(f"eval:{self.epoch}")
         record = {
             "epoch": self.epoch,
             "train_loss": total_loss / max(1, n_sentences),
