@@ -31,6 +31,28 @@ def write_conll(path, sentences, columns=1):
             f.write("".join(f"{w}{filler} {t}\n" for w, t in zip(s.words, s.tags)) + "\n")
 
 
+def error_line(capsys, *argv):
+    """Run ``bptt ARGV`` here: it exits 2 with one line ``bptt: error: MESSAGE``; returns MESSAGE."""
+    from bptt.cli import main
+
+    capsys.readouterr()
+    rc = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("bptt: error: ") and err.count("\n") == 1, (rc, err)
+    return err[len("bptt: error: ") :].rstrip("\n")
+
+
+def assert_same_weights(a, b):
+    """The model directories ``a`` and ``b`` hold the same weights, bit for bit."""
+    from bptt.safetensors_io import load_safetensors
+
+    wa, _ = load_safetensors(a / "weights.safetensors")
+    wb, _ = load_safetensors(b / "weights.safetensors")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
+
+
 # --------------------------------------------------------------------------------------------- pictures
 
 
@@ -178,3 +200,42 @@ def torch_rnn_grads(rnn, suffix=""):
         "W_aa": getattr(rnn, f"weight_hh_l0{suffix}").grad.numpy(),
         "b_a": getattr(rnn, f"bias_ih_l0{suffix}").grad.numpy(),
     }
+
+
+def torch_twin(cell, *directions, activation="tanh"):
+    """torch.nn.RNN, GRU or LSTM in float64 holding bptt's cell parameters of each direction.
+
+    One parameter dict: a one-way module; two: forward and reverse of a bidirectional one. The weights
+    go over by ``bptt.params_to_torch``: bias_ih = b_a, bias_hh = 0 (for the GRU, [0; 0; b_hn]).
+    """
+    import torch
+
+    import bptt
+
+    n_x = directions[0]["W_ax"].shape[1]
+    n_a = directions[0]["W_aa"].shape[1]
+    kind = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell]
+    extra = {"nonlinearity": activation} if cell == "rnn" else {}
+    module = kind(n_x, n_a, bidirectional=len(directions) == 2, dtype=torch.float64, **extra)
+    state = {}
+    for suffix, p in zip(("_l0", "_l0_reverse"), directions):
+        state.update(bptt.params_to_torch(p, cell, suffix))
+    module.load_state_dict({k: torch.tensor(v) for k, v in state.items()})
+    return module
+
+
+def torch_twin_grads(module, cell, suffix="_l0"):
+    """The gradients of a `torch_twin`'s parameters of one direction, under bptt's names.
+
+    b_a enters where bias_ih does (bias_hh adds to it, except in the GRU's n block), so
+    ∂L/∂b_a = bias_ih.grad; the GRU's ∂L/∂b_hn is bias_hh.grad's n block.
+    """
+    grads = {
+        "W_ax": getattr(module, f"weight_ih{suffix}").grad.numpy(),
+        "W_aa": getattr(module, f"weight_hh{suffix}").grad.numpy(),
+        "b_a": getattr(module, f"bias_ih{suffix}").grad.numpy(),
+    }
+    if cell == "gru":
+        n_a = module.hidden_size
+        grads["b_hn"] = getattr(module, f"bias_hh{suffix}").grad.numpy()[2 * n_a :]
+    return grads

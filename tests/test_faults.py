@@ -20,7 +20,7 @@ from bptt.cli import main
 from bptt.modelfiles import load_checkpoint
 from bptt.safetensors_io import load_safetensors
 from tests.conftest import data_file
-from tests.helpers import TINY, write_slice
+from tests.helpers import TINY, assert_same_weights, write_slice
 
 pytestmark = pytest.mark.slow  # end to end: trains, kills and resumes real processes
 
@@ -52,11 +52,8 @@ def reference(data):
 
 
 def assert_same_model(a, b):
-    wa, _ = load_safetensors(a / "weights.safetensors")
-    wb, _ = load_safetensors(b / "weights.safetensors")
-    assert wa.keys() == wb.keys()
-    for k in wa:
-        np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
+    """The same weights, bit for bit, and the same training losses epoch by epoch."""
+    assert_same_weights(a, b)
     losses = [
         [json.loads(r)["train_loss"] for r in (d / "log.jsonl").read_text().splitlines()] for d in (a, b)
     ]

@@ -7,6 +7,7 @@ raise `BpttError`; ``bptt tag`` on random input must tag every line or exit 2 wi
 
 import contextlib
 import io
+import json
 import os
 import tempfile
 
@@ -173,21 +174,22 @@ def bptt_tag(*argv):
 
 
 def expected_lines(data):
-    """The words ``bptt tag`` must find in each line of the bytes, or None when they are not text."""
+    """The words ``bptt tag`` must find in each line of the bytes (blank lines too), or None when
+    they are not text."""
     if b"\0" in data:
         return None
     try:
         lines = [line.decode("utf-8") for line in data.split(b"\n")]
     except UnicodeDecodeError:
         return None
-    if lines[0].startswith("\ufeff"):
+    if lines[-1] == "":  # no line after the last newline
+        lines.pop()
+    if lines and lines[0].startswith("\ufeff"):
         lines[0] = lines[0][1:]
-    return [words for words in map(tokenize, lines) if words]
+    return [tokenize(line) for line in lines]
 
 
 def assert_json_output(out, sentences):
-    import json
-
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["words"] for r in rows] == sentences
     assert all(len(r["tags"]) == len(r["words"]) for r in rows)
@@ -199,9 +201,10 @@ def test_tag_lines_tags_every_line_or_fails_cleanly(model, data):
     with file_with(data) as path:
         rc, out, err = bptt_tag("--model", model, "--input", path, "--format", "json")
     expected = expected_lines(data)
-    if expected:  # text with words in it: every line is tagged
+    if expected and any(expected):  # text with words in it: every line is tagged, blank ones too
         assert rc == 0, err
         assert_json_output(out, expected)
+        assert [json.loads(line)["line"] for line in out.splitlines()] == list(range(1, len(expected) + 1))
     else:
         assert rc == 2 and len(err.splitlines()) == 1 and err.startswith(f"bptt: error: {path}"), err
 

@@ -37,6 +37,7 @@ import numpy as np
 from . import rnn
 from .errors import BpttError
 from .model import init_params
+from .resources import check_memory
 from .rnn import _backward, _forward
 
 # (T, B, n_x, n_a): the shapes of issue #4, small to large, plus two long/tiny ones
@@ -299,13 +300,20 @@ def bench_shape(case, config, gemm):
     return r
 
 
+def case_bytes(shape, dtype):
+    """About the peak memory of one Case (inputs, both sides' caches and gradients): measured at
+    6-7 numbers per (t, b) per unit of n_x + n_a, counted here as 8."""
+    T, B, n_x, n_a = map(int, shape)  # Python integers: no overflow
+    return np.dtype(dtype).itemsize * (8 * T * B * (n_x + n_a) + 4 * n_a * (n_x + n_a))
+
+
 def check_config(config):
-    """Check a BenchConfig's values; raise BpttError naming the bad one."""
+    """Check a BenchConfig's values and that its shapes fit in memory; BpttError names the bad one."""
     for dtype in config.dtypes:
         if dtype not in DTYPES:
             raise BpttError(f"dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
     for shape in config.shapes:
-        if len(shape) != 4 or any(int(n) < 1 for n in shape):
+        if len(shape) != 4 or any(not isinstance(n, (int, np.integer)) or n < 1 for n in shape):
             raise BpttError(f"shape: expected four positive sizes T,B,n_x,n_a, got {shape!r}")
     if config.rounds < 1:
         raise BpttError(f"rounds: expected at least 1, got {config.rounds}")
@@ -315,6 +323,10 @@ def check_config(config):
         raise BpttError(f"gemm_n: expected a positive size, got {config.gemm_n}")
     if config.threads < 0:
         raise BpttError(f"threads: expected a positive count (or 0 for NumPy's own), got {config.threads}")
+    widest = max(config.dtypes, key=lambda d: np.dtype(d).itemsize, default="float64")
+    yardstick = 3 * config.gemm_n**2 * np.dtype(widest).itemsize
+    for shape in config.shapes:
+        check_memory(f"shape {','.join(map(str, shape))} in {widest}", case_bytes(shape, widest) + yardstick)
 
 
 def run_benchmark(config=None, log=None):
@@ -441,6 +453,18 @@ def memory_benchmark(
     from .checkpointed import checkpointed_sequence_loss, rnn_forward_checkpointed
     from .model import sequence_loss
 
+    for name, n in (("B", B), ("n_x", n_x), ("n_a", n_a), ("n_y", n_y), ("rounds", rounds)):
+        if not isinstance(n, int) or n < 1:
+            raise BpttError(f"{name}: expected a positive integer, got {n!r}")
+    if not lengths or any(not isinstance(T, int) or T < 1 for T in lengths):
+        raise BpttError(f"lengths: expected positive sequence lengths, got {lengths!r}")
+    if dtype not in DTYPES:
+        raise BpttError(f"dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
+    if any(b is not None and not 0 < b <= 1 for b in budgets):
+        raise BpttError(f"budgets: expected None or fractions in (0, 1], got {budgets!r}")
+    for T in lengths:  # measured at 3-4 numbers per (t, b) per unit of n_x + n_a + n_y: counted as 5
+        nbytes = np.dtype(dtype).itemsize * 5 * T * B * (n_x + n_a + n_y + 2)
+        check_memory(f"length {T} (B={B}, n_x={n_x}, n_a={n_a}, n_y={n_y})", nbytes)
     report = {
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "numpy": np.__version__},
         "config": {"B": B, "n_x": n_x, "n_a": n_a, "n_y": n_y, "dtype": dtype, "rounds": rounds},

@@ -13,7 +13,9 @@ Three schemes write the same entities (here a PER entity of 2 tokens after one o
 
 Every tag sequence, in any of the three schemes and also an invalid one (I-PER after O in IOB2,
 B-PER not closed by E-PER in IOBES), is read into entities by the rules of conlleval, the
-CoNLL shared-task scorer (``spans``), so reading never depends on knowing the scheme:
+CoNLL shared-task scorer (``spans``), so reading never depends on knowing the scheme (E- and S-
+are read as IOBES means them; the original conlleval script does not, so files for it are written
+in IOB1 or IOB2):
 
     a chunk ENDS after token t-1 when that token is E- or S-, or it is B-/I- and token t is
         O, B- or S-, or token t has another type;
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from typing import Iterator, NamedTuple
 
 from .errors import BpttError, check_choice
@@ -181,27 +184,55 @@ def from_iob2(tags, scheme):
     return _render(_spans_of_split(split), len(split), scheme)
 
 
-def detect_scheme(tag_sequences):
-    """Guess the scheme of tag sequences (lists of tags, or Sentences).
+class SchemeWarning(UserWarning):
+    """Some tags of a file do not follow the scheme the rest of it is written in."""
 
-    The rule: "IOBES" if any E- or S- tag appears anywhere; otherwise "IOB1" if some entity
-    starts with I- (an I-X whose previous token is not B-X or I-X); otherwise "IOB2".
-    Sequences with no entity starting with I- read the same in IOB1 and IOB2, so the answer
-    only matters for writing tags back in the file's own scheme.
+
+def detect_scheme(tag_sequences, name=None):
+    """The scheme of tag sequences (lists of tags, or Sentences), decided by most of their entities.
+
+    The rule: "IOBES" if any E- or S- tag appears anywhere. Otherwise each entity that starts
+    after O or after another type is a vote: I- there is IOB1, B- is IOB2 (a B- directly after
+    an entity of its own type is both). The scheme with more votes wins, IOB2 on a tie (and
+    when there is no vote: such sequences read the same in IOB1 and IOB2). Nothing is
+    reinterpreted: every tag is read by conlleval's rules whatever the scheme, and the scheme
+    only decides how tags are written back. Entities that start against the scheme (an I-X
+    after O in IOB2, a B-X after O in IOB1, an I-/E- in IOBES) are named in a `SchemeWarning`:
+    the first, ``name:LINE`` (or ``line LINE`` for Sentences, ``tag_sequences[k][i]`` for
+    lists), and how many.
     Returns: "IOB1", "IOB2" or "IOBES".
     """
-    has_es = has_i_start = False
+    has_es, starts = False, {"B": [], "I": [], "E": []}  # places of entity starts by prefix
     for k, seq in enumerate(tag_sequences):
-        if isinstance(seq, Sentence):
-            seq = seq.tags
+        line = seq.line if isinstance(seq, Sentence) else None
+        tags = seq.tags if isinstance(seq, Sentence) else seq
         prev = ("O", "")
-        for cur in _split_all(seq, f"tag_sequences[{k}]"):
-            if cur[0] in "ES":
-                has_es = True
-            elif cur[0] == "I" and not (prev[0] in "BI" and prev[1] == cur[1]):
-                has_i_start = True
+        for i, cur in enumerate(_split_all(tags, f"tag_sequences[{k}]")):
+            has_es = has_es or cur[0] in "ES"
+            if cur[0] in starts and not (prev[0] in "BI" and prev[1] == cur[1]):
+                starts[cur[0]].append((cur, k, i, line))
             prev = cur
-    return "IOBES" if has_es else "IOB1" if has_i_start else "IOB2"
+    if has_es:
+        scheme, expected, strays = "IOBES", "B-{0} or S-{0}", starts["I"] + starts["E"]
+    elif len(starts["I"]) > len(starts["B"]):
+        scheme, expected, strays = "IOB1", "I-{0}", starts["B"]
+    else:
+        scheme, expected, strays = "IOB2", "B-{0}", starts["I"]
+    if strays:
+        (prefix, type_), k, i, line = min(strays, key=lambda s: (s[1], s[2]))
+        if line is None:
+            place = f"{name or 'tag_sequences'}[{k}][{i}]"
+        else:
+            place = f"{name}:{line + i}" if name else f"line {line + i}"
+        more = f" ({len(strays)} such tags)" if len(strays) > 1 else ""
+        should = expected.format(type_)
+        warnings.warn(
+            f"{place}: {prefix}-{type_} starts an entity where {scheme} writes {should}{more};"
+            " read as the start of an entity, as conlleval reads it",
+            SchemeWarning,
+            stacklevel=2,
+        )
+    return scheme
 
 
 # --------------------------------------------------------------------------- files

@@ -18,6 +18,8 @@ A training checkpoint, for ``--resume``, lives inside it::
 
 "self_sha256" is the SHA-256 of the rest of its file in canonical JSON (sorted keys, no spaces, UTF-8),
 so a flipped digit in a hyper-parameter or an epoch counter is caught like a flipped weight.
+It catches accidents, not intent (anyone can recompute it): so `load_model_dir` also checks the
+tensors the config implies (its ``expect``) against the weight file's header before reading any.
 
 Nothing here unpickles or evaluates. Every file name is a constant of this module: none is ever read
 from a file, so a crafted config cannot point a load anywhere else, and a symbolic link leading out of
@@ -196,9 +198,13 @@ def save_model_dir(directory, arrays, config, vocab):
     atomic_write(os.path.join(label, CONFIG), _manifest("config", doc, indent=2))
 
 
-def load_model_dir(directory):
+def load_model_dir(directory, expect=None):
     """Read and verify a model directory written by `save_model_dir`.
 
+    expect: optional ``expect(config, vocab)`` returning the ``(name, shape)`` of every tensor the
+    weights must hold (e.g. a generator). It is called once config.json and vocab.json are verified
+    and parsed, and checked against the weight file's header before any tensor is allocated: a
+    re-signed config.json cannot make loading cost more than the files hold.
     Returns: ``(arrays, config, vocab)``: name -> array, and the config and vocab as saved
     (tuples come back as lists; config without the format keys).
     """
@@ -208,8 +214,9 @@ def load_model_dir(directory):
     with _open_member(root, label, VOCAB) as f:
         raw = _read_verified(f, label, VOCAB, CONFIG, checksums[VOCAB])
     vocab = parse_json(raw, os.path.join(label, VOCAB))
-    arrays = _load_weights(root, label, WEIGHTS, CONFIG, checksums[WEIGHTS])
     config = {k: v for k, v in doc.items() if k not in _RESERVED}
+    shapes = None if expect is None else expect(config, vocab)
+    arrays = _load_weights(root, label, WEIGHTS, CONFIG, checksums[WEIGHTS], shapes)
     return arrays, config, vocab
 
 
@@ -307,6 +314,45 @@ def _load_checkpoint_dir(root, label, name):
     return _load_weights(sub, sub_label, ARRAYS, STATE, checksums[ARRAYS]), state
 
 
+# ------------------------------------------------------------------------------------- self-checked files
+
+
+def save_document(path, fmt, version, content):
+    """Write ``content`` (a dict) as a JSON file that checks itself, as config.json and state.json do.
+
+    The file holds "format": fmt, "format_version": version, "bptt_version", the keys of
+    ``content``, empty "checksums" and, last, "self_sha256"; it is written atomically.
+    Returns: None.
+    """
+    label = os.fspath(path)
+    taken = [k for k in _RESERVED if k in content]
+    if taken:
+        raise BpttError(f"{label}: the key {taken[0]!r} is reserved for the file format")
+    doc = {
+        "format": fmt,
+        "format_version": version,
+        "bptt_version": _bptt_version(),
+        **content,
+        "checksums": {},
+    }
+    atomic_write(label, _manifest(label, doc, indent=1))
+
+
+def load_document(path, fmt, version):
+    """Read a file written by `save_document`, checking its format, version and self_sha256.
+
+    Returns: its content (without the format keys).
+    """
+    directory, name = os.path.split(os.fspath(path))
+    doc, _ = _read_manifest(_root(directory or ".", "directory"), directory, name, fmt, version, ())
+    return {k: v for k, v in doc.items() if k not in _RESERVED}
+
+
+def file_checksum(path):
+    """``{"sha256": hex, "bytes": n}`` of a file, as the manifests record them (OSError if unreadable)."""
+    return _file_checksum(path)
+
+
 # ------------------------------------------------------------------------------------------- shared checks
 
 
@@ -349,7 +395,7 @@ def _read_manifest(root, label, name, fmt, version, files):
         size = os.fstat(f.fileno()).st_size
         if size > _MAX_CONFIG_BYTES:
             raise BpttError(f"{file}: {size} bytes, too large for a {fmt} description")
-        doc = parse_json(f.read(_MAX_CONFIG_BYTES + 1), file)
+        doc = parse_json(f.read(size + 1), file)  # not f.read(_MAX_CONFIG_BYTES): 16 MB at once
     if not isinstance(doc, dict):
         raise BpttError(f"{file}: expected a JSON object, got {type(doc).__name__}")
     if doc.get("format") != fmt:
@@ -400,11 +446,11 @@ def _read_verified(f, label, name, manifest, expect, keep=True):
     return b"".join(chunks) if keep else None
 
 
-def _load_weights(root, label, name, manifest, expect):
+def _load_weights(root, label, name, manifest, checksum, shapes=None):
     with _open_member(root, label, name) as f:
-        _read_verified(f, label, name, manifest, expect, keep=False)
+        _read_verified(f, label, name, manifest, checksum, keep=False)
         f.seek(0)
-        arrays, _ = read_safetensors(f, os.path.join(label, name), max_bytes=expect["bytes"])
+        arrays, _ = read_safetensors(f, os.path.join(label, name), max_bytes=checksum["bytes"], expect=shapes)
     return arrays
 
 

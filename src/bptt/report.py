@@ -22,6 +22,7 @@ import html
 import json
 import math
 import os
+import reprlib
 import tempfile
 from pathlib import Path
 
@@ -71,10 +72,27 @@ window.addEventListener("load", function () {
 # reading a run
 
 
-def read_log(path):
-    """Read DIR/log.jsonl: one JSON object per line (blank lines skipped).
+MAX_CELLS = 10_000_000  # epochs × positions in the gradient-flow heatmaps (80 MB as float64)
+# the per-epoch numbers the report and its plots read (any other field is left alone)
+NUMBERS = (
+    "train_loss",
+    "seconds",
+    "tokens_per_s",
+    "lr",
+    "grad_norm",
+    "clip_fraction",
+    "elapsed",
+    "skipped_steps",
+)
 
-    A last line cut short (no newline, not valid JSON: an epoch being written) is ignored.
+
+def read_log(path):
+    """Read DIR/log.jsonl: one JSON object per epoch, epochs 1, 2, 3, ... in order (blank lines skipped).
+
+    Training rewrites the log atomically as a whole, so every line is a complete record. A line
+    that is not (a torn last line included) means something else wrote or damaged the file: it is
+    an error naming the line, never a report that silently leaves out an epoch, maybe the best one.
+    Every field the report reads is checked (`check_record`).
     Returns: list of dicts.
     """
     path = Path(path)
@@ -92,15 +110,66 @@ def read_log(path):
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
-            if i == len(lines):  # the last line, without its newline yet
-                break
-            raise BpttError(f"{path}:{i}: not valid JSON ({e.msg})") from None
-        if not isinstance(record, dict):
-            raise BpttError(f"{path}:{i}: expected a JSON object, got {type(record).__name__}")
+            torn = (
+                "; the last record is cut short (bptt train writes whole records)" if i == len(lines) else ""
+            )
+            raise BpttError(f"{path}:{i}: not valid JSON ({e.msg}){torn}") from None
+        except (ValueError, RecursionError) as e:  # an integer of thousands of digits, deep nesting
+            raise BpttError(f"{path}:{i}: not valid JSON ({str(e)[:80] or 'nests too deeply'})") from None
+        check_record(record, len(records) + 1, f"{path}:{i}")
         records.append(record)
     if not records:
         raise BpttError(f"{path}: no epochs logged yet")
+    K = max(len(r.get(k) or ()) for r in records for k in ("message_norms", "reach"))
+    if len(records) * K > MAX_CELLS:
+        raise BpttError(
+            f"{path}: {len(records)} epochs × {K} positions of gradient flow: too many to plot"
+            f" (at most {MAX_CELLS:,} cells)"
+        )
     return records
+
+
+def check_record(r, epoch, where):
+    """Check one record of the training log, the ``epoch``-th; errors start with ``where``."""
+    if not isinstance(r, dict):
+        raise BpttError(f"{where}: expected a JSON object, got {_short(r)}")
+    if type(r.get("epoch")) is not int or r["epoch"] != epoch:
+        raise BpttError(
+            f"{where}: epoch: expected {epoch} (one record per epoch, in order), got {_short(r.get('epoch'))}"
+        )
+    for key in NUMBERS:
+        if key in r and not _is_number(r[key]):
+            raise BpttError(f"{where}: {key}: expected a number, got {_short(r[key])}")
+    for key in ("message_norms", "reach"):
+        v = r.get(key, [])
+        if not (isinstance(v, list) and all(x is None or _is_number(x) for x in v)):
+            raise BpttError(f"{where}: {key}: expected a list of numbers, got {_short(v)}")
+    if "dev" in r:
+        _check_scores(r["dev"], "dev", where)
+        per_type = r["dev"].get("per_type", {})
+        if not isinstance(per_type, dict):
+            raise BpttError(
+                f"{where}: dev.per_type: expected an object of TYPE: scores, got {_short(per_type)}"
+            )
+        for name, scores in per_type.items():
+            _check_scores(scores, f"dev.per_type.{name}", where)
+
+
+def _check_scores(scores, name, where):
+    if not isinstance(scores, dict):
+        raise BpttError(f"{where}: {name}: expected an object of scores, got {_short(scores)}")
+    for k, v in scores.items():
+        if k != "per_type" and not _is_number(v):
+            raise BpttError(f"{where}: {name}.{k}: expected a number, got {_short(v)}")
+
+
+def _is_number(v):
+    """A JSON number (NaN and Infinity included: the log may hold them) that converts to a float."""
+    return type(v) is float or (type(v) is int and abs(v) < 1e308)
+
+
+def _short(value):
+    return reprlib.repr(value)
 
 
 def _read_json(path, what):
@@ -110,6 +179,8 @@ def _read_json(path, what):
         raise BpttError(f"{path}: cannot read the {what} ({e})") from None
     except json.JSONDecodeError as e:
         raise BpttError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    except (ValueError, RecursionError) as e:
+        raise BpttError(f"{path}: not valid JSON ({str(e)[:80] or 'nests too deeply'})") from None
 
 
 def read_sample(path):
@@ -135,6 +206,8 @@ def _check_sample(sample, name):
             words, tags = pair
         except (TypeError, ValueError):
             raise BpttError(f"{name}: item {i}: expected a pair (words, predicted_tags)") from None
+        if not (isinstance(words, (list, tuple)) and isinstance(tags, (list, tuple))):
+            raise BpttError(f"{name}: item {i}: expected a list of words and a list of tags")
         words, tags = [str(w) for w in words], [str(t) for t in tags]
         if len(words) != len(tags):
             raise BpttError(f"{name}: item {i}: {len(words)} words but {len(tags)} tags")

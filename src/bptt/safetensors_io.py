@@ -133,19 +133,22 @@ def open_regular(path, label):
     return os.fdopen(fd, "rb", buffering=0)
 
 
-def read_safetensors(f, label, *, max_bytes=None):
+def read_safetensors(f, label, *, max_bytes=None, expect=None):
     """Read safetensors from the start of the open binary file ``f``; errors name ``label``.
 
+    expect: optional iterable of ``(name, shape)``: the tensors the file must hold, no more, no
+    fewer, checked against the header before any tensor is allocated (and consumed only until
+    the first difference, so it may be a generator over a crafted, huge description).
     Returns: ``(arrays, metadata)`` as `load_safetensors`.
     """
     try:
         size = os.fstat(f.fileno()).st_size
-        return _read(f, size, label, max_bytes)
+        return _read(f, size, label, max_bytes, expect)
     except OSError as e:
         raise BpttError(f"{label}: cannot read: {e.strerror or e}") from None
 
 
-def _read(f, size, label, max_bytes):
+def _read(f, size, label, max_bytes, expect=None):
     if size < 8:
         raise BpttError(
             f"{label}: not a safetensors file ({size} bytes, fewer than the 8 of its header length)"
@@ -165,6 +168,8 @@ def _read(f, size, label, max_bytes):
     if max_bytes is not None and data_len > max_bytes:
         raise BpttError(f"{label}: holds {data_len} bytes of tensor data, over the {max_bytes} allowed")
     tensors, metadata = _parse_header(_read_exact(f, n, label), data_len, label)
+    if expect is not None:
+        _check_expected(tensors, expect, label)
     arrays = {}
     for _, _, name, code, shape in tensors:  # in data order: one sequential read
         a = np.empty(shape, dtype=DTYPES[code])  # bytes checked against the file size: bounded
@@ -232,6 +237,24 @@ def _parse_header(raw, data_len, label):
             f"{label}: the tensors end at byte {pos} of the data but {data_len} bytes follow the header"
         )
     return tensors, metadata
+
+
+def _check_expected(tensors, expect, label):
+    """Check that the header declares exactly the ``(name, shape)`` pairs of ``expect``."""
+    declared = {name: shape for _, _, name, _, shape in tensors}
+    seen = set()
+    for name, shape in expect:
+        if name not in declared:
+            raise BpttError(f"{label}: missing tensor {_short(name)} (the configuration needs it)")
+        if declared[name] != list(shape):
+            raise BpttError(
+                f"{label}: tensor {_short(name)} has shape {_short(declared[name])},"
+                f" the configuration needs {_short(list(shape))}"
+            )
+        seen.add(name)
+    extra = sorted(set(declared) - seen)
+    if extra:
+        raise BpttError(f"{label}: holds a tensor {_short(extra[0])} that the configuration does not use")
 
 
 def _read_exact(f, n, label, into=None):

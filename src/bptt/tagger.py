@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .config import Checked, number, one_of
 from .heads import output_backward, output_logits, sigmoid, softmax, step_losses
 from .layers import (
     RowGrad,
@@ -32,15 +33,43 @@ from .layers import (
     embedding_backward,
     rnn_backward_any,
 )
-from .rnn import RNN_KEYS, _forward
+from .rnn import ACTIVATIONS, RNN_KEYS, _forward
 from .vocab import CASINGS, UNK
 
 TASKS = ("person", "ner")
 
 
+def _tags(v):
+    ok = isinstance(v, (list, tuple)) and len(v) > 0
+    return ok and all(isinstance(t, str) and t for t in v) and len(set(v)) == len(v)
+
+
+# every field of TaggerConfig: (its check, what it must be); checked on construction, so a crafted
+# config.json (its self_sha256 recomputed) fails here with one line, before anything is sized by it
+_RULES = {
+    "task": one_of(TASKS),
+    "tags": (_tags, "a non-empty list of distinct non-empty strings"),
+    "word_dim": number(1, integer=True),
+    "case_dim": number(0, integer=True),
+    "char_dim": number(0, integer=True),
+    "char_hidden": number(0, integer=True),
+    "hidden": number(1, integer=True),
+    "layers": number(1, integer=True),
+    "bidirectional": (lambda v: isinstance(v, bool), "true or false"),
+    "activation": one_of(tuple(ACTIVATIONS)),
+    "dropout": number(0, 1, below=True),
+    "unk_replace": number(0, 1),
+    "word_dropout": number(0, 1, below=True),
+}
+
+
 @dataclass
-class TaggerConfig:
-    """The network's shape. Defaults are the configuration benchmarked in BENCHMARKS.md."""
+class TaggerConfig(Checked):
+    """The network's shape. Defaults are the configuration benchmarked in BENCHMARKS.md.
+
+    Every field is checked on construction (`BpttError` naming the field); `from_json` also
+    refuses missing and unknown fields.
+    """
 
     task: str = "person"  # "person": sigmoid + logistic loss per word; "ner": softmax over IOB2 tags
     tags: list = field(default_factory=lambda: ["O", "PER"])  # output classes (ner: IOB2 tags)
@@ -55,6 +84,10 @@ class TaggerConfig:
     dropout: float = 0.5  # on the inputs of every layer and on the top layer's output
     unk_replace: float = 0.5  # training: a word seen once becomes <unk> with this probability
     word_dropout: float = 0.2  # training: any word becomes <unk> with this probability
+
+    RULES = _RULES
+    KIND, WHERE = "the tagger's settings", "tagger"
+    HINT = " (not a tagger's model directory?)"
 
     def to_json(self):
         return asdict(self)
@@ -116,39 +149,53 @@ def batch_indices(lengths, batch_size, rng=None):
     return batches
 
 
+def param_shapes(cfg, n_words, n_chars):
+    """The name and shape of every parameter, in the order `init_tagger_params` draws them.
+
+    Allocates nothing, and yields one at a time: a loader compares them with a weight file's
+    header and stops at the first difference, however many layers a crafted config claims.
+    Yields: (name, shape).
+    """
+
+    def rnn(prefix, n_x, n_a, directions):
+        for d in directions:
+            yield f"{prefix}.{d}.W_ax", (n_a, n_x)
+            yield f"{prefix}.{d}.W_aa", (n_a, n_a)
+            yield f"{prefix}.{d}.b_a", (n_a,)
+
+    yield "E_word", (n_words, cfg.word_dim)
+    n_x = cfg.word_dim
+    if cfg.case_dim:
+        yield "E_case", (len(CASINGS), cfg.case_dim)
+        n_x += cfg.case_dim
+    if cfg.char_dim:
+        yield "E_char", (n_chars, cfg.char_dim)
+        yield from rnn("char", cfg.char_dim, cfg.char_hidden, ("f", "b"))
+        n_x += 2 * cfg.char_hidden
+    width = cfg.hidden * len(cfg.directions)
+    for layer in range(1, cfg.layers + 1):
+        yield from rnn(f"rnn{layer}", n_x if layer == 1 else width, cfg.hidden, cfg.directions)
+    yield "W_ya", (cfg.n_y, width)
+    yield "b_y", (cfg.n_y,)
+
+
 def init_tagger_params(cfg, n_words, n_chars, seed=0, dtype=np.float32, pretrained=None):
     """Initial parameters: embeddings ~ N(0, 0.1²) (or the pretrained rows), RNNs as torch.nn.RNN."""
     rng = np.random.default_rng(seed)
     p = {}
-
-    def uniform(shape, fan):
-        k = 1 / np.sqrt(fan)
-        return rng.uniform(-k, k, size=shape).astype(dtype)
-
-    def rnn(prefix, n_x, n_a):
-        for d in cfg.directions if prefix != "char" else ("f", "b"):
-            p[f"{prefix}.{d}.W_ax"] = uniform((n_a, n_x), n_a)
-            p[f"{prefix}.{d}.W_aa"] = uniform((n_a, n_a), n_a)
-            p[f"{prefix}.{d}.b_a"] = np.zeros(n_a, dtype=dtype)
-
-    p["E_word"] = (0.1 * rng.standard_normal((n_words, cfg.word_dim))).astype(dtype)
+    for name, shape in param_shapes(cfg, n_words, n_chars):
+        kind = name.rsplit(".", 1)[-1]  # E_word, W_ax, b_a, W_ya, ...
+        if kind.startswith("E_"):
+            p[name] = (0.1 * rng.standard_normal(shape)).astype(dtype)
+        elif kind.startswith("b_"):
+            p[name] = np.zeros(shape, dtype=dtype)
+        else:  # U(±1/√fan): torch.nn.RNN's fan is n_a (out), torch.nn.Linear's the input width
+            k = 1 / np.sqrt(shape[1] if kind == "W_ya" else shape[0])
+            p[name] = rng.uniform(-k, k, size=shape).astype(dtype)
     if pretrained is not None:
         rows, vectors = pretrained
         p["E_word"][rows] = vectors
     p["E_word"][0] = 0
-    n_x = cfg.word_dim
-    if cfg.case_dim:
-        p["E_case"] = (0.1 * rng.standard_normal((len(CASINGS), cfg.case_dim))).astype(dtype)
-        n_x += cfg.case_dim
-    if cfg.char_dim:
-        p["E_char"] = (0.1 * rng.standard_normal((n_chars, cfg.char_dim))).astype(dtype)
-        rnn("char", cfg.char_dim, cfg.char_hidden)
-        n_x += 2 * cfg.char_hidden
-    width = cfg.hidden * len(cfg.directions)
-    for layer in range(1, cfg.layers + 1):
-        rnn(f"rnn{layer}", n_x if layer == 1 else width, cfg.hidden)
-    p["W_ya"] = uniform((cfg.n_y, width), width)
-    p["b_y"] = np.zeros(cfg.n_y, dtype=dtype)
     return p
 
 

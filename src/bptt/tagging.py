@@ -1,13 +1,14 @@
 """A trained tagger as an object: load it, tag text, look inside it.
 
 ``load_tagger(DIR)`` reads a model directory written by training (safetensors weights and
-JSON only). Tagging runs in chunks of sentences, each with its own form table, so memory
-stays bounded however long the input is.
+JSON only). Tagging runs in blocks of sentences, each with its own form table, and each block
+in batches of at most ``batch_size`` sentences and ``max_words`` padded words, so memory stays
+bounded however long the input or its lines are.
 """
 
 from __future__ import annotations
 
-from itertools import islice
+import os
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from .tagger import (
     decode,
     make_batch,
     output_proba,
+    param_shapes,
     predict_proba,
     tagger_backward,
     tagger_forward,
@@ -29,12 +31,31 @@ from .vocab import FormTable, Vocab
 
 CHUNK = 2000  # sentences per form table while tagging a stream
 MAX_WORDS = 10_000  # longest sentence accepted (the recurrence is a Python loop over words)
+BATCH_WORDS = 8192  # padded words (T · B) in one batch while tagging: 128 sentences of 64 words
 
 
 def check_length(words, where):
     """Refuse a sentence too long to tag, naming where it is (``file:LINE``, ``sentences[i]``)."""
     if len(words) > MAX_WORDS:
         raise BpttError(f"{where}: {len(words)} words; at most {MAX_WORDS} in one sentence")
+
+
+def word_batches(lengths, batch_size, max_words=BATCH_WORDS):
+    """Sentence indices grouped by length: at most ``batch_size`` sentences and, padded to the
+    longest, at most ``max_words`` words a batch (a longer sentence is a batch alone).
+
+    Returns: list of index arrays, every index once, each batch in ascending length.
+    """
+    lengths = np.asarray(lengths)
+    batches, current = [], []
+    for i in np.argsort(lengths, kind="stable"):  # ascending: the newest is the longest
+        if current and (len(current) == batch_size or (len(current) + 1) * lengths[i] > max_words):
+            batches.append(np.array(current))
+            current = []
+        current.append(i)
+    if current:
+        batches.append(np.array(current))
+    return batches
 
 
 def tables_for(vocab, form_table):
@@ -53,8 +74,8 @@ class Tagger:
         self.meta = meta or {}
 
     # ---------------------------------------------------------------- tagging
-    def predict(self, sentences, batch_size=128):
-        """IOB2 tags for each sentence (a list of words).
+    def predict(self, sentences, batch_size=128, max_words=BATCH_WORDS):
+        """IOB2 tags for each sentence (a list of words), in batches of ``word_batches``.
 
         Returns: list of tag lists, in the input order.
         """
@@ -67,22 +88,38 @@ class Tagger:
         table = FormTable(self.vocab)
         forms = [table.encode(s) for s in sentences]
         tables = tables_for(self.vocab, table)
-        for index in batch_indices([len(f) for f in forms], batch_size):
+        for index in word_batches([len(f) for f in forms], batch_size, max_words):
             batch = make_batch(forms, None, index)
             proba = predict_proba(self.params, self.cfg, batch, tables)
             for i, tags in zip(index, decode(self.cfg, proba, batch.lengths)):
                 out[i] = tags
         return out
 
-    def tag_stream(self, sentences, chunk=CHUNK):
-        """Yield (words, tags in the model's scheme) for an iterable of sentences, chunk by chunk."""
-        it = iter(sentences)
-        while True:
-            block = list(islice(it, chunk))
-            if not block:
-                return
-            for words, tags in zip(block, self.predict(block)):
-                yield words, self.output_tags(tags)
+    def tag_stream(self, sentences, chunk=CHUNK, ready=None):
+        """Yield (words, tags in the model's scheme) for an iterable of sentences (see `tag_blocks`)."""
+        for block in self.tag_blocks(sentences, chunk, ready):
+            yield from block
+
+    def tag_blocks(self, sentences, chunk=CHUNK, ready=None):
+        """Tag a stream block by block: a list of (words, tags in the model's scheme) per block.
+
+        A block is ``chunk`` sentences, or fewer when ``ready()`` (called after each sentence) says
+        the next one has not arrived yet: interactive input is answered sentence by sentence,
+        a file in blocks. An empty sentence gets no tags (it keeps its place in the output).
+        """
+        block = []
+        for words in sentences:
+            block.append(words)
+            if len(block) >= chunk or (ready is not None and not ready()):
+                yield self._tag_block(block)
+                block = []
+        if block:
+            yield self._tag_block(block)
+
+    def _tag_block(self, block):
+        full = [words for words in block if len(words)]
+        tags = iter(self.predict(full) if full else ())
+        return [(words, self.output_tags(next(tags)) if len(words) else []) for words in block]
 
     def output_tags(self, tags_iob2):
         return from_iob2(tags_iob2, self.scheme)
@@ -193,28 +230,34 @@ def batch_message_norms(params, cfg, batch, tables, K):
 
 
 def load_tagger(directory):
-    """Load a model directory written by ``bptt train``. Returns: Tagger."""
-    from .modelfiles import load_model_dir
+    """Load a model directory written by ``bptt train``. Returns: Tagger.
 
-    arrays, config, vocab_json = load_model_dir(directory)
-    try:
-        cfg = TaggerConfig(**config["tagger"])
-        vocab = Vocab.from_json(vocab_json)
-        scheme = config.get("scheme", "IOB2")
-    except (KeyError, TypeError, ValueError) as e:
-        raise BpttError(f"{directory}/config.json: not a bptt tagger configuration ({e})") from None
-    from .tagger import init_tagger_params
+    Every size is checked before it costs anything: config.json's fields by `TaggerConfig.from_json`,
+    vocab.json by `Vocab.from_json`, and the parameter shapes they imply (`param_shapes`) against the
+    weight file's header before a tensor is allocated. So loading costs what the files hold.
+    """
+    from .conll import SCHEMES
+    from .modelfiles import CONFIG, VOCAB, WEIGHTS, load_model_dir
 
-    expected = init_tagger_params(cfg, len(vocab.words), len(vocab.chars), dtype=np.float32)
-    for k, v in expected.items():
-        if k not in arrays:
-            raise BpttError(f"{directory}/weights.safetensors: missing tensor {k!r}")
-        if arrays[k].shape != v.shape:
-            raise BpttError(
-                f"{directory}/weights.safetensors: tensor {k!r} has shape {list(arrays[k].shape)},"
-                f" the configuration needs {list(v.shape)}"
-            )
-        if not np.isfinite(arrays[k]).all():
-            raise BpttError(f"{directory}/weights.safetensors: tensor {k!r} contains NaN or Inf")
-    params = {k: np.ascontiguousarray(arrays[k]) for k in expected}
+    config_file, vocab_file = os.path.join(directory, CONFIG), os.path.join(directory, VOCAB)
+    cfg = vocab = None
+
+    def shapes(config, vocab_json):  # called by load_model_dir before it reads a tensor
+        nonlocal cfg, vocab
+        cfg = TaggerConfig.from_json(config.get("tagger"), f"{config_file}: tagger")
+        vocab = Vocab.from_json(vocab_json, vocab_file)
+        return param_shapes(cfg, len(vocab.words), len(vocab.chars))
+
+    arrays, config, _ = load_model_dir(directory, expect=shapes)
+    scheme = config.get("scheme", "IOB2")
+    if scheme not in SCHEMES:
+        raise BpttError(f"{config_file}: scheme: expected one of {', '.join(SCHEMES)}, got {scheme!r:.60}")
+    weights = os.path.join(directory, WEIGHTS)
+    for k, a in arrays.items():
+        if a.dtype not in (np.float32, np.float64):
+            raise BpttError(f"{weights}: tensor {k!r} is {a.dtype}, expected float32 or float64")
+        if not np.isfinite(a).all():
+            raise BpttError(f"{weights}: tensor {k!r} contains NaN or Inf")
+    names = [k for k, _ in param_shapes(cfg, len(vocab.words), len(vocab.chars))]  # init's order
+    params = {k: np.ascontiguousarray(arrays[k]) for k in names}
     return Tagger(params, cfg, vocab, scheme, config)

@@ -2,7 +2,9 @@
 
 One run writes everything into its output directory:
 
-    run.json            the settings of the run (``--resume DIR`` needs nothing else)
+    run.json            the settings of the run, the absolute paths, sizes and SHA-256 of its input
+                        files (``--resume DIR`` needs nothing else, and refuses files that changed);
+                        checksummed like config.json, and written only once every input is read
     config.json, vocab.json, weights.safetensors     the best model so far (by dev F1)
     checkpoint/         the full training state after the last finished epoch (or, after
                         SIGINT/SIGTERM, before the next batch of the epoch in progress)
@@ -16,6 +18,13 @@ batch in progress and save the state inside the epoch: the RNG state the epoch's
 drawn from, the current one, the next batch and the running totals. ``--resume`` continues from
 the checkpoint (SIGKILL or a power cut lose the epoch in progress) and, without a time budget,
 ends with a model bit-identical to an uninterrupted run with the same seed.
+
+Nothing of the user's is lost: a new run writes nothing before every input is read and checked,
+and then only into a new or empty directory (or one holding this same run's run.json alone);
+``overwrite`` replaces another run or model, never files of the user's. A run that diverges ends
+with a `BpttError` before the diverged epoch is saved: after ``max_bad_steps`` updates in a row with
+a non-finite loss or gradient, or after an epoch whose loss per word is over ``DIVERGED`` times
+that of a uniform guess (log 2 for name-or-not, log K for K tags).
 """
 
 from __future__ import annotations
@@ -23,29 +32,65 @@ from __future__ import annotations
 import json
 import math
 import os
+import reprlib
+import shutil
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from . import faults
+from .config import Checked, number, one_of, string
 from .conll import detect_scheme, read_conll, text_lines, to_iob2
 from .errors import BpttError
 from .metrics import evaluate, token_f1
 from .optim import clip_grad_norm, make_optimizer
-from .tagger import TaggerConfig, batch_indices, init_tagger_params, make_batch, tagger_loss
+from .resources import check_memory, gib
+from .tagger import TaggerConfig, batch_indices, init_tagger_params, make_batch, param_shapes, tagger_loss
 from .tagging import Tagger, batch_message_norms, check_length, tables_for
 from .vocab import FormTable, Vocab
 
 PROBE_K = 40  # positions of the gradient-flow probe
 EMA_EVERY = 4  # steps between updates of the weights' moving average (decay ema**4 each time)
+DIVERGED = 10  # an epoch whose loss per word is over this many times a uniform guess's has diverged
+
+
+OPTIMIZERS = ("adam", "momentum", "sgd")
+
+# every field of TrainConfig: (its check, what it must be); checked on construction, so a bad option
+# or an edited run.json is one line naming the field before anything is read or sized by it
+_RULES = {
+    "train": string(),
+    "dev": string(optional=True),
+    "tag_column": number(-(2**31), 2**31, integer=True),
+    "strip_prefix": string(optional=True),
+    "epochs": number(1, integer=True),
+    "batch_size": number(1, integer=True),
+    "optimizer": one_of(OPTIMIZERS),
+    "lr": number(0, above=True),
+    "lr_decay": number(0),
+    "clip": number(0),
+    "bptt_steps": number(0, integer=True),
+    "ema": number(0, 1, below=True),
+    "patience": number(1, integer=True),
+    "time_budget": number(0, above=True, optional=True),
+    "seed": number(0, integer=True),
+    "embeddings": string(optional=True),
+    "max_bad_steps": number(1, integer=True),
+    "max_sentences": number(1, integer=True, optional=True),
+    "extra": (lambda v: isinstance(v, dict), "an object"),
+}
 
 
 @dataclass
-class TrainConfig:
-    """How to train. Defaults are the configuration benchmarked in BENCHMARKS.md."""
+class TrainConfig(Checked):
+    """How to train. Defaults are the configuration benchmarked in BENCHMARKS.md.
+
+    Every field is checked on construction (`BpttError` naming the field); `from_json` also
+    refuses missing and unknown fields.
+    """
 
     train: str = ""  # training file (CoNLL columns)
     dev: str | None = None  # development file, evaluated after every epoch
@@ -67,6 +112,9 @@ class TrainConfig:
     max_sentences: int | None = None  # use only the first N training sentences (quick runs)
     extra: dict = field(default_factory=dict)  # free-form notes kept with the run
 
+    RULES = _RULES
+    KIND, WHERE = "the training settings", "train"
+
 
 class Corpus:
     """Sentences of one file, encoded: form ids, class labels and gold IOB2 tags."""
@@ -82,18 +130,22 @@ class Corpus:
 def read_tagged(path, tcfg):
     """Read a CoNLL file; return (sentences, its scheme, IOB2 tags)."""
     sentences = read_conll(path, tag_column=tcfg.tag_column, strip_prefix=tcfg.strip_prefix)
-    scheme = detect_scheme(sentences)
+    scheme = detect_scheme(sentences, path)
     return sentences, scheme, [to_iob2(s.tags, scheme) for s in sentences]
 
 
 def task_tags(task, gold_train, path):
-    """Output classes: person → O/PER; ner → every IOB2 tag of the training file."""
+    """Output classes: person → O/PER; ner → O, and B-X and I-X for every entity type X of the training file.
+
+    Both IOB2 tags of a type are classes even where the file has only one-word X entities (all B-X):
+    another file may write a longer X.
+    """
     if task == "person":
         if not any(t.endswith("-PER") for tags in gold_train for t in tags):
             raise BpttError(f"{path}: no PER tags: the person task needs words tagged B-PER/I-PER")
         return ["O", "PER"]
-    found = sorted({t for tags in gold_train for t in tags if t != "O"}, key=lambda t: (t[2:], t[0]))
-    return ["O"] + found
+    types = sorted({t[2:] for tags in gold_train for t in tags if t != "O"})
+    return ["O"] + [f"{prefix}-{type_}" for type_ in types for prefix in "BI"]
 
 
 def person_only(tags):
@@ -111,9 +163,11 @@ def encode(path, sentences, gold, cfg, table):
             labels.append(np.array([t.endswith("-PER") for t in tags], dtype=np.int64))
         else:
             for i, t in enumerate(tags):
-                if t not in index:
-                    as_read = repr(s.tags[i]) + ("" if s.tags[i] == t else f" (IOB2 {t!r})")
-                    raise BpttError(f"{path}:{s.line + i}: tag {as_read} never occurs in the training file")
+                if t not in index:  # an entity type the training file does not have
+                    raise BpttError(
+                        f"{path}:{s.line + i}: tag {s.tags[i]!r}: entity type {t[2:]!r} never occurs"
+                        " in the training file"
+                    )
             labels.append(np.array([index[t] for t in tags], dtype=np.int64))
     if cfg.task == "person":
         gold = [person_only(t) for t in gold]
@@ -207,6 +261,12 @@ class Trainer:
 
     # ---------------------------------------------------------------- set-up
     def prepare(self):
+        """Read the data, then set up the weights and the optimizer."""
+        self.read_data()
+        self.init_state()
+
+    def read_data(self):
+        """Read and check every input file (training, dev, embeddings); allocates no weights."""
         t, m = self.tcfg, self.mcfg
         train_sents, self.scheme, gold_train = read_tagged(t.train, t)
         if t.max_sentences:
@@ -220,6 +280,7 @@ class Trainer:
             rows = np.array([self.vocab.word_id[w] for w in extra_words if w in self.vocab.word_id])
             keep = [i for i, w in enumerate(extra_words) if w in self.vocab.word_id]
             pretrained = (rows, vectors[keep])
+        self.pretrained = pretrained
         self.table = FormTable(self.vocab)
         self.train = encode(t.train, train_sents, gold_train, m, self.table)
         self.dev = None
@@ -229,13 +290,31 @@ class Trainer:
                 check_length(s.words, f"{t.dev}:{s.line}")
             self.dev = encode(t.dev, dev_sents, gold_dev, m, self.table)
         self.tables = tables_for(self.vocab, self.table)
+
+    def check_memory(self):
+        """Refuse a run that cannot fit in the memory available, before its weights are allocated."""
+        longest = max(len(f) for f in self.train.forms)
+        need, weights = memory_needed(
+            self.mcfg, self.tcfg, len(self.vocab.words), len(self.vocab.chars), longest
+        )
+        check_memory(
+            "this network",
+            need,
+            f"{gib(weights)} for the weights, their gradients, optimizer moments and average, the rest for"
+            f" a batch of {self.tcfg.batch_size} sentences of up to {longest} words",
+            "choose a smaller --hidden, --layers, --word-dim or --batch-size",
+        )
+
+    def init_state(self):
+        """The initial weights, optimizer, RNG and counters (then `restore` may load a checkpoint)."""
+        t, m = self.tcfg, self.mcfg
         self.params = init_tagger_params(
             m,
             len(self.vocab.words),
             len(self.vocab.chars),
             seed=t.seed,
             dtype=self.dtype,
-            pretrained=pretrained,
+            pretrained=self.pretrained,
         )
         # the moving average of the weights, updated every EMA_EVERY steps: it is what is evaluated and saved
         self.ema = {k: v.copy() for k, v in self.params.items()} if t.ema else None
@@ -290,6 +369,14 @@ class Trainer:
         if found is None:
             return False
         arrays, state = found
+        for name in [f"param.{k}" for k in self.params] + [f"ema.{k}" for k in self.ema or ()]:
+            want, got = self.params[name.split(".", 1)[1]], arrays.get(name)
+            if got is None or got.shape != want.shape or got.dtype != want.dtype:
+                found = "missing" if got is None else f"{got.dtype}{list(got.shape)}"
+                raise BpttError(
+                    f"{os.path.join(self.out, 'checkpoint')}: {name} is {found}, this run's network needs"
+                    f" {want.dtype}{list(want.shape)} (a checkpoint of another run?)"
+                )
         for k in self.params:
             self.params[k] = arrays[f"param.{k}"]
             if self.ema is not None:
@@ -339,9 +426,8 @@ class Trainer:
 
     # ---------------------------------------------------------------- the loop
     def run(self, resume=False):
+        """Train from the prepared state (`prepare`), or with ``resume`` from the checkpoint in ``out``."""
         t = self.tcfg
-        os.makedirs(self.out, exist_ok=True)
-        self.prepare()
         resumed = resume and self.restore()
         budget = None if t.time_budget is None else t.time_budget * 60
         p = self.progress
@@ -354,17 +440,20 @@ class Trainer:
         stop_reason = None
         previous = {s: signal.signal(s, self.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            while self.epoch < t.epochs:
-                stop_reason = self.run_epoch(budget)
-                if self.stop_signal is not None:  # came during the epoch's evaluation or saving
-                    raise Stop(self.stop_signal)
-                if stop_reason:
-                    break
-                if self.dev is not None and self.bad_epochs >= t.patience:
-                    stop_reason = f"no better dev F1 for {t.patience} epochs"
-                    break
-            else:
-                stop_reason = f"{t.epochs} epochs"
+            # Overflow or NaN in a step is caught where it matters (a skipped step, a divergence error):
+            # NumPy's own warnings would only repeat it, raw, to the user.
+            with np.errstate(all="ignore"):
+                while self.epoch < t.epochs:
+                    stop_reason = self.run_epoch(budget)
+                    if self.stop_signal is not None:  # came during the epoch's evaluation or saving
+                        raise Stop(self.stop_signal)
+                    if stop_reason:
+                        break
+                    if self.dev is not None and self.bad_epochs >= t.patience:
+                        stop_reason = f"no better dev F1 for {t.patience} epochs"
+                        break
+                else:
+                    stop_reason = f"{t.epochs} epochs"
         except KeyboardInterrupt:
             p.line("interrupted: the training state is saved; continue with --resume " + self.out)
             raise
@@ -427,10 +516,7 @@ class Trainer:
                     always=True,
                 )
                 if n_bad >= t.max_bad_steps:
-                    raise BpttError(
-                        f"training diverged: {n_bad} updates in a row had a non-finite loss or gradient;"
-                        f" the last good model is in {self.out} (try a smaller --lr)"
-                    )
+                    raise self.diverged(f"{n_bad} updates in a row had a non-finite loss or gradient")
                 continue
             n_bad = 0
             n_clipped += bool(t.clip) and norm > t.clip
@@ -454,6 +540,14 @@ class Trainer:
             if budget is not None and self.train_seconds + elapsed >= budget:
                 stop_reason = f"time budget of {t.time_budget:g} minutes"
                 break
+        # a loss per word far above a uniform guess's (log 2 for name-or-not, log K for K tags) means the
+        # weights have blown up, even when every step was finite: stop before this epoch is saved
+        uniform = math.log(max(2, m.n_y))
+        if tokens and not total_loss / tokens <= DIVERGED * uniform:
+            raise self.diverged(
+                f"the loss of epoch {self.epoch + 1} is {total_loss / tokens:.3g} per word,"
+                f" over {DIVERGED} times a uniform guess's ({uniform:.3g})"
+            )
         seconds = time.monotonic() - start
         self.epoch += 1
         faults.point(f"eval:{self.epoch}")
@@ -504,6 +598,15 @@ class Trainer:
         )
         return stop_reason
 
+    def diverged(self, what):
+        """The error that ends a diverging run: what happened and what is kept."""
+        kept = (
+            f"the last good model is in {self.out}"
+            if self.epoch
+            else f"no epoch finished: no model in {self.out}"
+        )
+        return BpttError(f"training diverged: {what}; {kept} (try a smaller --lr)")
+
     def save_sample(self, pred, n=8):
         from .modelfiles import atomic_write
 
@@ -527,36 +630,255 @@ class Trainer:
             plot_f1(self.log, os.path.join(self.out, "f1.png"))
 
 
-def write_run_file(out, tcfg, mcfg):
-    from .modelfiles import atomic_write
+# ---------------------------------------------------------------------------------------------- resources
+
+# the largest network accepted: far beyond any useful tagger, so only a mistake reaches these (a
+# network that is merely large meets the memory check, `Trainer.check_memory`)
+MAX_LAYERS, MAX_UNITS = 100, 2**16
+_UNITS = ("hidden", "word_dim", "case_dim", "char_dim", "char_hidden")  # the sizes MAX_UNITS bounds
+# floats held through one step per word of a batch: per unit of each layer's input and output (forward
+# caches, dropout masks, backward messages), and per unit of the character RNN (its input and both
+# directions' states, over the word's characters); measured with tracemalloc on batches of CoNLL
+# sentences, the estimate is within a factor 1.5 of the peak
+ACTIVATIONS_PER_UNIT, ACTIVATIONS_PER_CHAR_UNIT = 5, 10
+
+
+def check_sizes(mcfg, where=None):
+    """Refuse a network size no tagger needs, before anything is read or allocated.
+
+    Errors name the option, or the field of ``where`` (e.g. ``"DIR/run.json: model"``).
+    """
+    for name, most in (("layers", MAX_LAYERS), *((n, MAX_UNITS) for n in _UNITS)):
+        if getattr(mcfg, name) > most:
+            label = f"{where}.{name}" if where else "--" + name.replace("_", "-")
+            raise BpttError(f"{label}: at most {most}, got {getattr(mcfg, name)}")
+
+
+def memory_needed(mcfg, tcfg, n_words, n_chars, longest):
+    """About the bytes a run needs (float32): the weights with their gradients, optimizer moments and
+    moving average, and the activations of a batch of sentences as long as the longest.
+
+    Returns: (the total, the part for the weights and their copies).
+    """
+    n = sum(math.prod(shape) for _, shape in param_shapes(mcfg, n_words, n_chars))
+    copies = 2 + {"adam": 2, "momentum": 1, "sgd": 0}[tcfg.optimizer] + (tcfg.ema > 0)
+    n_x = mcfg.word_dim + mcfg.case_dim + (2 * mcfg.char_hidden if mcfg.char_dim else 0)
+    per_word = ACTIVATIONS_PER_UNIT * (n_x + mcfg.layers * mcfg.hidden * len(mcfg.directions))
+    if mcfg.char_dim:
+        per_word += ACTIVATIONS_PER_CHAR_UNIT * (mcfg.char_dim + 2 * mcfg.char_hidden)
+    weights = 4 * copies * n
+    return weights + 4 * per_word * longest * tcfg.batch_size, weights
+
+
+# ---------------------------------------------------------------------------------- the run's directory
+
+RUN_FILE = "run.json"
+RUN_FORMAT, RUN_FORMAT_VERSION = "bptt-run", 1
+DATA_FILES = ("train", "dev", "embeddings")  # the fields of TrainConfig that name input files
+MODEL_FILES = ("config.json", "vocab.json", "weights.safetensors")
+# every name a run writes in its directory; their temporary files are ".NAME.*.tmp" and
+# "checkpoint.tmp-*" (`bptt.modelfiles`)
+RUN_FILES = (
+    RUN_FILE,
+    *MODEL_FILES,
+    "log.jsonl",
+    "loss.png",
+    "f1.png",
+    "sample.json",
+    "checkpoint",
+    "checkpoint.old",
+)
+
+
+def _leftover(name):
+    """A temporary file of an interrupted write of a run: never anything of value."""
+    if name.startswith("checkpoint.tmp-"):
+        return True
+    return name.endswith(".tmp") and any(name.startswith(f".{f}.") for f in RUN_FILES)
+
+
+def check_out_dir(out, overwrite):
+    """Refuse an ``out`` holding files a new run would replace, before any input is read.
+
+    An empty or new directory is fine. Anything but a run's directory is refused even with
+    ``overwrite``, which otherwise allows replacing a run or a trained model: a run's directory holds
+    only names a run writes, and its run.json or config.json says it is bptt's (their "format"), so
+    a user's own config.json or log.jsonl is never taken for one.
+    Returns: True when ``out`` holds only a run.json, to be compared with the new run's once the data
+    is read (`same_run`); False otherwise.
+    """
+    if not os.path.lexists(out):
+        return False
+    if not os.path.isdir(out):
+        raise BpttError(f"{out}: is not a directory (--out names the run's directory)")
+    try:
+        names = sorted(n for n in os.listdir(out) if not _leftover(n))
+    except OSError as e:
+        raise BpttError(f"{out}: cannot read the directory ({e.strerror})") from None
+    if not names:
+        return False
+    foreign = [n for n in names if n not in RUN_FILES]
+    if foreign or not _says_bptt(out):
+        shown = ", ".join((foreign or names)[:3]) + (", ..." if len(foreign or names) > 3 else "")
+        raise BpttError(
+            f"{out}: holds files that are not a bptt run's ({shown}); choose a new or empty --out"
+        )
+    if overwrite:
+        return False
+    if any(n in MODEL_FILES for n in names):
+        raise BpttError(f"{out}: holds a trained model; --overwrite replaces it, or choose another --out")
+    if "checkpoint" in names or "checkpoint.old" in names:
+        raise BpttError(
+            f"{out}: holds an interrupted run; continue it with --resume {out}, or --overwrite starts again"
+        )
+    if names != [RUN_FILE]:
+        raise BpttError(f"{out}: holds another run's {', '.join(names)}; --overwrite replaces them")
+    return True
+
+
+def _says_bptt(out):
+    """Whether run.json or config.json in ``out`` says it is a bptt run's (its "format")."""
+    from .modelfiles import MODEL_FORMAT
+
+    for name, fmt in ((RUN_FILE, RUN_FORMAT), ("config.json", MODEL_FORMAT)):
+        try:
+            with open(os.path.join(out, name), "rb") as f:
+                doc = json.loads(f.read(1 << 24))
+        except (OSError, ValueError, RecursionError):  # missing, unreadable, not JSON
+            continue
+        if isinstance(doc, dict) and doc.get("format") == fmt:
+            return True
+    return False
+
+
+def same_run(out, doc):
+    """Whether ``out``/run.json holds ``doc``: the same settings and input files (paths and SHA-256).
+
+    A directory holding only run.json is what a run leaves when it fails or is killed before its
+    first epoch ends (SIGKILL; a power cut). When that run.json is this run's, running the same
+    command again loses nothing, so it is allowed; any other run.json needs --overwrite.
+    """
+    from .modelfiles import load_document
+
+    try:
+        return load_document(os.path.join(out, RUN_FILE), RUN_FORMAT, RUN_FORMAT_VERSION) == doc
+    except BpttError:  # damaged, or another version's: not this run's
+        return False
+
+
+def start_run_dir(out, doc, overwrite):
+    """Create ``out`` (with ``overwrite``: remove a previous run's files from it), then write run.json.
+
+    run.json is replaced last, so an interruption in between leaves the previous run.json with some
+    of its run's files: still one run's directory, never a mix of two runs.
+    """
+    from .modelfiles import save_document
 
     try:
         os.makedirs(out, exist_ok=True)
+        for name in os.listdir(out) if overwrite else ():
+            if name != RUN_FILE and (name in RUN_FILES or _leftover(name)):
+                path = os.path.join(out, name)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)
     except OSError as e:
-        raise BpttError(f"{out}: cannot create the output directory ({e.strerror})") from None
-    payload = {"train": asdict(tcfg), "model": mcfg.to_json()}
-    atomic_write(os.path.join(out, "run.json"), json.dumps(payload, indent=1).encode())
+        raise BpttError(f"{out}: cannot prepare the output directory ({e.strerror or e})") from None
+    save_document(os.path.join(out, RUN_FILE), RUN_FORMAT, RUN_FORMAT_VERSION, doc)
+
+
+def data_checksums(tcfg):
+    """``{field: {"sha256", "bytes"}}`` of each input file of the run (`DATA_FILES`)."""
+    from .modelfiles import file_checksum
+
+    sums = {}
+    for name in DATA_FILES:
+        path = getattr(tcfg, name)
+        if path is not None:
+            try:
+                sums[name] = file_checksum(path)
+            except OSError as e:
+                raise BpttError(f"{path}: cannot read: {e.strerror}") from None
+    return sums
 
 
 def read_run_file(out):
-    path = os.path.join(out, "run.json")
-    if not os.path.exists(path):
+    """The settings of the run in ``out``, from its run.json: checksummed, every field checked.
+
+    Returns: (TrainConfig, TaggerConfig, ``{field: {"sha256", "bytes"}}`` of its input files).
+    """
+    from .modelfiles import load_document
+
+    path = os.path.join(out, RUN_FILE)
+    if not os.path.lexists(path):
         raise BpttError(f"{path}: no such file; --resume needs a directory written by bptt train")
-    try:
-        with open(path, encoding="utf-8") as f:
-            payload = json.load(f)
-        return TrainConfig(**payload["train"]), TaggerConfig(**payload["model"])
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
-        raise BpttError(f"{path}: not a bptt run file ({e})") from None
+    doc = load_document(path, RUN_FORMAT, RUN_FORMAT_VERSION)
+    unknown = sorted(set(doc) - {"train", "model", "data"})
+    if unknown:
+        raise BpttError(f"{path}: unknown field {reprlib.repr(unknown[0])}")
+    tcfg = TrainConfig.from_json(doc.get("train"), f"{path}: train")
+    mcfg = TaggerConfig.from_json(doc.get("model"), f"{path}: model")
+    check_sizes(mcfg, f"{path}: model")
+    files = [n for n in DATA_FILES if getattr(tcfg, n) is not None]
+    for name in files:
+        if not os.path.isabs(getattr(tcfg, name)):
+            raise BpttError(f"{path}: train.{name}: expected an absolute path, got {getattr(tcfg, name)!r}")
+    data = doc.get("data")
+    entry = {"sha256", "bytes"}
+    if not (isinstance(data, dict) and sorted(data) == sorted(files)) or any(
+        not (isinstance(data[n], dict) and set(data[n]) == entry) for n in files
+    ):
+        raise BpttError(f"{path}: data: expected the size and SHA-256 of each of {', '.join(files)}")
+    return tcfg, mcfg, data
 
 
-def train(tcfg, mcfg, out, resume=False, progress=True):
+def check_data(tcfg, data):
+    """Refuse input files that are not those the run started on (``data``: from `read_run_file`)."""
+    from .modelfiles import file_checksum
+
+    for name, was in data.items():
+        path = getattr(tcfg, name)
+        try:
+            now = file_checksum(path)
+        except OSError as e:
+            raise BpttError(f"{path}: cannot read ({e.strerror}); the run was started on it") from None
+        if now != was:
+            what = "size" if now["bytes"] != was["bytes"] else "sha256"
+            raise BpttError(
+                f"{path}: changed since the run started ({what} differs); --resume continues only on the"
+                " data the run started with: restore the file, or train a new run into another --out"
+            )
+
+
+def train(tcfg, mcfg, out, resume=False, progress=True, overwrite=False):
     """Train (or, with ``resume``, continue) a tagger into directory ``out``.
 
+    Nothing is written before every input is read and checked. A new run refuses an ``out`` holding
+    another run or a model (``overwrite`` replaces one), records absolute paths and checksums of its
+    input files in run.json, and only then starts. ``resume`` takes every setting from run.json and
+    refuses input files that changed since the run started.
     Returns: the per-epoch log records.
     """
+    out = os.fspath(out)
     if resume:
-        tcfg, mcfg = read_run_file(out)
+        tcfg, mcfg, data = read_run_file(out)
+        check_data(tcfg, data)
     else:
-        write_run_file(out, tcfg, mcfg)
-    return Trainer(tcfg, mcfg, out, progress=progress).run(resume=resume)
+        # absolute paths: --resume from another working directory must read the same files
+        tcfg = replace(tcfg, **{n: os.path.abspath(getattr(tcfg, n)) for n in DATA_FILES if getattr(tcfg, n)})
+        check_sizes(mcfg)
+        only_run_file = check_out_dir(out, overwrite)
+    trainer = Trainer(tcfg, mcfg, out, progress=progress)
+    trainer.read_data()
+    trainer.check_memory()
+    if not resume:
+        doc = {"train": asdict(tcfg), "model": mcfg.to_json(), "data": data_checksums(tcfg)}
+        if only_run_file and not same_run(out, doc):
+            raise BpttError(
+                f"{out}: holds the run.json of another run, which never finished an epoch;"
+                " --overwrite replaces it"
+            )
+        start_run_dir(out, doc, overwrite)
+    trainer.init_state()
+    return trainer.run(resume=resume)

@@ -13,6 +13,8 @@ from collections import Counter
 
 import numpy as np
 
+from .errors import BpttError
+
 PAD, UNK = 0, 1
 MAX_CHARS = 20  # longer words keep their first 10 and last 10 characters
 
@@ -82,9 +84,24 @@ class Vocab:
         }
 
     @classmethod
-    def from_json(cls, d):
+    def from_json(cls, d, where="vocab"):
+        """The vocabularies saved by `to_json`, checked; errors start with ``where``."""
+        if not isinstance(d, dict):
+            raise BpttError(f"{where}: expected an object with 'words' and 'chars', got {type(d).__name__}")
+        unknown = [k for k in d if k not in ("words", "chars", "singletons")]
+        if unknown:
+            raise BpttError(f"{where}: unknown key {unknown[0][:60]!r}")
+        for key in ("words", "chars"):
+            items = d.get(key)
+            ok = isinstance(items, list) and items[:2] == ["<pad>", "<unk>"]
+            if not (ok and all(isinstance(w, str) for w in items)):  # (a text may hold "<unk>" too)
+                raise BpttError(f"{where}: {key!r}: expected a list of strings, <pad> and <unk> first")
+        singletons, n = d.get("singletons", []), len(d["words"])
+        ok = isinstance(singletons, list)
+        if not (ok and all(type(i) is int and 0 <= i < n for i in singletons)):
+            raise BpttError(f"{where}: 'singletons': expected a list of word ids (integers 0 to {n - 1})")
         v = cls(d["words"], d["chars"])
-        v.singleton[np.asarray(d.get("singletons", []), dtype=np.int64)] = True
+        v.singleton[np.asarray(singletons, dtype=np.int64)] = True
         return v
 
 

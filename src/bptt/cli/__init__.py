@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 from ..errors import BpttError
 
@@ -59,6 +60,10 @@ def _version():
     return __version__
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"bptt: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     # import only the command that runs (plus help when none is named)
@@ -70,7 +75,9 @@ def main(argv=None):
         parser.print_help()
         return 2
     try:
-        return args.run(args) or 0
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning  # one line: bptt: warning: FILE:LINE: ...
+            return args.run(args) or 0
     except BpttError as e:
         if args.debug:
             raise

@@ -80,7 +80,8 @@ def run(args):
     log = None if args.json else print  # the table streams out row by row
     if args.memory:
         lengths = parse_sizes("--lengths", args.lengths)
-        report = bench.memory_benchmark(lengths, rounds=args.rounds or (3 if args.quick else 11), log=log)
+        rounds = args.rounds if args.rounds is not None else 3 if args.quick else 11
+        report = bench.memory_benchmark(lengths, rounds=rounds, log=log)
     else:
         config = bench.BenchConfig(probe=not args.no_probe, threads=args.threads)
         if args.shape:

@@ -60,3 +60,43 @@ def blas_threads(n):
     if n < 1:
         raise BpttError(f"--threads: must be >= 1, got {n}")
     return threadpool_limits(n, user_api="blas")
+
+
+class PipeLines:
+    """A pipe or terminal read as lines arrive, with ``ready()``: is a whole line waiting?
+
+    Reads the file descriptor itself (``os.read``), so that nothing hides in a buffer that
+    ``select`` cannot see; ``readline(limit)`` is what ``conll.text_lines`` needs.
+    """
+
+    def __init__(self, fd):
+        self.fd, self.buf, self.pos, self.eof = fd, bytearray(), 0, False
+
+    def _fill(self):
+        import os
+
+        if self.pos:  # drop what was read already
+            del self.buf[: self.pos]
+            self.pos = 0
+        chunk = os.read(self.fd, 1 << 16)
+        self.buf += chunk
+        self.eof = not chunk
+
+    def readline(self, limit):
+        """The next line with its newline, at most ``limit`` bytes; b"" at the end of input."""
+        while self.buf.find(b"\n", self.pos, self.pos + limit) < 0 and len(self.buf) - self.pos < limit:
+            if self.eof:
+                break
+            self._fill()
+        end = self.buf.find(b"\n", self.pos, self.pos + limit) + 1 or min(len(self.buf), self.pos + limit)
+        line = bytes(self.buf[self.pos : end])
+        self.pos = end
+        return line
+
+    def ready(self):
+        """Can the next line (or the end of input) be read without waiting? Reads what has arrived."""
+        import select
+
+        while not self.eof and self.buf.find(b"\n", self.pos) < 0 and select.select([self.fd], [], [], 0)[0]:
+            self._fill()
+        return self.eof or self.buf.find(b"\n", self.pos) >= 0

@@ -47,6 +47,17 @@ def _write(path, sentences):
             f.write("".join(f"{w} {t}\n" for w, t in zip(s.words, s.tags)) + "\n")
 
 
+def _holds_a_demo(out):
+    """Whether ``out`` holds a run of ``bptt demo``: the demo replaces its own, and no other."""
+    from ..errors import BpttError
+    from ..train import read_run_file
+
+    try:
+        return read_run_file(out)[0].extra.get("demo") is True
+    except BpttError:
+        return False
+
+
 def run(args):
     with blas_threads(1):  # small matrices: one BLAS thread is fastest
         return _run(args)
@@ -83,11 +94,12 @@ def _run(args):
             patience=4,
             seed=args.seed,
             lr=3e-3,
+            extra={"demo": True},
         )
         mcfg = TaggerConfig(
             task="person", word_dim=32, char_dim=16, char_hidden=16, hidden=48, dropout=0.3, word_dropout=0.3
         )
-        train(tcfg, mcfg, args.out)
+        train(tcfg, mcfg, args.out, overwrite=_holds_a_demo(args.out))
     tagger = load_tagger(args.out)
 
     pred = tagger.predict([s.words for s in test_set])

@@ -10,6 +10,7 @@ EXAMPLES = """\
   bptt evaluate --model runs/person --data ../shared/data/conll2003/eng.testa
   bptt evaluate --model runs/ner --data ../shared/data/conll2003/eng.testa --output dev.pred
   perl conlleval < dev.pred          # the original script scores the file identically
+  bptt evaluate --model runs/ner --data dev.conll --output - | perl conlleval    # scores on stderr
 """
 
 
@@ -25,7 +26,13 @@ def add_parser(sub):
     )
     p.add_argument("--model", required=True, metavar="DIR", help="model directory written by bptt train")
     p.add_argument("--data", required=True, metavar="FILE", help="CoNLL file with gold tags")
-    p.add_argument("--output", metavar="FILE", help="write 'word gold predicted' lines for conlleval")
+    p.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write 'word gold predicted' lines for conlleval: the gold tags as in --data (IOBES, which"
+        " conlleval cannot read, as IOB2), the predicted ones in the same scheme; '-' or /dev/stdout:"
+        " standard output, and the scores go to standard error. Never written over an input",
+    )
     add_reader_options(p)
     add_threads_option(p)
 
@@ -36,9 +43,32 @@ def run(args):
 
 
 def _run(args):
-    from ..conll import detect_scheme, from_iob2, read_conll, to_iob2, write_conll
+    import contextlib
+
+    from ..conll import write_conll
+    from ..output import is_stdout, open_output
+
+    inputs = [args.data, *(f"{args.model}/{f}" for f in ("config.json", "vocab.json", "weights.safetensors"))]
+    to_stdout = args.output is not None and is_stdout(args.output)
+    with contextlib.ExitStack() as stack:  # the output is checked and opened before the work
+        out = stack.enter_context(open_output(args.output, inputs)) if args.output else None
+        report = sys.stderr if to_stdout else stack.enter_context(open_output("-", inputs))
+        rows = _evaluate(args, report)
+        for row in rows if out is not None else ():
+            write_conll(out, *row)
+    if args.output and not to_stdout:
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _evaluate(args, report):
+    """Score the model on --data, writing the scores to ``report``.
+
+    Returns: the (words, gold, predicted) rows of --output: gold as in the file (IOBES as IOB2,
+    which conlleval reads), the prediction in the same scheme.
+    """
+    from ..conll import detect_scheme, from_iob2, read_conll, to_iob2
     from ..metrics import evaluate, token_f1
-    from ..modelfiles import atomic_open
     from ..tagging import check_length, load_tagger
     from ..train import person_only
 
@@ -48,22 +78,22 @@ def _run(args):
     )
     for s in sentences:
         check_length(s.words, f"{args.data}:{s.line}")
-    scheme = detect_scheme(sentences)
+    scheme = detect_scheme(sentences, args.data)
     gold = [to_iob2(s.tags, scheme) for s in sentences]
     if tagger.cfg.task == "person":
         gold = [person_only(g) for g in gold]
     pred = tagger.predict([s.words for s in sentences])
     scores = evaluate(gold, pred)
-    print(f"{args.data}: {len(sentences):,} sentences, {scores.tokens:,} words ({tagger.cfg.task} model)")
-    print(scores.format())
+    size = f"{len(sentences):,} sentences, {scores.tokens:,} words"
+    print(f"{args.data}: {size} ({tagger.cfg.task} model)", file=report)
+    print(scores.format(), file=report)
     if tagger.cfg.task == "person":
         p, r, f = token_f1(gold, pred)
         print(
-            f"token level (is the word part of a name?): precision {p:6.2f}%  recall {r:6.2f}%  F1 {f:6.2f}"
+            f"token level (is the word part of a name?): precision {p:6.2f}%  recall {r:6.2f}%  F1 {f:6.2f}",
+            file=report,
         )
-    if args.output:
-        with atomic_open(args.output, "w") as f:
-            for s, g, y in zip(sentences, gold, pred):
-                write_conll(f, s.words, from_iob2(g, scheme), from_iob2(y, scheme))
-        print(f"wrote {args.output}", file=sys.stderr)
-    return 0
+    if scheme == "IOBES":  # conlleval reads E- and S- otherwise: IOB2 both
+        return [(s.words, g, y) for s, g, y in zip(sentences, gold, pred)]
+    keep = person_only if tagger.cfg.task == "person" else list  # the gold tags as written in the file
+    return [(s.words, keep(s.tags), from_iob2(y, scheme)) for s, y in zip(sentences, pred)]

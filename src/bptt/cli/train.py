@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import math
+import argparse
+import functools
 
 from ..errors import BpttError
 from .common import add_command, add_reader_options, blas_threads, strip_prefix_arg
@@ -16,14 +17,19 @@ EXAMPLES = """\
              --task ner --out runs/ner --time-budget 15
   # WikiANN (its "en:" prefix is removed automatically):
   bptt train --train ../shared/data/wikiann-en/train --dev ../shared/data/wikiann-en/dev --out runs/wikiann
-  # continue an interrupted run:
+  # continue an interrupted run (with the settings and data it started with):
   bptt train --resume runs/person
+  # train again into a directory that holds a model, replacing it:
+  bptt train --train ../shared/data/conll2003/eng.train --out runs/person --overwrite
 """
+
+# may be given with --resume: they change how a run is shown and how fast it goes, not what it computes
+WITH_RESUME = ("resume", "quiet", "threads")
 
 
 def add_parser(sub):
     from ..tagger import TaggerConfig
-    from ..train import TrainConfig
+    from ..train import MAX_LAYERS, MAX_UNITS, TrainConfig
 
     p = add_command(
         sub,
@@ -31,7 +37,12 @@ def add_parser(sub):
         "train a tagger on CoNLL files",
         "Train a tagger (embeddings -> bidirectional RNN -> per-word output) by hand-written BPTT.\n"
         "Evaluates on --dev after every epoch, keeps the best model, stops early when dev F1 stops\n"
-        "improving or when --time-budget runs out, and writes model, log and curves to --out.",
+        "improving or when --time-budget runs out, and writes model, log and curves to --out.\n"
+        "--out must be new or empty (or hold this same run's run.json alone): a directory with a model\n"
+        "or another run is only replaced with --overwrite, and one holding other files never is.\n"
+        "Every input is read and checked before anything is written. A run stops with an error\n"
+        "(exit 2) when it diverges: 20 updates in a row with a non-finite loss or gradient, or an\n"
+        "epoch whose loss per word is over 10 times a uniform guess's (log 2 for --task person).",
         EXAMPLES,
         run,
     )
@@ -49,7 +60,17 @@ def add_parser(sub):
     g.add_argument("--max-sentences", type=int, metavar="N", help="use only the first N training sentences")
     g = p.add_argument_group("output")
     g.add_argument("--out", metavar="DIR", help="directory for the model, log and curves")
-    g.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR")
+    g.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the interrupted run in DIR with the settings and data files it started with"
+        " (refused when a file changed); only --quiet and --threads may be given with it",
+    )
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the model or run in --out (files bptt did not write are never deleted)",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress display")
     m, t = TaggerConfig(), TrainConfig()  # the defaults live in the configs, once
 
@@ -60,8 +81,8 @@ def add_parser(sub):
         group.add_argument(f"--{name}", help=f"{help} (default {kw['default']})", **kw)
 
     g = p.add_argument_group("model")
-    option(g, "hidden", "RNN units per direction", type=int)
-    option(g, "layers", "stacked bidirectional RNN layers", type=int)
+    option(g, "hidden", f"RNN units per direction, at most {MAX_UNITS}", type=int)
+    option(g, "layers", f"stacked bidirectional RNN layers, at most {MAX_LAYERS}", type=int)
     g.add_argument("--unidirectional", action="store_true", help="left-to-right only (the lecture's RNN)")
     option(g, "activation", "the cell's g", choices=["tanh", "relu"])
     option(g, "word-dim", "word embedding size", type=int)
@@ -94,69 +115,77 @@ def add_parser(sub):
         help="BLAS threads (default 1: the per-word matrices are small, one thread is fastest)",
     )
     g.add_argument("--seed", type=int, default=0, help="random seed: same seed, same model (default 0)")
+    # Options not typed stay out of the namespace, so that `run` knows which were given (--resume
+    # refuses the others); `run` fills in their defaults, the ones --help shows.
+    options = [a for a in p._actions if a.dest != "help"]
+    p.set_defaults(run=functools.partial(run, {a.dest: a.default for a in options}))
+    for a in options:
+        a.default = argparse.SUPPRESS
 
 
-def _positive(name, value, zero_ok=False):
-    # written so that NaN fails too; inf is no size, rate or budget either
-    if value is not None and (not (value > 0 or (value == 0 and zero_ok)) or value == math.inf):
-        finite = " and finite" if value == math.inf else ""
-        raise BpttError(f"--{name}: must be {'>= 0' if zero_ok else '> 0'}{finite}, got {value}")
+def _option(name):
+    return "--" + name.replace("_", "-")
 
 
 def configs(args):
+    """The run's TrainConfig and TaggerConfig from the options, each checked (errors name the option)."""
     from ..tagger import TaggerConfig
     from ..train import TrainConfig
 
-    positive = ("hidden", "layers", "word_dim", "batch_size", "epochs", "patience", "lr", "time_budget")
-    for name in (*positive, "max_sentences"):
-        _positive(name.replace("_", "-"), getattr(args, name))
-    for name in ("case_dim", "char_dim", "char_hidden", "clip", "bptt_steps", "seed"):
-        _positive(name.replace("_", "-"), getattr(args, name), zero_ok=True)
-    for name in ("dropout", "word_dropout"):
-        if not 0 <= getattr(args, name) < 1:
-            raise BpttError(f"--{name.replace('_', '-')}: must be in [0, 1), got {getattr(args, name)}")
-    tcfg = TrainConfig(
-        train=args.train,
-        dev=args.dev,
-        tag_column=args.tag_column,
-        strip_prefix=strip_prefix_arg(args.strip_prefix),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        clip=args.clip,
-        patience=args.patience,
-        time_budget=args.time_budget,
-        seed=args.seed,
-        embeddings=args.embeddings,
-        max_sentences=args.max_sentences,
-        bptt_steps=args.bptt_steps,
-    )
-    mcfg = TaggerConfig(
-        task=args.task,
-        word_dim=args.word_dim,
-        case_dim=args.case_dim,
-        char_dim=args.char_dim,
-        char_hidden=args.char_hidden if args.char_dim else 0,
-        hidden=args.hidden,
-        layers=args.layers,
-        bidirectional=not args.unidirectional,
-        activation=args.activation,
-        dropout=args.dropout,
-        word_dropout=args.word_dropout,
-    )
+    try:
+        tcfg = TrainConfig(
+            train=args.train,
+            dev=args.dev,
+            tag_column=args.tag_column,
+            strip_prefix=strip_prefix_arg(args.strip_prefix),
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            optimizer=args.optimizer,
+            lr=args.lr,
+            clip=args.clip,
+            patience=args.patience,
+            time_budget=args.time_budget,
+            seed=args.seed,
+            embeddings=args.embeddings,
+            max_sentences=args.max_sentences,
+            bptt_steps=args.bptt_steps,
+        )
+        mcfg = TaggerConfig(
+            task=args.task,
+            word_dim=args.word_dim,
+            case_dim=args.case_dim,
+            char_dim=args.char_dim,
+            char_hidden=args.char_hidden if args.char_dim else 0,
+            hidden=args.hidden,
+            layers=args.layers,
+            bidirectional=not args.unidirectional,
+            activation=args.activation,
+            dropout=args.dropout,
+            word_dropout=args.word_dropout,
+        )
+    except BpttError as e:  # "field: expected ..." names the field: say the option instead
+        field, _, rest = str(e).partition(":")
+        raise BpttError(f"{_option(field)}:{rest}") from None
     return tcfg, mcfg
 
 
-def run(args):
+def run(defaults, args):
+    given = [name for name in defaults if name in vars(args)]
+    args = argparse.Namespace(**{**defaults, **vars(args)})
     with blas_threads(args.threads):
-        return _run(args)
+        return _run(args, given)
 
 
-def _run(args):
+def _run(args, given):
     from ..train import train
 
     if args.resume:
+        ignored = [_option(name) for name in given if name not in WITH_RESUME]
+        if ignored:
+            raise BpttError(
+                f"--resume: cannot be given with {', '.join(ignored)}: the run goes on with the settings and"
+                f" data in {args.resume}/run.json (only --quiet and --threads may be added)"
+            )
         train(None, None, args.resume, resume=True, progress=not args.quiet)
         return 0
     if not args.train:
@@ -164,5 +193,5 @@ def _run(args):
     if not args.out:
         raise BpttError("--out: required: the directory for the model and its log")
     tcfg, mcfg = configs(args)
-    train(tcfg, mcfg, args.out, progress=not args.quiet)
+    train(tcfg, mcfg, args.out, progress=not args.quiet, overwrite=args.overwrite)
     return 0
