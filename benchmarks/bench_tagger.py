@@ -45,7 +45,7 @@ import torch  # noqa: E402
 
 from bptt.optim import clip_grad_norm, make_optimizer  # noqa: E402
 from bptt.tagger import TaggerConfig, batch_indices, make_batch, tagger_loss  # noqa: E402
-from bptt.train import TrainConfig, Trainer  # noqa: E402
+from bptt.training import TrainConfig, Trainer  # noqa: E402
 
 
 class TorchTagger(torch.nn.Module):

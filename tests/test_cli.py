@@ -121,7 +121,7 @@ def test_model_beats_a_trivial_baseline(person_model, conll_slice, capsys):
     assert ours.f1 == pytest.approx(100 * seqeval.f1_score(gold, pred), abs=1e-9)
     assert f"{ours.f1:.2f}" in printed
     from bptt.conll import to_iob2
-    from bptt.train import person_only
+    from bptt.training import person_only
 
     base = evaluate([person_only(to_iob2(s.tags, "IOB1")) for s in dev], title_case_baseline(dev))
     assert ours.f1 > base.f1 + 10, (ours.f1, base.f1)
@@ -161,7 +161,7 @@ def test_tag_reads_stdin_streaming(person_model):
 
 def test_resume_gives_a_bit_identical_model(conll_slice, tmp_path, monkeypatch):
     from bptt.safetensors_io import load_safetensors
-    from bptt.train import Trainer
+    from bptt.training import Trainer
 
     d, _ = conll_slice
     args = [

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 
-import bptt.train
+import bptt.training.trainer
 from bptt.cli import main
 from bptt.modelfiles import load_checkpoint
 from bptt.safetensors_io import load_safetensors
@@ -149,7 +149,7 @@ def test_signal_during_evaluation_saves_the_finished_epoch(data, reference):
 
 def poisoned_loss(bad_calls):
     """tagger_loss, but with a NaN or Inf in the loss or a gradient on the calls numbered in ``bad_calls``."""
-    real = bptt.train.tagger_loss
+    real = bptt.training.trainer.tagger_loss
     calls = []
 
     def loss(params, *args, **kw):
@@ -170,7 +170,7 @@ def poisoned_loss(bad_calls):
 
 
 def test_non_finite_steps_are_skipped_and_counted(data, tmp_path, monkeypatch, capfd):
-    monkeypatch.setattr(bptt.train, "tagger_loss", poisoned_loss(lambda n: n % 7 == 3))
+    monkeypatch.setattr(bptt.training.trainer, "tagger_loss", poisoned_loss(lambda n: n % 7 == 3))
     args = [*train_args(data, tmp_path / "m", epochs=2), "--max-sentences", "200", "--quiet"]
     assert main(args) == 0
     err = capfd.readouterr().err
@@ -186,7 +186,7 @@ def test_non_finite_steps_are_skipped_and_counted(data, tmp_path, monkeypatch, c
 
 def test_divergence_stops_with_the_last_good_checkpoint(data, reference, tmp_path, monkeypatch, capfd):
     per_epoch = 400 // 8
-    monkeypatch.setattr(bptt.train, "tagger_loss", poisoned_loss(lambda n: n >= per_epoch + 10))
+    monkeypatch.setattr(bptt.training.trainer, "tagger_loss", poisoned_loss(lambda n: n >= per_epoch + 10))
     out = tmp_path / "m"
     assert main([*train_args(data, out), "--quiet"]) == 2
     err = capfd.readouterr().err.splitlines()

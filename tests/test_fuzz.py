@@ -22,7 +22,7 @@ from bptt.conll import DOCSTART, read_conll, split_tag
 from bptt.errors import BpttError
 from bptt.synthetic import make_corpus
 from bptt.tagging import load_tagger
-from bptt.train import read_embeddings
+from bptt.training import read_embeddings
 from tests.helpers import MINI, write_conll
 
 pytestmark = pytest.mark.slow  # fuzzing: hundreds of generated inputs

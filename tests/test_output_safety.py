@@ -347,7 +347,7 @@ def test_predict_in_word_bounded_batches_equals_one_by_one(monkeypatch):
 def test_an_ner_model_has_both_iob2_tags_of_every_type():
     """A dev file may write a multi-word LOC the training slice only has as one-word LOCs."""
     from bptt.tagger import TaggerConfig
-    from bptt.train import encode, task_tags
+    from bptt.training import encode, task_tags
     from bptt.vocab import FormTable, Vocab
 
     train = [["I-LOC", "O", "I-PER", "I-PER"]]  # IOB1: LOC only one word long

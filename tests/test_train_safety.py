@@ -24,11 +24,11 @@ import shutil
 import pytest
 
 import bptt.resources
-import bptt.train
+import bptt.training.trainer
 from bptt.cli import main
 from bptt.modelfiles import load_checkpoint, load_document, save_document
 from bptt.tagger import TaggerConfig, init_tagger_params
-from bptt.train import RUN_FORMAT, RUN_FORMAT_VERSION, TrainConfig, memory_needed
+from bptt.training import RUN_FORMAT, RUN_FORMAT_VERSION, TrainConfig, memory_needed
 from tests.conftest import data_file
 from tests.helpers import MINI, assert_same_weights, error_line, write_slice
 
@@ -76,7 +76,7 @@ def snapshot(directory):
 
 def stop_after(epoch):
     """Trainer.save_checkpoint, then a Ctrl-C once the checkpoint of ``epoch`` is saved."""
-    real = bptt.train.Trainer.save_checkpoint
+    real = bptt.training.Trainer.save_checkpoint
 
     def save_then_stop(self, inside_epoch=None):
         real(self, inside_epoch)
@@ -89,7 +89,7 @@ def stop_after(epoch):
 def interrupted_run(d, out, monkeypatch):
     """A run of 2 epochs into ``out``, interrupted right after the checkpoint of epoch 1."""
     with monkeypatch.context() as m:
-        m.setattr(bptt.train.Trainer, "save_checkpoint", stop_after(1))
+        m.setattr(bptt.training.Trainer, "save_checkpoint", stop_after(1))
         assert run(train_args(d, out)) == 130
     return out
 
@@ -116,7 +116,7 @@ def run_json_only(data, tmp_path_factory):
         raise KeyboardInterrupt
 
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(bptt.train.Trainer, "run_epoch", killed)
+        m.setattr(bptt.training.Trainer, "run_epoch", killed)
         assert run(train_args(data, out)) == 130
     assert os.listdir(out) == ["run.json"]
     return out
@@ -290,7 +290,7 @@ def test_resume_from_another_directory_reads_the_run_s_own_files(tmp_path, monke
     relative = ["train", "--train", "train.txt", "--dev", "dev.txt", "--epochs", 2, *MINI]
     assert run([*relative, "--out", "reference"]) == 0
     with monkeypatch.context() as m:
-        m.setattr(bptt.train.Trainer, "save_checkpoint", stop_after(1))
+        m.setattr(bptt.training.Trainer, "save_checkpoint", stop_after(1))
         assert run([*relative, "--out", "run"]) == 130
     doc = load_document(d / "run" / "run.json", RUN_FORMAT, RUN_FORMAT_VERSION)
     for key, name in (("train", "train.txt"), ("dev", "dev.txt")):
@@ -438,7 +438,7 @@ def test_a_network_too_large_for_memory_is_refused_before_allocating(data, tmp_p
     def never(*args, **kw):
         raise AssertionError("weights allocated")
 
-    monkeypatch.setattr(bptt.train, "init_tagger_params", never)
+    monkeypatch.setattr(bptt.training.trainer, "init_tagger_params", never)
     out = tmp_path / "run"
     line = refused(
         capsys,
@@ -500,14 +500,14 @@ def test_a_learning_rate_of_1e30_ends_with_one_line_and_no_numpy_warning(data, t
 @pytest.mark.slow
 def test_a_loss_far_above_a_uniform_guess_is_a_divergence(data, tmp_path, monkeypatch, capsys):
     per_epoch = math.ceil(N_TRAIN / BATCH)
-    real, calls = bptt.train.tagger_loss, []
+    real, calls = bptt.training.trainer.tagger_loss, []
 
     def exploding(*args, **kw):  # finite, but 1000 times larger from epoch 2 on
         L, grads, M = real(*args, **kw)
         calls.append(1)
         return (L * 1000 if len(calls) > per_epoch else L), grads, M
 
-    monkeypatch.setattr(bptt.train, "tagger_loss", exploding)
+    monkeypatch.setattr(bptt.training.trainer, "tagger_loss", exploding)
     out = tmp_path / "run"
     line = refused(
         capsys, train_args(data, out, epochs=3), "training diverged: the loss of epoch 2 is", "per word"

@@ -50,7 +50,7 @@ def _write(path, sentences):
 def _holds_a_demo(out):
     """Whether ``out`` holds a run of ``bptt demo``: the demo replaces its own, and no other."""
     from ..errors import BpttError
-    from ..train import read_run_file
+    from ..training import read_run_file
 
     try:
         return read_run_file(out)[0].extra.get("demo") is True
@@ -69,7 +69,7 @@ def _run(args):
     from ..synthetic import DEMO_SENTENCES, make_corpus
     from ..tagger import TaggerConfig
     from ..tagging import load_tagger
-    from ..train import TrainConfig, person_only, train
+    from ..training import TrainConfig, person_only, train
     from .tag import inline
 
     start = time.monotonic()

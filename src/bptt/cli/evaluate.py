@@ -70,7 +70,7 @@ def _evaluate(args, report):
     from ..conll import detect_scheme, from_iob2, read_conll, to_iob2
     from ..metrics import evaluate, token_f1
     from ..tagging import check_length, load_tagger
-    from ..train import person_only
+    from ..training import person_only
 
     tagger = load_tagger(args.model)
     sentences = read_conll(

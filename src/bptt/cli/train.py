@@ -29,7 +29,7 @@ WITH_RESUME = ("resume", "quiet", "threads")
 
 def add_parser(sub):
     from ..tagger import TaggerConfig
-    from ..train import MAX_LAYERS, MAX_UNITS, TrainConfig
+    from ..training.config import MAX_LAYERS, MAX_UNITS, TrainConfig
 
     p = add_command(
         sub,
@@ -130,7 +130,7 @@ def _option(name):
 def configs(args):
     """The run's TrainConfig and TaggerConfig from the options, each checked (errors name the option)."""
     from ..tagger import TaggerConfig
-    from ..train import TrainConfig
+    from ..training import TrainConfig
 
     try:
         tcfg = TrainConfig(
@@ -177,7 +177,7 @@ def run(defaults, args):
 
 
 def _run(args, given):
-    from ..train import train
+    from ..training import train
 
     if args.resume:
         ignored = [_option(name) for name in given if name not in WITH_RESUME]

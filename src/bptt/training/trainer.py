@@ -32,209 +32,37 @@ from __future__ import annotations
 import json
 import math
 import os
-import reprlib
-import shutil
 import signal
-import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 
 import numpy as np
 
-from . import faults
-from .config import Checked, number, one_of, string
-from .conll import detect_scheme, read_conll, text_lines, to_iob2
-from .errors import BpttError
-from .metrics import evaluate, token_f1
-from .optim import clip_grad_norm, make_optimizer
-from .resources import check_memory, gib
-from .tagger import TaggerConfig, batch_indices, init_tagger_params, make_batch, param_shapes, tagger_loss
-from .tagging import Tagger, batch_message_norms, check_length, tables_for
-from .vocab import FormTable, Vocab
+from .. import faults
+from ..errors import BpttError
+from ..metrics import evaluate, token_f1
+from ..modelfiles import atomic_write, load_checkpoint, save_checkpoint, save_model_dir
+from ..optim import clip_grad_norm, make_optimizer
+from ..resources import check_memory, gib
+from ..tagger import batch_indices, init_tagger_params, make_batch, tagger_loss
+from ..tagging import Tagger, batch_message_norms, check_length, tables_for
+from ..vocab import FormTable, Vocab
+from .config import check_sizes, memory_needed
+from .data import encode, read_embeddings, read_tagged, task_tags
+from .progress import Progress, fmt_time
+from .rundir import (
+    DATA_FILES,
+    check_data,
+    check_out_dir,
+    data_checksums,
+    read_run_file,
+    same_run,
+    start_run_dir,
+)
 
 PROBE_K = 40  # positions of the gradient-flow probe
 EMA_EVERY = 4  # steps between updates of the weights' moving average (decay ema**4 each time)
 DIVERGED = 10  # an epoch whose loss per word is over this many times a uniform guess's has diverged
-
-
-OPTIMIZERS = ("adam", "momentum", "sgd")
-
-# every field of TrainConfig: (its check, what it must be); checked on construction, so a bad option
-# or an edited run.json is one line naming the field before anything is read or sized by it
-_RULES = {
-    "train": string(),
-    "dev": string(optional=True),
-    "tag_column": number(-(2**31), 2**31, integer=True),
-    "strip_prefix": string(optional=True),
-    "epochs": number(1, integer=True),
-    "batch_size": number(1, integer=True),
-    "optimizer": one_of(OPTIMIZERS),
-    "lr": number(0, above=True),
-    "lr_decay": number(0),
-    "clip": number(0),
-    "bptt_steps": number(0, integer=True),
-    "ema": number(0, 1, below=True),
-    "patience": number(1, integer=True),
-    "time_budget": number(0, above=True, optional=True),
-    "seed": number(0, integer=True),
-    "embeddings": string(optional=True),
-    "max_bad_steps": number(1, integer=True),
-    "max_sentences": number(1, integer=True, optional=True),
-    "extra": (lambda v: isinstance(v, dict), "an object"),
-}
-
-
-@dataclass
-class TrainConfig(Checked):
-    """How to train. Defaults are the configuration benchmarked in BENCHMARKS.md.
-
-    Every field is checked on construction (`BpttError` naming the field); `from_json` also
-    refuses missing and unknown fields.
-    """
-
-    train: str = ""  # training file (CoNLL columns)
-    dev: str | None = None  # development file, evaluated after every epoch
-    tag_column: int = -1  # column of the tag (default: the last)
-    strip_prefix: str | None = "auto"  # remove a language prefix like "en:" from words
-    epochs: int = 100  # at most this many passes over the training data
-    batch_size: int = 32  # sentences per update
-    optimizer: str = "adam"  # "adam", "momentum" or "sgd"
-    lr: float = 3e-3  # learning rate
-    lr_decay: float = 0.05  # lr_epoch = lr / (1 + lr_decay · epoch)
-    clip: float = 5.0  # clip the global gradient norm to this (0: off)
-    bptt_steps: int = 0  # truncated BPTT: cut the word-level messages every this many steps (0: full)
-    ema: float = 0.999  # evaluate and save a moving average of the weights (Polyak); 0: the raw weights
-    patience: int = 10  # stop after this many epochs without a better dev F1
-    time_budget: float | None = None  # minutes of training, then stop with the best model
-    seed: int = 0  # every random choice (init, batches, dropout) follows from it
-    embeddings: str | None = None  # optional GloVe-format text file of pretrained word vectors
-    max_bad_steps: int = 20  # stop when this many updates in a row had a non-finite loss or gradient
-    max_sentences: int | None = None  # use only the first N training sentences (quick runs)
-    extra: dict = field(default_factory=dict)  # free-form notes kept with the run
-
-    RULES = _RULES
-    KIND, WHERE = "the training settings", "train"
-
-
-class Corpus:
-    """Sentences of one file, encoded: form ids, class labels and gold IOB2 tags."""
-
-    def __init__(self, path, sentences, gold, forms, labels):
-        self.path, self.sentences, self.gold, self.forms, self.labels = path, sentences, gold, forms, labels
-
-    @property
-    def n_tokens(self):
-        return sum(len(f) for f in self.forms)
-
-
-def read_tagged(path, tcfg):
-    """Read a CoNLL file; return (sentences, its scheme, IOB2 tags)."""
-    sentences = read_conll(path, tag_column=tcfg.tag_column, strip_prefix=tcfg.strip_prefix)
-    scheme = detect_scheme(sentences, path)
-    return sentences, scheme, [to_iob2(s.tags, scheme) for s in sentences]
-
-
-def task_tags(task, gold_train, path):
-    """Output classes: person → O/PER; ner → O, and B-X and I-X for every entity type X of the training file.
-
-    Both IOB2 tags of a type are classes even where the file has only one-word X entities (all B-X):
-    another file may write a longer X.
-    """
-    if task == "person":
-        if not any(t.endswith("-PER") for tags in gold_train for t in tags):
-            raise BpttError(f"{path}: no PER tags: the person task needs words tagged B-PER/I-PER")
-        return ["O", "PER"]
-    types = sorted({t[2:] for tags in gold_train for t in tags if t != "O"})
-    return ["O"] + [f"{prefix}-{type_}" for type_ in types for prefix in "BI"]
-
-
-def person_only(tags):
-    """Keep the PER entities of IOB2 tags, everything else O."""
-    return [t if t.endswith("-PER") else "O" for t in tags]
-
-
-def encode(path, sentences, gold, cfg, table):
-    """Form ids and labels per sentence; checks every tag is one the model can output."""
-    forms, labels = [], []
-    index = {t: i for i, t in enumerate(cfg.tags)}
-    for s, tags in zip(sentences, gold):
-        forms.append(table.encode(s.words))
-        if cfg.task == "person":
-            labels.append(np.array([t.endswith("-PER") for t in tags], dtype=np.int64))
-        else:
-            for i, t in enumerate(tags):
-                if t not in index:  # an entity type the training file does not have
-                    raise BpttError(
-                        f"{path}:{s.line + i}: tag {s.tags[i]!r}: entity type {t[2:]!r} never occurs"
-                        " in the training file"
-                    )
-            labels.append(np.array([index[t] for t in tags], dtype=np.int64))
-    if cfg.task == "person":
-        gold = [person_only(t) for t in gold]
-    return Corpus(path, sentences, gold, forms, labels)
-
-
-def read_embeddings(path, dim):
-    """Pretrained vectors from a GloVe-format text file: ``word v1 … v_dim`` a line.
-
-    Returns: (words found in the file, their vectors (n, dim) float32).
-    """
-    words, vectors = [], []
-    try:
-        f = open(path, "rb")
-    except OSError as e:
-        raise BpttError(f"{path}: cannot read embeddings ({e.strerror})") from None
-    with f:
-        for lineno, line in text_lines(f, path, "word vectors"):
-            parts = line.rstrip("\n").rstrip().split(" ")
-            if lineno == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
-                continue  # a word2vec-style "count dim" header
-            if len(parts) != dim + 1:
-                raise BpttError(
-                    f"{path}:{lineno}: expected a word and {dim} numbers (--word-dim), got {len(parts) - 1}"
-                )
-            try:
-                v = np.array(parts[1:], dtype=np.float32)
-            except ValueError:
-                raise BpttError(f"{path}:{lineno}: not a number in the vector of {parts[0]!r}") from None
-            if not np.isfinite(v).all():
-                raise BpttError(f"{path}:{lineno}: NaN or Inf in the vector of {parts[0]!r}")
-            words.append(parts[0])
-            vectors.append(v)
-    if not words:
-        raise BpttError(f"{path}: no vectors in the embeddings file")
-    return words, np.stack(vectors)
-
-
-class Progress:
-    """One status line, redrawn in place on a terminal; a line per epoch otherwise."""
-
-    def __init__(self, stream=None, enabled=True):
-        self.stream = sys.stderr if stream is None else stream  # the one of the moment, not of import time
-        self.enabled = enabled
-        self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
-        self.last = 0.0
-
-    def update(self, text):
-        now = time.monotonic()
-        if self.tty and now - self.last > 0.2:
-            self.stream.write("\r\033[K" + text)
-            self.stream.flush()
-            self.last = now
-
-    def line(self, text, always=False):
-        """Write a line; ``always`` writes it even when the display is off (for warnings)."""
-        if not (self.enabled or always):
-            return
-        if self.tty:
-            self.stream.write("\r\033[K")
-        self.stream.write(text + "\n")
-        self.stream.flush()
-
-
-def _fmt_time(seconds):
-    seconds = int(max(seconds, 0))
-    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 class Stop(KeyboardInterrupt):
@@ -354,8 +182,6 @@ class Trainer:
         }
 
     def save_checkpoint(self, inside_epoch=None):
-        from .modelfiles import save_checkpoint
-
         arrays = {f"param.{k}": v for k, v in self.params.items()}
         if self.ema is not None:
             arrays.update({f"ema.{k}": v for k, v in self.ema.items()})
@@ -363,8 +189,6 @@ class Trainer:
         save_checkpoint(self.out, arrays, self.state(inside_epoch))
 
     def restore(self):
-        from .modelfiles import load_checkpoint
-
         found = load_checkpoint(self.out)
         if found is None:
             return False
@@ -391,8 +215,6 @@ class Trainer:
         return True
 
     def save_model(self):
-        from .modelfiles import save_model_dir
-
         save_model_dir(self.out, self.weights, self.model_config(), self.vocab.to_json())
 
     @property
@@ -504,9 +326,7 @@ class Trainer:
                 raise Stop(self.stop_signal)
             index = batches[i]
             batch = make_batch(self.train.forms, self.train.labels, index)
-            L, grads, _ = tagger_loss(
-                self.params, m, batch, self.tables, rng=self.rng, truncate=t.bptt_steps or None
-            )
+            L, grads = self.train_step(self.params, batch)
             norm = clip_grad_norm(grads, t.clip)
             if not (math.isfinite(L) and math.isfinite(norm)):
                 n_bad += 1  # a non-finite step never reaches the weights
@@ -534,7 +354,7 @@ class Trainer:
                 self.progress.update(
                     f"epoch {self.epoch + 1} {100 * (i + 1) // len(batches):3d}%"
                     f"  loss {total_loss / max(1, n_sentences):.3f}"
-                    f"  {tokens / max(elapsed, 1e-9):,.0f} words/s  epoch left {_fmt_time(left)}"
+                    f"  {tokens / max(elapsed, 1e-9):,.0f} words/s  epoch left {fmt_time(left)}"
                     f"  best dev F1 {max(self.best_f1, 0):.2f}"
                 )
             if budget is not None and self.train_seconds + elapsed >= budget:
@@ -590,13 +410,26 @@ class Trainer:
         dev_text = f"  dev F1 {record['dev']['f1']:.2f}" if "dev" in record else ""
         budget_text = ""
         if budget is not None:
-            budget_text = f"  budget left {_fmt_time(budget - self.train_seconds)}"
+            budget_text = f"  budget left {fmt_time(budget - self.train_seconds)}"
         self.progress.line(
             f"epoch {self.epoch:3d}  loss {record['train_loss']:.4f}  {record['tokens_per_s']:,.0f} words/s"
             f"{dev_text}{' *' if improved and dev_text else ''}"
-            f"  ({_fmt_time(self.train_seconds)}){budget_text}"
+            f"  ({fmt_time(self.train_seconds)}){budget_text}"
         )
         return stop_reason
+
+    def train_step(self, params, batch):
+        """One batch's loss (the mean sentence loss) and its BPTT gradients; nothing is updated.
+
+        The seam where data-parallel training plugs in: each process computes its share, the
+        gradients are summed, and every process applies the same update.
+        Returns: (L, grads) with grads keyed like params (embedding tables as sparse row gradients).
+        """
+        t = self.tcfg
+        L, grads, _ = tagger_loss(
+            params, self.mcfg, batch, self.tables, rng=self.rng, truncate=t.bptt_steps or None
+        )
+        return L, grads
 
     def diverged(self, what):
         """The error that ends a diverging run: what happened and what is kept."""
@@ -608,8 +441,6 @@ class Trainer:
         return BpttError(f"training diverged: {what}; {kept} (try a smaller --lr)")
 
     def save_sample(self, pred, n=8):
-        from .modelfiles import atomic_write
-
         sample = [
             {"words": s.words, "predicted": p, "gold": g}
             for s, p, g in list(zip(self.dev.sentences, pred, self.dev.gold))[:n]
@@ -617,238 +448,15 @@ class Trainer:
         atomic_write(os.path.join(self.out, "sample.json"), json.dumps(sample).encode())
 
     def write_log(self):
-        from .modelfiles import atomic_write
-
         text = "".join(json.dumps(r) + "\n" for r in self.log)
         atomic_write(os.path.join(self.out, "log.jsonl"), text.encode())
         try:
-            from .plots import plot_f1, plot_loss
+            from ..plots import plot_f1, plot_loss
         except ImportError:  # plotting is optional for training
             return
         plot_loss(self.log, os.path.join(self.out, "loss.png"))
         if any("dev" in r for r in self.log):
             plot_f1(self.log, os.path.join(self.out, "f1.png"))
-
-
-# ---------------------------------------------------------------------------------------------- resources
-
-# the largest network accepted: far beyond any useful tagger, so only a mistake reaches these (a
-# network that is merely large meets the memory check, `Trainer.check_memory`)
-MAX_LAYERS, MAX_UNITS = 100, 2**16
-_UNITS = ("hidden", "word_dim", "case_dim", "char_dim", "char_hidden")  # the sizes MAX_UNITS bounds
-# floats held through one step per word of a batch: per unit of each layer's input and output (forward
-# caches, dropout masks, backward messages), and per unit of the character RNN (its input and both
-# directions' states, over the word's characters); measured with tracemalloc on batches of CoNLL
-# sentences, the estimate is within a factor 1.5 of the peak
-ACTIVATIONS_PER_UNIT, ACTIVATIONS_PER_CHAR_UNIT = 5, 10
-
-
-def check_sizes(mcfg, where=None):
-    """Refuse a network size no tagger needs, before anything is read or allocated.
-
-    Errors name the option, or the field of ``where`` (e.g. ``"DIR/run.json: model"``).
-    """
-    for name, most in (("layers", MAX_LAYERS), *((n, MAX_UNITS) for n in _UNITS)):
-        if getattr(mcfg, name) > most:
-            label = f"{where}.{name}" if where else "--" + name.replace("_", "-")
-            raise BpttError(f"{label}: at most {most}, got {getattr(mcfg, name)}")
-
-
-def memory_needed(mcfg, tcfg, n_words, n_chars, longest):
-    """About the bytes a run needs (float32): the weights with their gradients, optimizer moments and
-    moving average, and the activations of a batch of sentences as long as the longest.
-
-    Returns: (the total, the part for the weights and their copies).
-    """
-    n = sum(math.prod(shape) for _, shape in param_shapes(mcfg, n_words, n_chars))
-    copies = 2 + {"adam": 2, "momentum": 1, "sgd": 0}[tcfg.optimizer] + (tcfg.ema > 0)
-    n_x = mcfg.word_dim + mcfg.case_dim + (2 * mcfg.char_hidden if mcfg.char_dim else 0)
-    per_word = ACTIVATIONS_PER_UNIT * (n_x + mcfg.layers * mcfg.hidden * len(mcfg.directions))
-    if mcfg.char_dim:
-        per_word += ACTIVATIONS_PER_CHAR_UNIT * (mcfg.char_dim + 2 * mcfg.char_hidden)
-    weights = 4 * copies * n
-    return weights + 4 * per_word * longest * tcfg.batch_size, weights
-
-
-# ---------------------------------------------------------------------------------- the run's directory
-
-RUN_FILE = "run.json"
-RUN_FORMAT, RUN_FORMAT_VERSION = "bptt-run", 1
-DATA_FILES = ("train", "dev", "embeddings")  # the fields of TrainConfig that name input files
-MODEL_FILES = ("config.json", "vocab.json", "weights.safetensors")
-# every name a run writes in its directory; their temporary files are ".NAME.*.tmp" and
-# "checkpoint.tmp-*" (`bptt.modelfiles`)
-RUN_FILES = (
-    RUN_FILE,
-    *MODEL_FILES,
-    "log.jsonl",
-    "loss.png",
-    "f1.png",
-    "sample.json",
-    "checkpoint",
-    "checkpoint.old",
-)
-
-
-def _leftover(name):
-    """A temporary file of an interrupted write of a run: never anything of value."""
-    if name.startswith("checkpoint.tmp-"):
-        return True
-    return name.endswith(".tmp") and any(name.startswith(f".{f}.") for f in RUN_FILES)
-
-
-def check_out_dir(out, overwrite):
-    """Refuse an ``out`` holding files a new run would replace, before any input is read.
-
-    An empty or new directory is fine. Anything but a run's directory is refused even with
-    ``overwrite``, which otherwise allows replacing a run or a trained model: a run's directory holds
-    only names a run writes, and its run.json or config.json says it is bptt's (their "format"), so
-    a user's own config.json or log.jsonl is never taken for one.
-    Returns: True when ``out`` holds only a run.json, to be compared with the new run's once the data
-    is read (`same_run`); False otherwise.
-    """
-    if not os.path.lexists(out):
-        return False
-    if not os.path.isdir(out):
-        raise BpttError(f"{out}: is not a directory (--out names the run's directory)")
-    try:
-        names = sorted(n for n in os.listdir(out) if not _leftover(n))
-    except OSError as e:
-        raise BpttError(f"{out}: cannot read the directory ({e.strerror})") from None
-    if not names:
-        return False
-    foreign = [n for n in names if n not in RUN_FILES]
-    if foreign or not _says_bptt(out):
-        shown = ", ".join((foreign or names)[:3]) + (", ..." if len(foreign or names) > 3 else "")
-        raise BpttError(
-            f"{out}: holds files that are not a bptt run's ({shown}); choose a new or empty --out"
-        )
-    if overwrite:
-        return False
-    if any(n in MODEL_FILES for n in names):
-        raise BpttError(f"{out}: holds a trained model; --overwrite replaces it, or choose another --out")
-    if "checkpoint" in names or "checkpoint.old" in names:
-        raise BpttError(
-            f"{out}: holds an interrupted run; continue it with --resume {out}, or --overwrite starts again"
-        )
-    if names != [RUN_FILE]:
-        raise BpttError(f"{out}: holds another run's {', '.join(names)}; --overwrite replaces them")
-    return True
-
-
-def _says_bptt(out):
-    """Whether run.json or config.json in ``out`` says it is a bptt run's (its "format")."""
-    from .modelfiles import MODEL_FORMAT
-
-    for name, fmt in ((RUN_FILE, RUN_FORMAT), ("config.json", MODEL_FORMAT)):
-        try:
-            with open(os.path.join(out, name), "rb") as f:
-                doc = json.loads(f.read(1 << 24))
-        except (OSError, ValueError, RecursionError):  # missing, unreadable, not JSON
-            continue
-        if isinstance(doc, dict) and doc.get("format") == fmt:
-            return True
-    return False
-
-
-def same_run(out, doc):
-    """Whether ``out``/run.json holds ``doc``: the same settings and input files (paths and SHA-256).
-
-    A directory holding only run.json is what a run leaves when it fails or is killed before its
-    first epoch ends (SIGKILL; a power cut). When that run.json is this run's, running the same
-    command again loses nothing, so it is allowed; any other run.json needs --overwrite.
-    """
-    from .modelfiles import load_document
-
-    try:
-        return load_document(os.path.join(out, RUN_FILE), RUN_FORMAT, RUN_FORMAT_VERSION) == doc
-    except BpttError:  # damaged, or another version's: not this run's
-        return False
-
-
-def start_run_dir(out, doc, overwrite):
-    """Create ``out`` (with ``overwrite``: remove a previous run's files from it), then write run.json.
-
-    run.json is replaced last, so an interruption in between leaves the previous run.json with some
-    of its run's files: still one run's directory, never a mix of two runs.
-    """
-    from .modelfiles import save_document
-
-    try:
-        os.makedirs(out, exist_ok=True)
-        for name in os.listdir(out) if overwrite else ():
-            if name != RUN_FILE and (name in RUN_FILES or _leftover(name)):
-                path = os.path.join(out, name)
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path)
-                else:
-                    os.unlink(path)
-    except OSError as e:
-        raise BpttError(f"{out}: cannot prepare the output directory ({e.strerror or e})") from None
-    save_document(os.path.join(out, RUN_FILE), RUN_FORMAT, RUN_FORMAT_VERSION, doc)
-
-
-def data_checksums(tcfg):
-    """``{field: {"sha256", "bytes"}}`` of each input file of the run (`DATA_FILES`)."""
-    from .modelfiles import file_checksum
-
-    sums = {}
-    for name in DATA_FILES:
-        path = getattr(tcfg, name)
-        if path is not None:
-            try:
-                sums[name] = file_checksum(path)
-            except OSError as e:
-                raise BpttError(f"{path}: cannot read: {e.strerror}") from None
-    return sums
-
-
-def read_run_file(out):
-    """The settings of the run in ``out``, from its run.json: checksummed, every field checked.
-
-    Returns: (TrainConfig, TaggerConfig, ``{field: {"sha256", "bytes"}}`` of its input files).
-    """
-    from .modelfiles import load_document
-
-    path = os.path.join(out, RUN_FILE)
-    if not os.path.lexists(path):
-        raise BpttError(f"{path}: no such file; --resume needs a directory written by bptt train")
-    doc = load_document(path, RUN_FORMAT, RUN_FORMAT_VERSION)
-    unknown = sorted(set(doc) - {"train", "model", "data"})
-    if unknown:
-        raise BpttError(f"{path}: unknown field {reprlib.repr(unknown[0])}")
-    tcfg = TrainConfig.from_json(doc.get("train"), f"{path}: train")
-    mcfg = TaggerConfig.from_json(doc.get("model"), f"{path}: model")
-    check_sizes(mcfg, f"{path}: model")
-    files = [n for n in DATA_FILES if getattr(tcfg, n) is not None]
-    for name in files:
-        if not os.path.isabs(getattr(tcfg, name)):
-            raise BpttError(f"{path}: train.{name}: expected an absolute path, got {getattr(tcfg, name)!r}")
-    data = doc.get("data")
-    entry = {"sha256", "bytes"}
-    if not (isinstance(data, dict) and sorted(data) == sorted(files)) or any(
-        not (isinstance(data[n], dict) and set(data[n]) == entry) for n in files
-    ):
-        raise BpttError(f"{path}: data: expected the size and SHA-256 of each of {', '.join(files)}")
-    return tcfg, mcfg, data
-
-
-def check_data(tcfg, data):
-    """Refuse input files that are not those the run started on (``data``: from `read_run_file`)."""
-    from .modelfiles import file_checksum
-
-    for name, was in data.items():
-        path = getattr(tcfg, name)
-        try:
-            now = file_checksum(path)
-        except OSError as e:
-            raise BpttError(f"{path}: cannot read ({e.strerror}); the run was started on it") from None
-        if now != was:
-            what = "size" if now["bytes"] != was["bytes"] else "sha256"
-            raise BpttError(
-                f"{path}: changed since the run started ({what} differs); --resume continues only on the"
-                " data the run started with: restore the file, or train a new run into another --out"
-            )
 
 
 def train(tcfg, mcfg, out, resume=False, progress=True, overwrite=False):

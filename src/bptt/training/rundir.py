@@ -1,0 +1,187 @@
+"""A run's directory: what may be written where, run.json and the data it was trained on.
+
+A run writes nothing before every input is read and checked, and then only into a new or empty
+directory, or one holding this same run's run.json alone; ``overwrite`` replaces another run or a
+model, never files of the user's. run.json records the settings and the absolute paths, sizes and
+SHA-256 of the input files, and is checksummed itself: ``--resume`` refuses anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import reprlib
+import shutil
+
+from ..errors import BpttError
+from ..modelfiles import MODEL_FORMAT, file_checksum, load_document, save_document
+from ..tagger import TaggerConfig
+from .config import TrainConfig, check_sizes
+
+# ---------------------------------------------------------------------------------- the run's directory
+
+RUN_FILE = "run.json"
+RUN_FORMAT, RUN_FORMAT_VERSION = "bptt-run", 1
+DATA_FILES = ("train", "dev", "embeddings")  # the fields of TrainConfig that name input files
+MODEL_FILES = ("config.json", "vocab.json", "weights.safetensors")
+# every name a run writes in its directory; their temporary files are ".NAME.*.tmp" and
+# "checkpoint.tmp-*" (`bptt.modelfiles`)
+RUN_FILES = (
+    RUN_FILE,
+    *MODEL_FILES,
+    "log.jsonl",
+    "loss.png",
+    "f1.png",
+    "sample.json",
+    "checkpoint",
+    "checkpoint.old",
+)
+
+
+def _leftover(name):
+    """A temporary file of an interrupted write of a run: never anything of value."""
+    if name.startswith("checkpoint.tmp-"):
+        return True
+    return name.endswith(".tmp") and any(name.startswith(f".{f}.") for f in RUN_FILES)
+
+
+def check_out_dir(out, overwrite):
+    """Refuse an ``out`` holding files a new run would replace, before any input is read.
+
+    An empty or new directory is fine. Anything but a run's directory is refused even with
+    ``overwrite``, which otherwise allows replacing a run or a trained model: a run's directory holds
+    only names a run writes, and its run.json or config.json says it is bptt's (their "format"), so
+    a user's own config.json or log.jsonl is never taken for one.
+    Returns: True when ``out`` holds only a run.json, to be compared with the new run's once the data
+    is read (`same_run`); False otherwise.
+    """
+    if not os.path.lexists(out):
+        return False
+    if not os.path.isdir(out):
+        raise BpttError(f"{out}: is not a directory (--out names the run's directory)")
+    try:
+        names = sorted(n for n in os.listdir(out) if not _leftover(n))
+    except OSError as e:
+        raise BpttError(f"{out}: cannot read the directory ({e.strerror})") from None
+    if not names:
+        return False
+    foreign = [n for n in names if n not in RUN_FILES]
+    if foreign or not _says_bptt(out):
+        shown = ", ".join((foreign or names)[:3]) + (", ..." if len(foreign or names) > 3 else "")
+        raise BpttError(
+            f"{out}: holds files that are not a bptt run's ({shown}); choose a new or empty --out"
+        )
+    if overwrite:
+        return False
+    if any(n in MODEL_FILES for n in names):
+        raise BpttError(f"{out}: holds a trained model; --overwrite replaces it, or choose another --out")
+    if "checkpoint" in names or "checkpoint.old" in names:
+        raise BpttError(
+            f"{out}: holds an interrupted run; continue it with --resume {out}, or --overwrite starts again"
+        )
+    if names != [RUN_FILE]:
+        raise BpttError(f"{out}: holds another run's {', '.join(names)}; --overwrite replaces them")
+    return True
+
+
+def _says_bptt(out):
+    """Whether run.json or config.json in ``out`` says it is a bptt run's (its "format")."""
+    for name, fmt in ((RUN_FILE, RUN_FORMAT), ("config.json", MODEL_FORMAT)):
+        try:
+            with open(os.path.join(out, name), "rb") as f:
+                doc = json.loads(f.read(1 << 24))
+        except (OSError, ValueError, RecursionError):  # missing, unreadable, not JSON
+            continue
+        if isinstance(doc, dict) and doc.get("format") == fmt:
+            return True
+    return False
+
+
+def same_run(out, doc):
+    """Whether ``out``/run.json holds ``doc``: the same settings and input files (paths and SHA-256).
+
+    A directory holding only run.json is what a run leaves when it fails or is killed before its
+    first epoch ends (SIGKILL; a power cut). When that run.json is this run's, running the same
+    command again loses nothing, so it is allowed; any other run.json needs --overwrite.
+    """
+    try:
+        return load_document(os.path.join(out, RUN_FILE), RUN_FORMAT, RUN_FORMAT_VERSION) == doc
+    except BpttError:  # damaged, or another version's: not this run's
+        return False
+
+
+def start_run_dir(out, doc, overwrite):
+    """Create ``out`` (with ``overwrite``: remove a previous run's files from it), then write run.json.
+
+    run.json is replaced last, so an interruption in between leaves the previous run.json with some
+    of its run's files: still one run's directory, never a mix of two runs.
+    """
+    try:
+        os.makedirs(out, exist_ok=True)
+        for name in os.listdir(out) if overwrite else ():
+            if name != RUN_FILE and (name in RUN_FILES or _leftover(name)):
+                path = os.path.join(out, name)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)
+    except OSError as e:
+        raise BpttError(f"{out}: cannot prepare the output directory ({e.strerror or e})") from None
+    save_document(os.path.join(out, RUN_FILE), RUN_FORMAT, RUN_FORMAT_VERSION, doc)
+
+
+def data_checksums(tcfg):
+    """``{field: {"sha256", "bytes"}}`` of each input file of the run (`DATA_FILES`)."""
+    sums = {}
+    for name in DATA_FILES:
+        path = getattr(tcfg, name)
+        if path is not None:
+            try:
+                sums[name] = file_checksum(path)
+            except OSError as e:
+                raise BpttError(f"{path}: cannot read: {e.strerror}") from None
+    return sums
+
+
+def read_run_file(out):
+    """The settings of the run in ``out``, from its run.json: checksummed, every field checked.
+
+    Returns: (TrainConfig, TaggerConfig, ``{field: {"sha256", "bytes"}}`` of its input files).
+    """
+    path = os.path.join(out, RUN_FILE)
+    if not os.path.lexists(path):
+        raise BpttError(f"{path}: no such file; --resume needs a directory written by bptt train")
+    doc = load_document(path, RUN_FORMAT, RUN_FORMAT_VERSION)
+    unknown = sorted(set(doc) - {"train", "model", "data"})
+    if unknown:
+        raise BpttError(f"{path}: unknown field {reprlib.repr(unknown[0])}")
+    tcfg = TrainConfig.from_json(doc.get("train"), f"{path}: train")
+    mcfg = TaggerConfig.from_json(doc.get("model"), f"{path}: model")
+    check_sizes(mcfg, f"{path}: model")
+    files = [n for n in DATA_FILES if getattr(tcfg, n) is not None]
+    for name in files:
+        if not os.path.isabs(getattr(tcfg, name)):
+            raise BpttError(f"{path}: train.{name}: expected an absolute path, got {getattr(tcfg, name)!r}")
+    data = doc.get("data")
+    entry = {"sha256", "bytes"}
+    if not (isinstance(data, dict) and sorted(data) == sorted(files)) or any(
+        not (isinstance(data[n], dict) and set(data[n]) == entry) for n in files
+    ):
+        raise BpttError(f"{path}: data: expected the size and SHA-256 of each of {', '.join(files)}")
+    return tcfg, mcfg, data
+
+
+def check_data(tcfg, data):
+    """Refuse input files that are not those the run started on (``data``: from `read_run_file`)."""
+    for name, was in data.items():
+        path = getattr(tcfg, name)
+        try:
+            now = file_checksum(path)
+        except OSError as e:
+            raise BpttError(f"{path}: cannot read ({e.strerror}); the run was started on it") from None
+        if now != was:
+            what = "size" if now["bytes"] != was["bytes"] else "sha256"
+            raise BpttError(
+                f"{path}: changed since the run started ({what} differs); --resume continues only on the"
+                " data the run started with: restore the file, or train a new run into another --out"
+            )
