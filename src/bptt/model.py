@@ -3,6 +3,9 @@
     a⟨t⟩ = g(W_aa a⟨t−1⟩ + W_ax x⟨t⟩ + b_a),   ŷ⟨t⟩ = σ(W_ya a⟨t⟩ + b_y) (or softmax),
     L = Σ_t L⟨t⟩ over the unmasked steps.
 
+``cell="gru"`` or ``"lstm"`` replaces the first line by that cell's step (``bptt.cells``); the
+head on a⟨t⟩ and the loss are the same for every cell.
+
 Batch reduction, stated once: ``reduction="sum"`` (default) adds the sequence losses
 of the batch, so one sequence gives exactly the lecture's L; ``reduction="mean"``
 divides that sum by the batch size B (the mean sequence loss). Gradients follow
@@ -13,44 +16,49 @@ from __future__ import annotations
 
 import numpy as np
 
+from .cells import get_cell
 from .errors import BpttError, check_array, check_choice
 from .heads import HEAD_KEYS, OUTPUTS, check_labels, output_backward, output_logits, step_losses
-from .rnn import ACTIVATIONS, _backward, _forward, check_sequence_inputs
 
 PARAM_KEYS = ("W_ax", "W_aa", "b_a", "W_ya", "b_y")
 
 
-def init_params(n_x, n_a, n_y, *, seed=0, dtype=np.float32):
-    """Random parameters: uniform(±1/√n_a) like ``torch.nn.RNN``, zero biases.
+def init_params(n_x, n_a, n_y, *, seed=0, dtype=np.float32, cell="rnn", init="default", T_max=None):
+    """Random parameters for ``cell`` and the head: W_ya ~ uniform(±1/√n_a), b_y = 0.
 
-    Returns: dict with W_ax (n_a, n_x), W_aa (n_a, n_a), b_a (n_a,), W_ya (n_y, n_a), b_y (n_y,).
+    cell "rnn": weights uniform(±1/√n_a) like ``torch.nn.RNN``, zero b_a. "gru", "lstm": PyTorch's
+    default, uniform(±1/√n_a) for every weight and bias (b_a drawn as bias_ih + bias_hh).
+    init (LSTM only): "forget1", forget-gate bias 1; "chrono", chrono initialisation for
+    dependencies of up to T_max steps (see ``bptt.cells.lstm``).
+    Returns: dict with W_ax (k·n_a, n_x), W_aa (k·n_a, n_a), b_a (k·n_a,) (k = 1, 3, 4 for rnn, gru,
+    lstm), b_hn (n_a,) for gru, W_ya (n_y, n_a), b_y (n_y,).
     """
     for name, n in (("n_x", n_x), ("n_a", n_a), ("n_y", n_y)):
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise BpttError(f"{name}: expected a positive int, got {n!r}")
+    c = get_cell(cell)
+    check_choice("init", init, c.inits)
+    if T_max is not None and init != "chrono":
+        raise BpttError(f"T_max: only init='chrono' takes T_max, got init={init!r}")
     rng = np.random.default_rng(seed)
+    params = c.init(n_x, n_a, rng, dtype, init, T_max)
     k = 1 / np.sqrt(n_a)
-    shapes = {"W_ax": (n_a, n_x), "W_aa": (n_a, n_a), "b_a": (n_a,), "W_ya": (n_y, n_a), "b_y": (n_y,)}
-    params = {}
-    for name, shape in shapes.items():
-        if name.startswith("b"):
-            params[name] = np.zeros(shape, dtype=dtype)
-        else:
-            params[name] = rng.uniform(-k, k, size=shape).astype(dtype)
+    params["W_ya"] = rng.uniform(-k, k, size=(n_y, n_a)).astype(dtype)
+    params["b_y"] = np.zeros(n_y, dtype=dtype)
     return params
 
 
-def check_model_inputs(params, X, Y, a0, mask, output, activation, reduction):
+def check_model_inputs(params, X, Y, a0, mask, output, activation, reduction, cell="rnn"):
     """The checks of ``sequence_loss``. Returns: a0, mask (defaults filled in), Y, the loss scale."""
     check_choice("output", output, OUTPUTS)
-    check_choice("activation", activation, tuple(ACTIVATIONS))
+    c = get_cell(cell, activation)
     check_choice("reduction", reduction, ("sum", "mean"))
     missing = [key for key in HEAD_KEYS if key not in params]
     if missing:
         raise BpttError(f"params: missing key(s) {', '.join(missing)}")
-    a0, mask = check_sequence_inputs(X, a0, params, mask)
+    a0, mask = c.check_inputs(X, a0, params, mask)
     T, B, _ = X.shape
-    sizes = {"n_a": params["W_aa"].shape[0], "T": T, "B": B}
+    sizes = {"n_a": params["W_aa"].shape[1], "T": T, "B": B}
     check_array("params['W_ya']", params["W_ya"], ("n_y", "n_a"), sizes=sizes)
     check_array("params['b_y']", params["b_y"], ("n_y",), sizes=sizes)
     Y = check_labels(Y, output, sizes["n_y"], sizes)
@@ -67,22 +75,25 @@ def sequence_loss(
     activation="tanh",
     reduction="sum",
     return_messages=False,
+    cell="rnn",
 ):
     """Forward, loss and backpropagation through time for the whole model.
 
+    cell: "rnn", "gru" or "lstm" (``activation`` is the vanilla cell's g).
     Shapes: X (T, B, n_x); Y (T, B) or (T, B, n_y) for sigmoid, (T, B) int for softmax;
-    a0 (B, n_a) or None; mask (T, B) or None.
+    a0 the initial state or None for zeros: (B, n_a), or for "lstm" the pair (a0, c0); mask (T, B) or None.
     Returns: L (float), grads (same keys as params) and, with ``return_messages``,
-    the right-to-left messages ∂L/∂a⟨t⟩ (T, B, n_a).
+    the right-to-left messages ∂L/∂a⟨t⟩ (T, B, n_a) (for "lstm" the pair with ∂L/∂c⟨t⟩).
     """
-    a0, mask, Y, scale = check_model_inputs(params, X, Y, a0, mask, output, activation, reduction)
-    A, cache = _forward(X, a0, params, mask, activation)
+    c = get_cell(cell, activation)
+    a0, mask, Y, scale = check_model_inputs(params, X, Y, a0, mask, output, activation, reduction, cell)
+    A, cache = c.fast_forward(X, a0, params, mask)
     L_t, dZ_y = step_losses(output_logits(A, params), Y, output, mask)
     L = float(L_t.sum()) * scale
     if scale != 1.0:
         dZ_y *= scale  # the reduction scales every gradient alike
     dA, head_grads = output_backward(dZ_y, A, params)
-    _, _, grads, M = _backward(dA, cache, messages=return_messages, need_dX=False)
+    _, _, grads, M = c.fast_backward(dA, cache, messages=return_messages, need_dX=False)
     grads.update(head_grads)
     grads = {k: grads[k] for k in params}  # exactly the keys of params, in their order
     return (L, grads, M) if return_messages else (L, grads)

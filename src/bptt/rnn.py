@@ -36,6 +36,9 @@ joins that call: one call per step each way. Without the extension, or with
 ``BPTT_NO_KERNELS=1``, the same loops run in NumPy: tanh through exp on large arrays
 (``_tanh``), and for B = 1 one GEMM per step that also adds the step's other term. ``_loop``
 says which loops run; the tests run every one of them and hold them to the same results.
+
+The gated cells, GRU and LSTM, live in ``bptt.cells``; ``rnn_forward(..., cell="gru")`` runs
+any of them and ``rnn_backward`` backpropagates through whichever made the cache.
 """
 
 from __future__ import annotations
@@ -241,14 +244,22 @@ def check_sequence_inputs(X, a0, params, mask):
     return a0, mask
 
 
-def rnn_forward(X, a0, params, mask=None, activation="tanh"):
-    """Run the cell over a batch of sequences, left to right.
+def rnn_forward(X, state0, params, mask=None, activation="tanh", cell="rnn"):
+    """Run a recurrent cell over a batch of sequences, left to right.
 
-    Shapes: X (T, B, n_x), a0 (B, n_a) or None for zeros, mask (T, B) or None.
-    Returns: A (T, B, n_a) holding a⟨1⟩ … a⟨T⟩, and the cache for ``rnn_backward``.
+    cell: "rnn" (the vanilla cell of this module, with g = ``activation``), "gru" or "lstm"
+    (see ``bptt.cells``; their parameters come from ``init_params(..., cell=...)``).
+    Shapes: X (T, B, n_x); state0 the initial state or None for zeros: a0 (B, n_a), or for
+    "lstm" the pair (a0, c0); mask (T, B) or None.
+    Returns: A (T, B, n_a) holding a⟨1⟩ … a⟨T⟩, and the cache for ``rnn_backward``. For "lstm"
+    the cell states c⟨1⟩ … c⟨T⟩ are ``cache.C`` (T, B, n_a).
     """
+    if cell != "rnn":
+        from .cells import get_cell  # bptt.cells builds on this module: imported when asked for
+
+        return get_cell(cell, activation).forward(X, state0, params, mask)
     check_choice("activation", activation, tuple(ACTIVATIONS))
-    a0, mask = check_sequence_inputs(X, a0, params, mask)
+    a0, mask = check_sequence_inputs(X, state0, params, mask)
     return _forward(X, a0, params, mask, activation)
 
 
@@ -377,15 +388,24 @@ def _forward_gemv(A, a0, W_aa, tanh_gemv):
         a_prev = a_t
 
 
-def rnn_backward(dA, cache, da_T=None):
-    """Backpropagation through time, right to left.
+def rnn_backward(dA, cache, d_state_T=None, *, da_T=None):
+    """Backpropagation through time, right to left, for the cell that made ``cache``.
 
     Shapes: dA (T, B, n_a) gradient reaching each a⟨t⟩ from the outputs only;
-    da_T (B, n_a) gradient reaching a⟨T⟩ from a later segment, or None.
-    Returns: dX (T, B, n_x), da0 (B, n_a), grads with the keys W_ax, W_aa, b_a.
+    d_state_T the gradient reaching the final state from a later segment, or None: da_T (B, n_a),
+    or for "lstm" the pair (da_T, dc_T). ``da_T=`` is the same argument under its vanilla name.
+    Returns: dX (T, B, n_x), d_state0 (da0 (B, n_a), or for "lstm" the pair (da0, dc0)), and grads
+    with the keys of the cell's parameters (W_ax, W_aa, b_a; and b_hn for "gru").
     """
+    if da_T is not None:
+        if d_state_T is not None:
+            raise BpttError("da_T: give the final state's gradient once, as d_state_T or as da_T")
+        d_state_T = da_T
     if not isinstance(cache, RNNCache):
-        raise BpttError(f"cache: expected the RNNCache returned by rnn_forward, got {type(cache).__name__}")
+        from .cells import cell_of  # the gated cells' caches: their cell's backward
+
+        return cell_of(cache).backward(dA, cache, d_state_T)
+    da_T = d_state_T
     sizes = {"T": cache.A.shape[0], "B": cache.A.shape[1], "n_a": cache.A.shape[2]}
     check_array("dA", dA, ("T", "B", "n_a"), sizes=sizes)
     if da_T is not None:

@@ -1,0 +1,174 @@
+"""What every cell shares: its description (``Cell``), the input checks, σ, and PyTorch's initialisation.
+
+A cell is described once, by a ``Cell``: its parameter shapes for (n_x, n_a), its gate count,
+its state (one array a, or the pair (a, c)), how to initialise it, its sequence forward and
+backward (fast unchecked versions for the training loops, checked public ones), and its
+per-step state Jacobian. The drivers (``bptt.rnn_forward``, ``bptt.rnn_backward``,
+``bptt.sequence_loss``) only ever call these; they never look inside a cell's weights.
+
+Every gated cell packs its gates as PyTorch does, as blocks of n_a rows:
+
+    W_ax (k·n_a, n_x)    W_aa (k·n_a, n_a)    b_a (k·n_a,)       k = 1 (vanilla), 3 (GRU), 4 (LSTM)
+
+so n_a is always W_aa's number of columns, and the rows say which cell the parameters belong to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..backend import array_namespace
+from ..errors import BpttError, check_array
+from ..rnn import check_mask
+
+CORE_KEYS = ("W_ax", "W_aa", "b_a")
+
+# gate count -> (cell name, how messages call it): to name the cell other parameters belong to
+_GATES = {1: ("rnn", "the vanilla cell"), 3: ("gru", "a GRU"), 4: ("lstm", "an LSTM")}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Everything a driver needs to know about one cell; see ``bptt.cells.CELLS``."""
+
+    name: str  # "rnn", "gru" or "lstm": the ``cell=`` argument
+    gates: int  # blocks of n_a rows in W_ax, W_aa, b_a: 1, 3 (r|z|n) or 4 (i|f|g|o)
+    paired: bool  # the state is the pair (a, c) (LSTM); else the one array a
+    cache_type: type  # the NamedTuple its forward returns: rnn_backward dispatches on it
+    # init(n_x, n_a, rng, dtype, init, T_max) -> the cell's parameters (see init_params)
+    init: Callable
+    # checked, public: forward(X, state0, params, mask=None) -> A, cache;
+    # backward(dA, cache, d_state_T=None) -> dX, d_state0, grads
+    forward: Callable
+    backward: Callable
+    # unchecked, for training loops: fast_forward(X, state0, params, mask) with state0 filled in;
+    # fast_backward(dA, cache, d_state_T=None, messages=False, need_dX=True) -> dX, d_state0, grads, M
+    fast_forward: Callable
+    fast_backward: Callable
+    # check_inputs(X, state0, params, mask) -> (state0, mask), defaults filled in
+    check_inputs: Callable
+    # state_jacobian(cache, t) -> (B, n_s, n_s): ∂state/∂state_prev of the step that wrote A[t]
+    state_jacobian: Callable
+    extra: tuple = ()  # parameters beyond W_ax, W_aa, b_a, each of shape (n_a,): GRU's b_hn
+    inits: tuple = ("default",)  # the schemes ``init_params(init=...)`` accepts
+    title: str = ""  # how messages name it: "a GRU"
+    options: dict = field(default_factory=dict)  # bound options: the vanilla cell's activation
+
+    @property
+    def keys(self):
+        """The names of the cell's parameters, in order."""
+        return CORE_KEYS + self.extra
+
+    def param_shapes(self, n_x, n_a):
+        """{name: shape} of the cell's parameters for n_x inputs and n_a hidden units."""
+        k = self.gates * n_a
+        shapes = {"W_ax": (k, n_x), "W_aa": (k, n_a), "b_a": (k,)}
+        shapes.update({name: (n_a,) for name in self.extra})
+        return shapes
+
+    def state_size(self, n_a):
+        """n_s, the length of the state vector per batch entry: n_a, or 2 n_a for (a, c)."""
+        return 2 * n_a if self.paired else n_a
+
+
+def check_params(cell, params, sizes, name="params"):
+    """Check a gated cell's parameters (keys, shapes, dtype, values); fill in sizes; return the dtype.
+
+    Parameters of another cell are named as such: an LSTM given W_aa (n_a, n_a) says it got the
+    vanilla cell's.
+    """
+    if not isinstance(params, dict):
+        raise BpttError(f"{name}: expected a dict of arrays, got {type(params).__name__}")
+    missing = [k for k in cell.keys if k not in params]
+    W_aa = params.get("W_aa")
+    if "W_aa" not in missing:
+        check_array(f"{name}['W_aa']", W_aa, (f"{cell.gates}·n_a", "n_a"))
+        rows, n_a = W_aa.shape
+        if n_a == 0 or rows != cell.gates * n_a:
+            other = _GATES.get(rows // n_a) if n_a and rows % n_a == 0 else None
+            hint = f"; these look like {other[1]}'s: pass cell={other[0]!r}" if other else ""
+            raise BpttError(
+                f"{name}['W_aa']: shape {tuple(W_aa.shape)} is not {cell.title}'s"
+                f" ({cell.gates}·n_a, n_a) = ({cell.gates * n_a}, {n_a}){hint}"
+            )
+    if missing:
+        raise BpttError(f"{name}: missing key(s) {', '.join(missing)} of {cell.title}")
+    sizes.setdefault("n_a", W_aa.shape[1])
+    sizes.setdefault(f"{cell.gates}·n_a", W_aa.shape[0])
+    check_array(f"{name}['W_aa']", W_aa, (f"{cell.gates}·n_a", "n_a"), sizes=sizes)
+    check_array(f"{name}['W_ax']", params["W_ax"], (f"{cell.gates}·n_a", "n_x"), sizes=sizes)
+    check_array(f"{name}['b_a']", params["b_a"], (f"{cell.gates}·n_a",), sizes=sizes)
+    for k in cell.extra:
+        check_array(f"{name}['{k}']", params[k], ("n_a",), sizes=sizes)
+    dtype = W_aa.dtype
+    for k in cell.keys:
+        if params[k].dtype != dtype:
+            raise BpttError(f"{name}['{k}']: dtype {params[k].dtype} differs from W_aa's {dtype}")
+    return dtype
+
+
+def check_state(name, s, sizes, dtype, xp):
+    """Check one state array (B, n_a), or make zeros for None."""
+    if s is None:
+        return xp.zeros((sizes["B"], sizes["n_a"]), dtype=dtype)
+    check_array(name, s, ("B", "n_a"), sizes=sizes)
+    if s.dtype != dtype:
+        raise BpttError(f"{name}: dtype {s.dtype} differs from the parameters' {dtype}")
+    return s
+
+
+def check_pair(name, pair, cell_title):
+    """Check that an LSTM state (or its gradient) is a pair; return it as a 2-tuple (None: two Nones)."""
+    if pair is None:
+        return None, None
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        got = f"a sequence of {len(pair)}" if isinstance(pair, (tuple, list)) else type(pair).__name__
+        raise BpttError(f"{name}: {cell_title}'s state is a pair (a, c) of (B, n_a) arrays, got {got}")
+    return tuple(pair)
+
+
+def check_sequence(cell, X, params, mask):
+    """Check X, the parameters and the mask of a sequence; return (sizes, dtype, mask)."""
+    sizes = {}
+    dtype = check_params(cell, params, sizes)
+    check_array("X", X, ("T", "B", "n_x"), sizes=sizes)
+    if X.dtype != dtype:
+        raise BpttError(f"X: dtype {X.dtype} differs from the parameters' {dtype}; cast one of them")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise BpttError(f"X: empty input (shape {tuple(X.shape)}): need T >= 1 and B >= 1")
+    if mask is not None:
+        mask = check_mask(mask, sizes)
+    return sizes, dtype, mask
+
+
+def check_upstream(dA, cache_A, d_states):
+    """Check dA against the cache's states, and each carry-in gradient (name, array or None)."""
+    T, B, n_a = cache_A.shape
+    sizes = {"T": T, "B": B, "n_a": n_a}
+    check_array("dA", dA, ("T", "B", "n_a"), sizes=sizes)
+    for name, d in d_states:
+        if d is not None:
+            check_array(name, d, ("B", "n_a"), sizes=sizes)
+
+
+def sigmoid_(x, out):
+    """σ(x) = 1 / (1 + e^{−x}) into ``out`` (may be x); e^{−x} may overflow (σ = 0): callers silence it."""
+    out = np.negative(x, out=out)
+    np.exp(out, out=out)
+    out += out.dtype.type(1)
+    return np.reciprocal(out, out=out)
+
+
+def previous(first, S):
+    """(T, B, n) stack of the states each step read: first, S[0], …, S[T−2]."""
+    xp = array_namespace(S)
+    return xp.concatenate([first[None], S[:-1]])  # (T, B, n)
+
+
+def uniform(rng, n_a, shape):
+    """PyTorch's default for every weight and bias of RNN, GRU and LSTM: U(−1/√n_a, 1/√n_a), float64."""
+    k = 1 / np.sqrt(n_a)
+    return rng.uniform(-k, k, size=shape)
