@@ -18,6 +18,32 @@ def make_params(n_x=N_X, n_a=N_A, n_y=N_Y, seed=0, scale=0.5, dtype=np.float64):
     return {k: (scale * rng.standard_normal(s)).astype(dtype) for k, s in shapes.items()}
 
 
+def cell_params(cell, rng, n_x=N_X, n_a=N_A, scale=0.5):
+    """Random float64 parameters of ``cell`` with non-zero biases (zero biases would hide bias bugs)."""
+    from bptt.cells import get_cell
+
+    shapes = get_cell(cell).param_shapes(n_x, n_a)
+    return {k: scale * rng.standard_normal(s) for k, s in shapes.items()}
+
+
+def model_params(cell, rng, n_x=N_X, n_a=N_A, n_y=N_Y, scale=0.5):
+    """``cell_params`` and the head's W_ya (n_y, n_a), b_y (n_y,)."""
+    head = {"W_ya": scale * rng.standard_normal((n_y, n_a)), "b_y": scale * rng.standard_normal(n_y)}
+    return {**cell_params(cell, rng, n_x, n_a, scale), **head}
+
+
+def initial_state(cell, rng, batch=B, n_a=N_A):
+    """a0, or the pair (a0, c0) for the LSTM."""
+    if cell == "lstm":
+        return rng.standard_normal((batch, n_a)), rng.standard_normal((batch, n_a))
+    return rng.standard_normal((batch, n_a))
+
+
+def state_parts(cell, s):
+    """A state (or its gradient) as a tuple of arrays: (a, c) for the LSTM, (a,) otherwise."""
+    return tuple(s) if cell == "lstm" else (s,)
+
+
 def rnn_inputs(rng, length=T, batch=B, dtype=np.float64):
     """Standard-normal X (T, B, n_x), a0 (B, n_a), dA (T, B, n_a) and da_T (B, n_a), drawn in that order."""
     shapes = [(length, batch, N_X), (batch, N_A), (length, batch, N_A), (batch, N_A)]

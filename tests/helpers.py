@@ -1,7 +1,10 @@
 """Helpers shared by several test modules (fixtures live in conftest.py)."""
 
 import json
+import os
 import struct
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -36,10 +39,31 @@ def error_line(capsys, *argv):
     from bptt.cli import main
 
     capsys.readouterr()
-    rc = main([str(a) for a in argv])
+    try:
+        rc = main([str(a) for a in argv])
+    except SystemExit as e:  # a usage error, reported by argparse the same way
+        rc = e.code
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("bptt: error: ") and err.count("\n") == 1, (rc, err)
     return err[len("bptt: error: ") :].rstrip("\n")
+
+
+def start_with_fault(argv, fault):
+    """``bptt ARGV`` in a new process that signals itself at the fault point ``fault`` (`bptt.faults`)."""
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    env = {**os.environ, "PYTHONPATH": src, "BPTT_FAULT": fault}
+    return subprocess.Popen([sys.executable, "-m", "bptt", *argv], env=env, stderr=subprocess.PIPE, text=True)
+
+
+def snapshot(directory):
+    """Every file under ``directory``: relative path -> bytes."""
+    files = {}
+    for root, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, directory)] = f.read()
+    return files
 
 
 def assert_same_weights(a, b):

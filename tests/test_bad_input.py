@@ -300,8 +300,7 @@ def test_a_real_process_exits_2_with_one_line(d):
 @pytest.mark.parametrize(
     "data, expected",
     [
-        (b"", ["<stdin>", "no sentences"]),
-        (b"\n  \n", ["<stdin>", "no sentences"]),
+        (b"", ["<stdin>", "no sentences"]),  # blank lines are records (tests/test_adversarial.py)
         (b"fine line .\ncaf\xe9 au lait\n", ["<stdin>:2:", "UTF-8"]),
         (b"fine line .\n\x00\x01\n", ["<stdin>:2:", "NUL"]),
     ],

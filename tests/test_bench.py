@@ -67,12 +67,78 @@ def test_flops_count_forward_once_and_backward_twice():
     T, B, n_x, n_a = 2, 3, 4, 5
     forward = 2 * T * B * (n_x + n_a) * n_a
     assert bench.flops(T, B, n_x, n_a) == 3 * forward
+    assert bench.flops(T, B, n_x, n_a, gates=4) == 4 * 3 * forward  # an LSTM's GEMMs are 4n_a wide
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_both_sides_compute_the_same_gradients(torch, dtype):
     case = bench.Case(torch, (5, 3, 4, 6), dtype, seed=1)
     assert bench.check_gradients(case) <= bench.GRAD_TOL[dtype]
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gated_cells_compute_the_same_gradients_as_their_twins(torch, cell, dtype):
+    case = bench.Case(torch, (5, 3, 4, 6), dtype, seed=1, cell=cell)
+    assert type(case.module).__name__ == bench.TWINS[cell]
+    dX, grads = case.run_bptt()
+    assert set(grads) == set(case.params)  # every parameter is compared, b_hn included
+    assert dX.shape == case.X.shape and all(g.dtype == np.dtype(dtype) for g in grads.values())
+    assert bench.check_gradients(case) <= bench.GRAD_TOL[dtype]
+
+
+def test_gated_gradient_mismatch_names_the_cell(torch):
+    case = bench.Case(torch, (5, 3, 4, 6), "float64", seed=1, cell="gru")
+    right = case.run_bptt
+
+    def wrong():
+        dX, grads = right()
+        return dX, {**grads, "b_hn": grads["b_hn"] * (1 + 1e-6)}
+
+    case.run_bptt = wrong
+    with pytest.raises(BpttError, match="gru gradients differ from torch at T=5, B=3"):
+        bench.check_gradients(case)
+
+
+def test_unknown_cell_is_refused():
+    with pytest.raises(BpttError, match="cell: expected one of rnn, gru, lstm, got 'rnn2'"):
+        bench.check_config(bench.BenchConfig(cells=("rnn2",)))
+
+
+@pytest.mark.slow
+def test_report_has_a_row_per_cell_shape_and_dtype(torch):
+    config = bench.BenchConfig(
+        **{**TINY.__dict__, "cells": ("gru", "lstm"), "dtypes": ("float32", "float64")}
+    )
+    lines = []
+    report = bench.run_benchmark(config, log=lines.append)
+    rows = report["results"]
+    assert [(r["cell"], r["dtype"]) for r in rows] == [
+        (cell, dtype) for cell in ("gru", "lstm") for dtype in ("float32", "float64") for _ in TINY.shapes
+    ]
+    for r in rows:  # checked against torch before timing
+        assert r["grad_error"] <= bench.GRAD_TOL[r["dtype"]] and r["ratio"] > 0
+        gates = 3 if r["cell"] == "gru" else 4
+        gflop = bench.flops(r["T"], r["B"], r["n_x"], r["n_a"], gates) / 1e9
+        assert r["gflops"] == pytest.approx(gflop / (r["bptt_ms"] / 1e3))
+    assert "torch.nn.GRU/torch.nn.LSTM" in lines[0]
+    assert lines[3:] == [bench.format_row(r) for r in rows] and lines[3].startswith("gru  float32")
+
+
+@pytest.mark.slow
+def test_cli_cell_all_runs_the_three_cells(torch, capsys):
+    argv = ["bench", "--cell", "all", "--quick", "--rounds", "1", "--shape", "3,2,4,5", "--no-probe"]
+    assert main([*argv, "--dtype", "float64", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [r["cell"] for r in report["results"]] == ["rnn", "gru", "lstm"]
+    assert report["config"]["cells"] == ["rnn", "gru", "lstm"]
+
+
+def test_cli_unknown_cell_is_refused(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "--cell", "transformer"])
+    assert info.value.code == 2
+    assert "invalid choice: 'transformer'" in capsys.readouterr().err
 
 
 def test_gradient_mismatch_stops_the_benchmark(torch):
@@ -104,7 +170,7 @@ def test_cli_table_streams_rows(torch, capsys):
         == 0
     )
     out = capsys.readouterr().out.splitlines()
-    assert bench.HEADER in out and out[-1].startswith("float32      2    1    2    2")
+    assert bench.HEADER in out and out[-1].startswith("rnn  float32      2    1    2    2")
 
 
 @pytest.mark.parametrize("shape", ["1,2", "1,2,3,x", "0,1,1,1"])

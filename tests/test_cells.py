@@ -1,32 +1,22 @@
-"""GRU and LSTM cells: gradient checks, step == sequence, masks, torch twins, the registry, bad input."""
+"""GRU and LSTM cells: gradient checks, step == sequence, masks, torch twins, the registry, bad input.
+
+Tests taking ``step_kernels`` run twice: with the compiled step kernels and with the NumPy loops only."""
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bptt
 from bptt.cells import CELLS, get_cell
-from tests.conftest import N_A, N_X, B, T, make_params, ragged_mask
+from tests.conftest import N_A, N_X, B, T, cell_params, initial_state, make_params, ragged_mask
+from tests.conftest import state_parts as parts
 from tests.helpers import torch_twin, torch_twin_grads
 
 GATED = ["gru", "lstm"]
 # central differences with ε = 1e-5: the gated cells' losses carry more round-off than the vanilla
 # cell's, and at ε = 1e-6 it reaches 1e-6 of relative error (truncation, O(ε²), is ~1e-8 at 1e-5)
 EPS = 1e-5
-
-
-def cell_params(cell, rng, n_x=N_X, n_a=N_A, scale=0.5):
-    """Random float64 parameters of ``cell`` with non-zero biases (zero biases would hide bias bugs)."""
-    shapes = get_cell(cell).param_shapes(n_x, n_a)
-    return {k: scale * rng.standard_normal(s) for k, s in shapes.items()}
-
-
-def initial_state(cell, rng, batch=B, n_a=N_A):
-    """a0, or the pair (a0, c0) for the LSTM."""
-    if cell == "lstm":
-        return rng.standard_normal((batch, n_a)), rng.standard_normal((batch, n_a))
-    return rng.standard_normal((batch, n_a))
 
 
 def state_arrays(cell, state):
@@ -38,11 +28,6 @@ def from_arrays(cell, arrs):
     """The parameters and initial state out of a gradcheck's arrays."""
     p = {k: arrs[k] for k in get_cell(cell).keys}
     return p, ((arrs["a0"], arrs["c0"]) if cell == "lstm" else arrs["a0"])
-
-
-def parts(cell, s):
-    """A state (or its gradient) as a tuple of arrays: (a, c) for the LSTM, (a,) otherwise."""
-    return tuple(s) if cell == "lstm" else (s,)
 
 
 def named_state_grads(cell, d_state):
@@ -108,7 +93,7 @@ CARRIES = {"gru": ["none", "a"], "lstm": ["none", "a", "c", "a and c"], "rnn": [
     "cell, carry", [(cell, carry) for cell in ["rnn", *GATED] for carry in CARRIES[cell]]
 )
 @pytest.mark.parametrize("masked", [False, True])
-def test_gradcheck_sequence_every_array(rng, cell, carry, masked):
+def test_gradcheck_sequence_every_array(rng, step_kernels, cell, carry, masked):
     """Every parameter, X and the initial state (a0, and c0 for the LSTM), with ragged masks and carry-ins."""
     p = cell_params(cell, rng)
     arrays = {"X": rng.standard_normal((T, B, N_X)), **p, **state_arrays(cell, initial_state(cell, rng))}
@@ -126,7 +111,7 @@ def test_gradcheck_sequence_every_array(rng, cell, carry, masked):
 @pytest.mark.parametrize("cell", GATED)
 @pytest.mark.parametrize("output", ["sigmoid", "softmax"])
 @pytest.mark.parametrize("masked", [False, True])
-def test_gradcheck_sequence_loss(rng, cell, output, masked):
+def test_gradcheck_sequence_loss(rng, step_kernels, cell, output, masked):
     n_y = 3
     p = {**cell_params(cell, rng), "W_ya": rng.standard_normal((n_y, N_A)), "b_y": rng.standard_normal(n_y)}
     X = rng.standard_normal((T, B, N_X))
@@ -165,7 +150,7 @@ def test_gradcheck_catches_a_wrong_lstm_gradient(rng):
 
 
 @pytest.mark.parametrize("cell", GATED)
-def test_step_functions_equal_sequence_functions(rng, cell):
+def test_step_functions_equal_sequence_functions(rng, step_kernels, cell):
     """Looping the step pair gives the sequence pair: states, dX, initial-state gradients, grads, messages."""
     p = cell_params(cell, rng)
     X = rng.standard_normal((T, B, N_X))
@@ -210,7 +195,7 @@ def test_step_functions_equal_sequence_functions(rng, cell):
 
 
 @pytest.mark.parametrize("cell", GATED)
-def test_padded_batch_equals_sequences_one_by_one(rng, cell):
+def test_padded_batch_equals_sequences_one_by_one(rng, step_kernels, cell):
     """Masked steps carry the state (a, and c), add nothing, and pass every message through."""
     lengths = [5, 2, 4]
     p = cell_params(cell, rng)
@@ -245,7 +230,7 @@ def test_padded_batch_equals_sequences_one_by_one(rng, cell):
 
 
 @pytest.mark.parametrize("cell", GATED)
-def test_fast_path_leaves_inputs_untouched(rng, cell):
+def test_fast_path_leaves_inputs_untouched(rng, step_kernels, cell):
     p = cell_params(cell, rng)
     X = rng.standard_normal((T, B, N_X))
     state0 = initial_state(cell, rng)
@@ -261,11 +246,44 @@ def test_fast_path_leaves_inputs_untouched(rng, cell):
         np.testing.assert_array_equal(before, after)
 
 
+# ------------------------------------------------------------------------- the state, for the drivers
+
+
+@pytest.mark.parametrize("cell", ["rnn", *GATED])
+def test_state_field_by_field_and_windows_of_a_cache(rng, cell):
+    """What drivers use: fields/join, the zero state, state_before, and a window == running that stretch."""
+    c = get_cell(cell)
+    p = cell_params(cell, rng)
+    X = rng.standard_normal((T, B, N_X))
+    state0 = initial_state(cell, rng)
+    mask = ragged_mask([5, 2, 4], T)
+    assert c.fields(c.join(parts(cell, state0))) == parts(cell, state0)
+    zero = c.fields(c.zero_state(B, N_A, np.float32))
+    assert len(zero) == (2 if cell == "lstm" else 1) and all(
+        z.shape == (B, N_A) and not z.any() for z in zero
+    )
+    da = rng.standard_normal((B, N_A))
+    assert c.fields(c.on_a(da))[0] is da and c.fields(c.on_a(da))[1:] in ((), (None,))  # nothing on c
+    A, cache = c.fast_forward(X, state0, p, mask)
+    assert all(x is y for x, y in zip(c.fields(c.state_before(cache, 0)), parts(cell, state0)))
+    last = (A[-1], cache.C[-1]) if cell == "lstm" else (A[-1],)
+    assert all(x is y or np.shares_memory(x, y) for x, y in zip(c.fields(c.state_before(cache, T)), last))
+    for s, e in [(0, 2), (1, 4), (3, 5), (4, 5)]:
+        win = c.window(cache, s, e)
+        A_se, again = c.fast_forward(X[s:e], c.state_before(cache, s), p, mask[s:e])
+        assert type(win) is type(again) and win._fields == again._fields
+        for name, ours, theirs in zip(win._fields, win, again):
+            if name in ("params", "g_prime"):  # shared by every step
+                assert ours is theirs or ours is cache._asdict()[name], name
+            else:
+                np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-14, err_msg=name)
+
+
 # ---------------------------------------------------------------------------------- state Jacobian
 
 
 @pytest.mark.parametrize("cell", ["rnn", *GATED])
-def test_state_jacobian_equals_finite_differences_of_one_step(rng, cell):
+def test_state_jacobian_equals_finite_differences_of_one_step(rng, step_kernels, cell):
     """∂state⟨t⟩/∂state⟨t−1⟩ per batch entry, against central differences; skipped steps give I."""
     c = get_cell(cell)
     p = cell_params(cell, rng)
@@ -358,9 +376,9 @@ def torch_run(module, cell, X, lengths, state0):
 
 
 @needs_torch
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=shapes, data=st.data())
-def test_packed_variable_lengths_match_torch(cfg, data):
+def test_packed_variable_lengths_match_torch(step_kernels, cfg, data):
     """Ragged batch through a packed sequence: outputs, final states and every gradient to 1e-10."""
     cell, p, X, state0, d_T, lengths, R = draw_case(cfg, data)
     A, cache = bptt.rnn_forward(X, state0, p, mask=ragged_mask(lengths, X.shape[0]), cell=cell)
@@ -395,9 +413,9 @@ def reverse_within_lengths(X, lengths):
 
 
 @needs_torch
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=shapes, data=st.data())
-def test_bidirectional_equals_two_manual_runs(cfg, data):
+def test_bidirectional_equals_two_manual_runs(step_kernels, cfg, data):
     """A bidirectional twin == bptt forward on X plus bptt forward on X reversed per length."""
     cell, p, X, state0, d_T, lengths, R = draw_case(cfg, data)
     rng = np.random.default_rng(cfg["seed"] + 1)
@@ -438,9 +456,9 @@ def test_bidirectional_equals_two_manual_runs(cfg, data):
 
 
 @needs_torch
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=shapes)
-def test_full_length_run_of_a_torch_initialised_module(cfg):
+def test_full_length_run_of_a_torch_initialised_module(step_kernels, cfg):
     """Weights move both ways: a torch module's own init (bias_hh ≠ 0) read by params_from_torch, and back."""
     cell, T_, B_, n_x, n_a = (cfg[k] for k in ("cell", "T", "B", "n_x", "n_a"))
     torch.manual_seed(cfg["seed"])
@@ -668,7 +686,7 @@ def test_bad_input_gives_a_one_line_error_naming_the_argument(case):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("cell", GATED)
-def test_dtype_is_kept_end_to_end(rng, cell, dtype):
+def test_dtype_is_kept_end_to_end(rng, step_kernels, cell, dtype):
     p = bptt.init_params(N_X, N_A, 2, cell=cell, dtype=dtype)
     X = rng.standard_normal((T, B, N_X)).astype(dtype)
     Y = rng.integers(0, 2, size=(T, B, 2))

@@ -130,15 +130,16 @@ def test_model_beats_a_trivial_baseline(person_model, conll_slice, capsys):
 def test_tag_formats(person_model, tmp_path, capsys):
     sentence = "Yesterday John Smith met Mary Jones in Paris."
     assert main(["tag", "--model", str(person_model), sentence]) == 0
-    inline = capsys.readouterr().out.strip()
-    assert inline.replace("[", "").replace("]PER", "") == "Yesterday John Smith met Mary Jones in Paris ."
+    inline = capsys.readouterr().out.strip()  # the text as it is, entities bracketed in it
+    assert inline.replace("[", "").replace("]PER", "") == sentence
     assert main(["tag", "--model", str(person_model), "--format", "json", sentence, "Hello world ."]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [r["words"][0] for r in rows] == ["Yesterday", "Hello"]
-    for r in rows:
-        assert len(r["tags"]) == len(r["words"])
+    assert [r["words"][-2:] for r in rows] == [["Paris", "."], ["world", "."]]
+    for r, text in zip(rows, [sentence, "Hello world ."]):
+        assert len(r["tags"]) == len(r["words"]) == len(r["offsets"])
         for e in r["entities"]:
-            assert e["type"] == "PER" and e["text"] == " ".join(r["words"][e["start"] : e["end"]])
+            assert e["type"] == "PER" and e["text"] == text[e["char_start"] : e["char_end"]]
+            assert e["text"] == " ".join(r["words"][e["start"] : e["end"]])  # single spaces here
     f = tmp_path / "in.txt"
     f.write_text("One line here .\n\nAnother line .\n")
     assert main(["tag", "--model", str(person_model), "--input", str(f), "--format", "conll"]) == 0

@@ -135,6 +135,8 @@ def test_resign_is_what_an_attacker_can_do(model):
             {"task": "ner", "tags": ["O", "B-PER", "I-PER"]},
             "tensor 'W_ya' has shape [1, 10], the configuration needs [3, 10]",
         ),
+        ({"cell": "lstm"}, "tensor 'rnn1.f.W_ax' has shape [5, 16], the configuration needs [20, 16]"),
+        ({"cell": "gru"}, "tensor 'rnn1.f.W_ax' has shape [5, 16], the configuration needs [15, 16]"),
     ],
 )
 def test_sizes_are_checked_against_the_weights_header_before_any_allocation(model, changes, message, capsys):
@@ -156,6 +158,8 @@ def test_param_shapes_allocates_nothing_and_is_what_init_builds():
         TaggerConfig(**SMALL),
         TaggerConfig(**{**SMALL, "bidirectional": False, "layers": 3, "char_dim": 0}),
         TaggerConfig(**{**SMALL, "task": "ner", "tags": ["O", "B-LOC", "I-LOC"], "case_dim": 0}),
+        TaggerConfig(**{**SMALL, "cell": "gru"}),
+        TaggerConfig(**{**SMALL, "cell": "lstm", "init": "forget1", "bidirectional": False}),
     ]:
         params = init_tagger_params(cfg, 11, 9)
         assert [(k, v.shape) for k, v in params.items()] == list(param_shapes(cfg, 11, 9))
@@ -187,6 +191,10 @@ def test_vocab_sizes_come_from_vocab_json(model, capsys):
         ("case_dim", -1, "expected an integer >= 0, got -1"),
         ("word_dim", [6], "expected an integer >= 1, got [6]"),
         ("activation", "sigmoid", "expected 'tanh' or 'relu', got 'sigmoid'"),
+        ("cell", "transformer", "expected 'rnn', 'gru' or 'lstm', got 'transformer'"),
+        ("cell", None, "expected 'rnn', 'gru' or 'lstm', got None"),
+        ("init", "chrono", "expected 'default' or 'forget1', got 'chrono'"),
+        ("init", "forget1", "the vanilla cell takes 'default', got 'forget1'"),
         ("bidirectional", 1, "expected true or false, got 1"),
         ("dropout", 1.5, "expected a number in [0, 1), got 1.5"),
         ("dropout", "0.5", "expected a number in [0, 1), got '0.5'"),
@@ -212,6 +220,11 @@ def test_config_field_of_a_wrong_type_is_one_line_naming_file_and_field(
     [
         (set_tagger(hidden=_DELETE), "tagger: missing the field 'hidden'"),
         (set_tagger(hiden=5), "tagger: unknown field 'hiden'"),
+        (set_tagger(cell="gru", init="forget1"), "tagger.init: a GRU takes 'default', got 'forget1'"),
+        (
+            set_tagger(cell="gru", activation="relu"),
+            "tagger.activation: only the vanilla cell ('rnn') takes one; 'gru' has its own gates",
+        ),
         (lambda doc: doc.pop("tagger"), "tagger: missing (not a tagger's model directory?)"),
         (
             lambda doc: doc.update(tagger=[1, 2]),
@@ -223,6 +236,20 @@ def test_config_field_of_a_wrong_type_is_one_line_naming_file_and_field(
 def test_missing_extra_and_misplaced_config_keys(model, capsys, edit, expected):
     resign(model, edit)
     assert refused(capsys, "tag", "--model", model, "Harry") == f"{model}/config.json: {expected}"
+
+
+def test_a_model_saved_before_the_choice_of_cell_loads_as_the_vanilla_cell(model, capsys):
+    """config.json without "cell" and "init" (as every model before them): `Checked.ADDED` fills them in."""
+    resign(model, set_tagger(cell=_DELETE, init=_DELETE))
+    assert "cell" not in json.loads((model / "config.json").read_text())["tagger"]
+    tagger = load_tagger(model)
+    assert tagger.cfg == TaggerConfig(**SMALL) and (tagger.cfg.cell, tagger.cfg.init) == ("rnn", "default")
+    assert main(["tag", "--model", str(model), "Harry met Ron ."]) == 0
+    assert "met" in capsys.readouterr().out
+    old = {k: v for k, v in TaggerConfig(**SMALL).to_json().items() if k not in ("cell", "init")}
+    assert TaggerConfig.from_json(old) == TaggerConfig(**SMALL)
+    with pytest.raises(BpttError, match=r"^tagger: missing the field 'hidden'$"):  # other fields are required
+        TaggerConfig.from_json({k: v for k, v in old.items() if k != "hidden"})
 
 
 def test_tagger_config_checks_every_construction():

@@ -8,8 +8,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -20,11 +18,10 @@ from bptt.cli import main
 from bptt.modelfiles import load_checkpoint
 from bptt.safetensors_io import load_safetensors
 from tests.conftest import data_file
-from tests.helpers import TINY, assert_same_weights, write_slice
+from tests.helpers import TINY, assert_same_weights, start_with_fault, write_slice
 
 pytestmark = pytest.mark.slow  # end to end: trains, kills and resumes real processes
 
-SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 EPOCHS = 3
 
 
@@ -60,12 +57,6 @@ def assert_same_model(a, b):
     assert losses[0] == losses[1]
 
 
-def start(argv, fault):
-    """``bptt ARGV`` in a new process that signals itself at the fault point ``fault`` (`bptt.faults`)."""
-    env = {**os.environ, "PYTHONPATH": SRC, "BPTT_FAULT": fault}
-    return subprocess.Popen([sys.executable, "-m", "bptt", *argv], env=env, stderr=subprocess.PIPE, text=True)
-
-
 # where a process can be killed; each is reached in every epoch (the model's files only when dev F1
 # improves, which the first epoch of a run always does)
 STAGES = ("write", "mid-write", "rename")
@@ -91,7 +82,7 @@ def test_sigkill_at_any_moment_then_resume_is_bit_identical(data, reference, see
     for point in kill_plan(random.Random(seed)):
         resume = os.path.exists(out / "run.json")  # killed before writing it: start again
         argv = ["train", "--resume", str(out), "--quiet"] if resume else [*train_args(data, out), "--quiet"]
-        p = start(argv, f"SIGKILL@{point}")
+        p = start_with_fault(argv, f"SIGKILL@{point}")
         err = p.communicate(timeout=600)[1]
         assert p.returncode == -signal.SIGKILL, (point, err)
         if os.path.exists(out / "checkpoint") or os.path.exists(out / "checkpoint.old"):
@@ -104,7 +95,7 @@ def test_sigkill_at_any_moment_then_resume_is_bit_identical(data, reference, see
 
 def stop_inside_epoch(data, out, signum, epoch, batch):
     """Deliver ``signum`` before batch ``batch`` of epoch ``epoch``; return the saved state."""
-    p = start(train_args(data, out), f"{signal.Signals(signum).name}@batch:{epoch}:{batch}")
+    p = start_with_fault(train_args(data, out), f"{signal.Signals(signum).name}@batch:{epoch}:{batch}")
     rest = p.communicate(timeout=600)[1]
     assert p.returncode == 128 + signum, rest
     assert rest.splitlines()[-1] == "bptt: interrupted", rest
@@ -134,7 +125,7 @@ def test_signal_saves_inside_the_epoch_and_resume_is_bit_identical(
 def test_signal_during_evaluation_saves_the_finished_epoch(data, reference):
     """SIGTERM after the batches of epoch 2: its evaluation and checkpoint complete, then the run stops."""
     out = data / "signal-eval"
-    p = start(train_args(data, out), "SIGTERM@eval:2")
+    p = start_with_fault(train_args(data, out), "SIGTERM@eval:2")
     rest = p.communicate(timeout=600)[1]
     assert p.returncode == 128 + signal.SIGTERM, rest
     _, state = load_checkpoint(out)

@@ -4,7 +4,11 @@ that use them against the NumPy loops."""
 import numpy as np
 import pytest
 
+import bptt
 import bptt.rnn
+from bptt.cells import get_cell
+from bptt.cells import gru as cells_gru
+from bptt.cells import lstm as cells_lstm
 from bptt.rnn import _backward, _forward, _relu, _tanh, _tanh_kernels, _tanh_prime
 from tests.conftest import N_A, N_X, B, T, compiled_kernels, make_params, ragged_mask, rnn_inputs
 
@@ -191,3 +195,267 @@ def test_any_memory_layout_of_the_inputs(K, rng, batch):
     np.testing.assert_allclose(got[0], expected[0], rtol=0, atol=1e-13)
     for key in expected[2]:
         np.testing.assert_allclose(got[2][key], expected[2][key], rtol=0, atol=1e-13, err_msg=key)
+
+
+# ------------------------------------------------------------------------------ the gated cells' kernels
+
+GATED = ["gru", "lstm"]
+
+
+def sigmoid_exact(x):
+    """σ in long double (80-bit on x86: 11 more bits than float64), as float64."""
+    x = np.asarray(x, dtype=np.longdouble)
+    return (1 / (1 + np.exp(-x))).astype(np.float64)
+
+
+def lstm_gates(K, x, dtype):
+    """[σ(x) | σ(x) | tanh(x) | σ(x)]: the gates lstm_step computes from pre-activations x (+ −0)."""
+    x = np.asarray(x, dtype=dtype)[None]  # (1, n)
+    n = x.shape[1]
+    z = np.tile(x, 4)  # (1, 4n)
+    c_prev, c, tc, a = (np.zeros((1, n), dtype) for _ in range(4))
+    K.lstm_step(None, None, np.full_like(z, -0.0), z, c_prev, c, tc, a)  # z + (−0) is z, −0 included
+    return z[0, :n], z[0, 2 * n : 3 * n]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_is_within_a_few_ulp(K, rng, dtype):
+    x = np.concatenate(
+        [
+            4 * rng.standard_normal(100_000),
+            1e-3 * rng.standard_normal(20_000),
+            np.linspace(-80, 80, 20_001),  # far out on both sides: σ ≈ e^x, σ ≈ 1 − e^−x
+            [1e-30, -1e-30, 5e-324],
+        ]
+    ).astype(dtype)
+    sig, tanh = lstm_gates(K, x, dtype)
+    exact = sigmoid_exact(x)
+    assert ulps(sig, exact, dtype).max() <= 4
+    assert ulps(tanh, np.tanh(x.astype(np.float64)), dtype).max() <= 4  # the vanilla kernel's tanh
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_edge_values(K, dtype):
+    x = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e30, -1e30, 1000.0, -1000.0, 50.0]
+    sig, tanh = lstm_gates(K, x, dtype)
+    expected = [0.5, 0.5, 1.0, 0.0, np.nan, 1.0, 0.0, 1.0, 0.0, 1.0]
+    np.testing.assert_array_equal(sig, np.array(expected, dtype=dtype))
+    # below the smallest normal number, e^x is taken as 0: σ is 0 where the exact value is subnormal
+    tiny = -100.0 if dtype == np.float32 else -720.0
+    assert lstm_gates(K, [tiny], dtype)[0][0] == 0
+    assert lstm_gates(K, [-80.0 if dtype == np.float32 else -700.0], dtype)[0][0] > 0
+    np.testing.assert_array_equal(tanh[:5], np.array([0.0, -0.0, 1.0, -1.0, np.nan], dtype=dtype))
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+PRODUCT_CASES = [(1, 8, True), (3, 5, False), (3, 5, True), (2, 1, True)]  # B, n, x and W given
+
+
+def drawer(rng, dtype):
+    return lambda *shape: rng.standard_normal(shape).astype(dtype)
+
+
+def close(got, expected, dtype, n_in, name):
+    tol = 16 * np.finfo(dtype).eps * n_in
+    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("B, n, product", PRODUCT_CASES)
+def test_lstm_kernels_compute_their_formulas(K, rng, dtype, B, n, product):
+    """lstm_step and lstm_step_backward against the equations of bptt.cells.lstm, in float64."""
+    draw = drawer(rng, dtype)
+    z, r, c_prev = draw(B, 4 * n), draw(B, 4 * n), draw(B, n)
+    x, W = (draw(B, n), draw(n, 4 * n)) if product else (None, None)
+    q = z.astype(np.float64) + (x.astype(np.float64) @ W if product else r)  # the pre-activations
+    i, f, o = sigmoid(q[:, :n]), sigmoid(q[:, n : 2 * n]), sigmoid(q[:, 3 * n :])
+    g = np.tanh(q[:, 2 * n : 3 * n])
+    c = f * c_prev + i * g
+    gates, c_t, tc_t, a_t = z.copy(), *(np.empty((B, n), dtype) for _ in range(3))
+    r_out = r.copy()
+    K.lstm_step(x, W, r_out, gates, c_prev, c_t, tc_t, a_t)
+    if product:
+        close(r_out, x.astype(np.float64) @ W, dtype, n, "r")  # r = x W, in the same call
+    for name, got, expected in [
+        ("gates", gates, np.concatenate([i, f, g, o], axis=1)),
+        ("c", c_t, c),
+        ("tanh_c", tc_t, np.tanh(c)),
+        ("a", a_t, o * np.tanh(c)),
+    ]:
+        close(got, expected, dtype, 4 * n, name)
+
+    G = sigmoid(draw(B, 4 * n))  # saved gates
+    tc = np.tanh(draw(B, n))
+    dA, r_b, dc_next = draw(B, n), draw(B, n), draw(B, n)
+    x_b, W_b = (draw(B, 4 * n), draw(4 * n, n)) if product else (None, None)
+    i, f, g, o = (G[:, k * n : (k + 1) * n].astype(np.float64) for k in range(4))
+    da = dA + (x_b.astype(np.float64) @ W_b if product else r_b)
+    dc = dc_next + da * o * (1 - tc * tc)
+    dG = [dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g * g), da * tc * o * (1 - o)]
+    got = {"dG": np.empty((B, 4 * n), dtype), "da": np.empty((B, n), dtype), "dc": np.empty((B, n), dtype)}
+    dc_in = dc_next.copy()
+    K.lstm_step_backward(x_b, W_b, r_b.copy(), dA, dc_in, G, c_prev, tc, got["dG"], got["da"], got["dc"])
+    for name, expected in [("dG", np.concatenate(dG, axis=1)), ("da", da), ("dc", dc)]:
+        close(got[name], expected, dtype, 4 * n, name)
+    close(dc_in, dc * f, dtype, 4 * n, "dc_next")  # in place: the message to c⟨t−1⟩
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("B, n, product", PRODUCT_CASES)
+def test_gru_kernels_compute_their_formulas(K, rng, dtype, B, n, product):
+    """gru_step and gru_step_backward against the equations of bptt.cells.gru, in float64."""
+    draw = drawer(rng, dtype)
+    z, r, a_prev, b_hn = draw(B, 3 * n), draw(B, 3 * n), draw(B, n), draw(n)
+    x, W = (draw(B, n), draw(n, 3 * n)) if product else (None, None)
+    rec = x.astype(np.float64) @ W if product else r.astype(np.float64)  # W_aa a⟨t−1⟩
+    q = z + rec
+    rr, zz = sigmoid(q[:, :n]), sigmoid(q[:, n : 2 * n])
+    h_n = rec[:, 2 * n :] + b_hn
+    nn = np.tanh(z[:, 2 * n :] + rr * h_n)
+    gates, h_t, a_t = z.copy(), np.empty((B, n), dtype), np.empty((B, n), dtype)
+    K.gru_step(x, W, r.copy(), b_hn, gates, a_prev, h_t, a_t)
+    for name, got, expected in [
+        ("gates", gates, np.concatenate([rr, zz, nn], axis=1)),
+        ("h_n", h_t, h_n),
+        ("a", a_t, nn + zz * (a_prev - nn)),
+    ]:
+        close(got, expected, dtype, 3 * n, name)
+
+    G = sigmoid(draw(B, 3 * n))  # saved gates
+    h_n = draw(B, n)
+    dA, r_b, carry = draw(B, n), draw(B, n), draw(B, n)
+    x_b, W_b = (draw(B, 4 * n)[:, : 3 * n], draw(3 * n, n)) if product else (None, None)  # strided rows
+    rr, zz, nn = (G[:, k * n : (k + 1) * n].astype(np.float64) for k in range(3))
+    da = dA + carry + (x_b.astype(np.float64) @ W_b if product else r_b)
+    dn = da * (1 - zz) * (1 - nn * nn)
+    D = [dn * rr * h_n * (1 - rr), da * (a_prev - nn) * zz * (1 - zz), dn * rr, dn]
+    got_D, got_da, carry_in = np.empty((B, 4 * n), dtype), np.empty((B, n), dtype), carry.copy()
+    K.gru_step_backward(x_b, W_b, r_b.copy(), dA, carry_in, G, h_n, a_prev, got_D, got_da)
+    close(got_D, np.concatenate(D, axis=1), dtype, 3 * n, "D")
+    close(got_da, da, dtype, 3 * n, "da")
+    close(carry_in, da * zz, dtype, 3 * n, "carry")  # in place: the direct term to a⟨t−1⟩
+
+
+def test_gated_kernels_check_their_arguments(K):
+    B, n = 2, 3
+    z, r, s = np.zeros((B, 4 * n)), np.zeros((B, 4 * n)), [np.zeros((B, n)) for _ in range(4)]
+    with pytest.raises(ValueError, match=r"lstm_step: argument 4: expected shape \(2, 12\)"):
+        K.lstm_step(None, None, r, np.zeros((B, 3 * n)), *s)
+    with pytest.raises(ValueError, match="x and W both None"):
+        K.lstm_step(np.zeros((B, n)), None, r, z, *s)  # x without W
+    with pytest.raises(ValueError, match="x and W both None"):
+        K.lstm_step(np.zeros((B, n)), np.zeros((n, 3 * n)), r, z, *s)  # W of the wrong width
+    with pytest.raises(ValueError, match="argument 3 overlaps argument 4"):
+        K.lstm_step(None, None, z, z, *s)  # written in place of another argument
+    with pytest.raises(ValueError, match="argument 6 overlaps argument 8"):
+        K.lstm_step(None, None, r, z, s[0], s[1], s[2], s[1])
+    wide = np.zeros((B, 8 * n))
+    with pytest.raises(ValueError, match="overlaps"):
+        K.lstm_step(None, None, wide[:, : 4 * n], wide[:, 4 * n :], *s)  # interleaved rows count too
+    with pytest.raises(ValueError, match="expected a vector of n = 3"):
+        K.gru_step(None, None, np.zeros((B, 3 * n)), np.zeros((1, n)), np.zeros((B, 3 * n)), *s[:3])
+    with pytest.raises(ValueError, match="argument 6: dtype differs"):
+        K.gru_step(
+            None,
+            None,
+            np.zeros((B, 3 * n)),
+            np.zeros(n),
+            np.zeros((B, 3 * n)),
+            s[0].astype(np.float32),
+            *s[1:3],
+        )
+    with pytest.raises(TypeError, match="expected 10 arguments, got 9"):
+        K.gru_step_backward(None, None, *s[:3], np.zeros((B, 3 * n)), s[3], s[0], np.zeros((B, 4 * n)))
+
+
+@pytest.mark.parametrize("cell", GATED)
+@pytest.mark.parametrize("batch, masked", [(1, False), (B, False), (B, True), (8, False), (8, True)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gated_compiled_loops_equal_numpy_loops(K, rng, cell, batch, masked, dtype):
+    """Every number the GRU and LSTM loops return — states, caches, messages, gradients — in every loop."""
+    c = get_cell(cell)
+    p = {k: (0.5 * rng.standard_normal(s)).astype(dtype) for k, s in c.param_shapes(N_X, N_A).items()}
+    X, a0, dA, da_T = rnn_inputs(rng, T, batch, dtype)
+    c0, dc_T = (rng.standard_normal((batch, N_A)).astype(dtype) for _ in range(2))
+    state0, d_state_T = ((a0, c0), (da_T, dc_T)) if cell == "lstm" else (a0, da_T)
+    mask = ragged_mask([5, 2, 4, 1, 5, 3, 5, 4][:batch], T) if masked else None
+    module = cells_lstm if cell == "lstm" else cells_gru
+    forward, backward = c.fast_forward, c.fast_backward
+    out = {}
+    for loop in module.LOOPS:
+        A, cache = forward(X, state0, p, mask, loop=loop)
+        dX, d0, grads, M = backward(dA, cache, d_state_T, messages=True, loop=loop)
+        out[loop] = {"A": A, "dX": dX, "d0": d0, "M": M, **grads}
+        out[loop].update(
+            {f"cache.{k}": v for k, v in cache._asdict().items() if k in ("C", "G", "H_n", "tanh_C")}
+        )
+    tol = 1e-13 if dtype == np.float64 else 4e-6
+    for loop in ("compiled", "gemv"):
+        for key, value in out["numpy"].items():
+            for ours, theirs in zip(parts(out[loop][key]), parts(value)):
+                assert ours.dtype == dtype
+                np.testing.assert_allclose(ours, theirs, rtol=0, atol=tol, err_msg=f"{loop}: {key}")
+
+
+def parts(x):
+    """An array, or the arrays of a pair (LSTM states and messages), as a tuple."""
+    return tuple(x) if isinstance(x, tuple) else (x,)
+
+
+def test_gated_loop_choice(K):
+    """Small unmasked steps take the product inside the kernel; masks and large steps a BLAS GEMM."""
+    no_skips, skips = [None] * 3, [None, np.ones((1, 1), bool), None]
+    for module in (cells_gru, cells_lstm):
+        assert module._loop(1, 8, no_skips, K) == "gemv"
+        assert module._loop(1, 8, skips, K) == "compiled"  # the message passes on in the next call
+        assert module._loop(1, 8, skips, K, loop="gemv") == "compiled"
+        assert module._loop(64, 256, no_skips, K) == "compiled"
+        assert module._loop(1, 8, no_skips, None) == "numpy"
+        with pytest.raises(bptt.BpttError, match="loop: the compiled loops need"):
+            module._loop(1, 8, no_skips, None, loop="compiled")
+
+
+@pytest.mark.parametrize("cell", GATED)
+def test_gated_compiled_loops_propagate_nan(K, cell):
+    """A NaN in the input reaches the states and gradients: never silently dropped."""
+    c = get_cell(cell)
+    p = {k: 0.5 * np.ones(s) for k, s in c.param_shapes(N_X, N_A).items()}
+    X = np.zeros((T, 1, N_X))
+    X[2, 0, 1] = np.nan
+    zeros = np.zeros((1, N_A))
+    A, cache = c.fast_forward(X, (zeros, zeros) if c.paired else zeros, p, None)
+    assert not np.isnan(A[:2]).any() and np.isnan(A[2:]).all()
+    _, _, grads, _ = c.fast_backward(np.ones((T, 1, N_A)), cache)
+    assert np.isnan(grads["W_aa"]).any()
+
+
+@pytest.mark.parametrize("cell", GATED)
+@pytest.mark.parametrize("batch", [1, B])
+def test_gated_loops_take_any_memory_layout(K, rng, cell, batch):
+    """Fortran-ordered or transposed inputs give the numbers C-ordered ones give."""
+    c = get_cell(cell)
+    p = {k: 0.5 * rng.standard_normal(s) for k, s in c.param_shapes(N_X, N_A).items()}
+    X, a0, dA, da_T = rnn_inputs(rng, T, batch)
+    c0 = rng.standard_normal((batch, N_A))
+
+    def state(a, c_):
+        return (a, c_) if c.paired else a
+
+    def run(X, s0, dA, d_T):
+        A, cache = c.fast_forward(X, s0, p, None)
+        return A, c.fast_backward(dA, cache, d_T)
+
+    A, (dX, d0, grads, _) = run(X, state(a0, c0), dA, state(da_T, da_T))
+    F = np.asfortranarray
+    A_f, (dX_f, d0_f, grads_f, _) = run(
+        F(X), state(F(a0), np.ascontiguousarray(c0.T).T), F(dA), state(F(da_T), F(da_T))
+    )
+    np.testing.assert_allclose(A_f, A, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(dX_f, dX, rtol=0, atol=1e-13)
+    for ours, theirs in zip(parts(d0_f), parts(d0)):
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-13)
+    for key in grads:
+        np.testing.assert_allclose(grads_f[key], grads[key], rtol=0, atol=1e-13, err_msg=key)

@@ -1,12 +1,26 @@
-"""The per-step gradient ledger: contributions add up to BPTT's gradients, the reach is exact."""
+"""The per-step gradient ledger, every cell: contributions add up to BPTT's gradients, the reach is exact."""
 
 import numpy as np
 import pytest
 
 import bptt
 from bptt.ledger import jacobian_reach, reach_by_distance
-from bptt.rnn import ACTIVATIONS
-from tests.conftest import N_A, N_X, N_Y, B, T, make_params, ragged_mask
+from bptt.rnn import ACTIVATIONS, RNNCache
+from tests.conftest import (
+    N_A,
+    N_X,
+    N_Y,
+    B,
+    T,
+    initial_state,
+    make_params,
+    model_params,
+    ragged_mask,
+    state_parts,
+)
+
+# (cell, activation): the vanilla cell with both of its g, and the gated cells
+CELLS = [("rnn", "tanh"), ("rnn", "relu"), ("gru", "tanh"), ("lstm", "tanh")]
 
 
 def _batch(rng, output, T=T, B=B, n_y=N_Y):
@@ -19,28 +33,42 @@ def _batch(rng, output, T=T, B=B, n_y=N_Y):
 
 
 @pytest.mark.parametrize("output", ["sigmoid", "softmax"])
-@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize(("cell", "activation"), CELLS)
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
-def test_contributions_sum_to_sequence_loss_gradients(rng, output, activation, masked, reduction):
-    p = make_params()
+def test_contributions_sum_to_sequence_loss_gradients(rng, output, cell, activation, masked, reduction):
+    p = model_params(cell, rng)
     X, Y = _batch(rng, output)
-    a0 = 0.3 * rng.standard_normal((B, N_A))
+    state0 = tuple(0.3 * s for s in state_parts(cell, initial_state(cell, rng)))
+    state0 = state0 if cell == "lstm" else state0[0]
     mask = ragged_mask([T, 2, 4], T) if masked else None
-    L, grads, M = bptt.sequence_loss(
-        p, X, Y, a0, mask, output, activation, reduction=reduction, return_messages=True
-    )
-    led = bptt.ledger(p, X, Y, a0, mask, output, activation, reduction=reduction)
+    kw = dict(reduction=reduction, cell=cell)
+    L, grads, M = bptt.sequence_loss(p, X, Y, state0, mask, output, activation, return_messages=True, **kw)
+    led = bptt.ledger(p, X, Y, state0, mask, output, activation, **kw)
     assert led.L == pytest.approx(L, rel=1e-12)
-    np.testing.assert_allclose(led.messages, M, rtol=0, atol=1e-12)
-    assert list(led.contributions) == list(p)
+    messages = (led.messages, led.messages_c) if cell == "lstm" else (led.messages,)
+    assert led.messages_c is None or cell == "lstm"
+    for ours, theirs in zip(messages, state_parts(cell, M), strict=True):  # ∂L/∂a⟨t⟩, and ∂L/∂c⟨t⟩
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
+    assert list(led.contributions) == list(p)  # every parameter, the GRU's b_hn too
     for k in p:
         assert led.contributions[k].shape == (T, *p[k].shape)
         np.testing.assert_allclose(led.contributions[k].sum(axis=0), grads[k], rtol=0, atol=1e-12)
         np.testing.assert_allclose(led.grads[k], grads[k], rtol=0, atol=1e-12)
     assert led.L_t.shape == (T, B) and led.Y_hat.shape == (T, B, N_Y) and led.reach.shape == (T, B)
-    if masked:  # a padded step adds nothing and has no loss
-        assert np.all(led.L_t[2:, 1] == 0) and np.all(led.dZ[4:, 1:] == 0)
+    if masked:  # a padded step has no loss
+        assert np.all(led.L_t[2:, 1] == 0)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_a_step_every_sequence_skips_adds_nothing(rng, cell):
+    p = model_params(cell, rng)
+    X, Y = _batch(rng, "sigmoid")
+    mask = ragged_mask([T - 1, 2, 4], T)  # no sequence reaches the last step
+    led = bptt.ledger(p, X, Y, mask=mask, cell=cell)
+    for k, share in led.contributions.items():
+        assert np.all(share[-1] == 0), k
+        assert np.any(share[1] != 0), k
 
 
 def test_per_step_losses_and_outputs(rng):
@@ -56,78 +84,101 @@ def test_per_step_losses_and_outputs(rng):
     assert led.L == pytest.approx(L_t.sum(), rel=1e-12)
 
 
-def test_contribution_of_one_step_is_that_steps_share(rng):
-    """dW⁽ᵗ⁾ is the gradient when only the t-th copy of the shared weight may change."""
-    p = make_params()
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_contribution_of_one_step_is_that_steps_share(rng, cell):
+    """dW⁽ᵗ⁾ is the gradient when only the t-th copy of the shared weight may change, for every parameter."""
+    p = model_params(cell, rng)
     X, Y = _batch(rng, "softmax")
-    led = bptt.ledger(p, X, Y, output="softmax")
+    state0 = initial_state(cell, rng)
+    led = bptt.ledger(p, X, Y, state0, output="softmax", cell=cell)
     t, eps = 2, 1e-6
-    E = rng.standard_normal(p["W_aa"].shape)  # a random direction for the t-th copy only
+    keys = bptt.get_cell(cell).keys
 
-    def loss_with_copy(delta):
-        A = np.empty((T, B, N_A))
-        a = np.zeros((B, N_A))
+    def loss_with_copy(key, E, delta):  # the T steps one at a time; step t with its copy of ``key`` moved
+        A, state = np.empty((T, B, N_A)), state0
         for s in range(T):
-            W = p["W_aa"] + delta * E if s == t else p["W_aa"]
-            a = np.tanh(X[s] @ p["W_ax"].T + a @ W.T + p["b_a"])
-            A[s] = a
+            q = {k: p[k] + delta * E if (s == t and k == key) else p[k] for k in keys}
+            A_s, cache = bptt.rnn_forward(X[s : s + 1], state, q, cell=cell)
+            A[s], state = A_s[0], (A_s[-1], cache.C[-1]) if cell == "lstm" else A_s[-1]
         L_t, _ = bptt.step_losses(bptt.output_logits(A, p), Y, "softmax")
         return L_t.sum()
 
-    numeric = (loss_with_copy(eps) - loss_with_copy(-eps)) / (2 * eps)
-    assert np.sum(led.contributions["W_aa"][t] * E) == pytest.approx(numeric, rel=1e-6)
+    for key in keys:
+        E = rng.standard_normal(p[key].shape)  # a random direction for the t-th copy only
+        numeric = (loss_with_copy(key, E, eps) - loss_with_copy(key, E, -eps)) / (2 * eps)
+        assert np.sum(led.contributions[key][t] * E) == pytest.approx(numeric, rel=1e-6), key
 
 
-def _reach_fd(p, X, a0, mask, t, eps=1e-6, ord=2):
-    """‖∂a⟨T⟩/∂a⟨t⟩‖ by central differences, running steps t+1 … T again from a perturbed a⟨t⟩."""
-    A, _ = bptt.rnn_forward(X, a0, p, mask)
-    T, B, n_a = A.shape
-    out = np.empty(B)
-    for b in range(B):
-        J = np.empty((n_a, n_a))
-        m = None if mask is None else mask[t:, b : b + 1]
-        for i in range(n_a):
-            e = np.zeros((1, n_a))
-            e[0, i] = eps
-            plus, _ = bptt.rnn_forward(X[t:, b : b + 1], A[t - 1, b : b + 1] + e, p, m)
-            minus, _ = bptt.rnn_forward(X[t:, b : b + 1], A[t - 1, b : b + 1] - e, p, m)
-            J[:, i] = (plus[-1, 0] - minus[-1, 0]) / (2 * eps)
-        out[b] = np.linalg.norm(J, ord=ord)
-    return out
+def _flat(cell, state):
+    """The state as one (B, n_s) array: a, or [a | c]."""
+    return np.concatenate(state_parts(cell, state), axis=1)
 
 
+def _state(cell, flat):
+    """The state from one (B, n_s) array."""
+    return (flat[:, :N_A], flat[:, N_A:]) if cell == "lstm" else flat
+
+
+def _reach_fd(cell, p, X, state0, mask, t, eps=1e-6, ord=2):
+    """‖∂s⟨T⟩/∂s⟨t⟩‖ by central differences, running steps t+1 … T again from a perturbed s⟨t⟩."""
+    c = bptt.get_cell(cell)
+    _, cache = bptt.rnn_forward(X, state0, p, mask, cell=cell)
+    s_t = _flat(cell, c.state_before(cache, t))  # (B, n_s): the state after step t
+    n_s = s_t.shape[1]
+
+    def last(flat):
+        _, rest = bptt.rnn_forward(
+            X[t:], _state(cell, flat), p, None if mask is None else mask[t:], cell=cell
+        )
+        return _flat(cell, c.state_before(rest, T - t))
+
+    J = np.empty((B, n_s, n_s))
+    for i in range(n_s):
+        e = np.zeros_like(s_t)
+        e[:, i] = eps
+        J[:, :, i] = (last(s_t + e) - last(s_t - e)) / (2 * eps)
+    return np.linalg.norm(J, ord=ord, axis=(1, 2))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("norm", ["spectral", "fro"])
-def test_reach_against_finite_differences(rng, masked, norm):
-    p = make_params(scale=0.8)
+def test_reach_against_finite_differences(rng, cell, masked, norm):
+    p = model_params(cell, rng, scale=0.8)
     X, Y = _batch(rng, "sigmoid")
-    a0 = 0.3 * rng.standard_normal((B, N_A))
+    state0 = initial_state(cell, rng)
     mask = ragged_mask([T, 2, 4], T) if masked else None
-    led = bptt.ledger(p, X, Y, a0, mask, norm=norm)
-    assert led.norm == norm
-    np.testing.assert_allclose(led.reach[-1], 1.0 if norm == "spectral" else np.sqrt(N_A), rtol=1e-12)
-    for t in range(1, T):  # a⟨1⟩ … a⟨T−1⟩
-        fd = _reach_fd(p, X, a0, mask, t, ord=2 if norm == "spectral" else "fro")
+    led = bptt.ledger(p, X, Y, state0, mask, norm=norm, cell=cell)
+    assert led.norm == norm and led.reach.dtype == np.float64
+    n_s = bptt.get_cell(cell).state_size(N_A)
+    np.testing.assert_allclose(led.reach[-1], 1.0 if norm == "spectral" else np.sqrt(n_s), rtol=1e-12)
+    for t in range(1, T):  # s⟨1⟩ … s⟨T−1⟩
+        fd = _reach_fd(cell, p, X, state0, mask, t, ord=2 if norm == "spectral" else "fro")
         np.testing.assert_allclose(led.reach[t - 1], fd, rtol=1e-6)
 
 
-def test_reach_against_torch_jacobian(rng):
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_reach_against_torch_jacobian(rng, cell):
+    """‖∂s⟨T⟩/∂s⟨t⟩‖ against autograd's Jacobian through the torch twin (the whole (a, c) for the LSTM)."""
     torch = pytest.importorskip("torch")
-    p = make_params(scale=0.8)
+    from tests.helpers import torch_twin
+
+    p = model_params(cell, rng, scale=0.8)
     X, Y = _batch(rng, "sigmoid", B=1)
-    led = bptt.ledger(p, X, Y)
-    W_ax, W_aa, b_a = (torch.from_numpy(p[k]) for k in ("W_ax", "W_aa", "b_a"))
-    Xt = torch.from_numpy(X[:, 0])
-    A, _ = bptt.rnn_forward(X, None, p)
+    led = bptt.ledger(p, X, Y, cell=cell)
+    module = torch_twin(cell, p)
+    Xt = torch.from_numpy(X)
+    c = bptt.get_cell(cell)
+    _, cache = bptt.rnn_forward(X, None, p, cell=cell)
     for t in range(1, T):
 
-        def last_state(a_t, t=t):  # a⟨T⟩ as a function of a⟨t⟩
-            a = a_t
-            for s in range(t, T):
-                a = torch.tanh(W_ax @ Xt[s] + W_aa @ a + b_a)
-            return a
+        def last_state(s, t=t):  # s⟨T⟩ as a function of s⟨t⟩, both flat
+            hx = (s[None, None, :N_A], s[None, None, N_A:]) if cell == "lstm" else s[None, None]
+            _, hx = module(Xt[t:], hx)
+            return torch.cat([h[0, 0] for h in hx]) if cell == "lstm" else hx[0, 0]
 
-        J = torch.autograd.functional.jacobian(last_state, torch.from_numpy(A[t - 1, 0]))
+        s_t = torch.from_numpy(_flat(cell, c.state_before(cache, t))[0])
+        J = torch.autograd.functional.jacobian(last_state, s_t)
         assert led.reach[t - 1, 0] == pytest.approx(torch.linalg.matrix_norm(J, ord=2).item(), rel=1e-10)
 
 
@@ -149,8 +200,9 @@ def test_reach_vanishes_and_explodes():
     Q, _ = np.linalg.qr(rng.standard_normal((n_a, n_a)))
     g_prime = ACTIVATIONS["relu"][1]
     A = np.abs(rng.standard_normal((T_long, 2, n_a))) + 0.1  # relu′ = 1 everywhere: J = W_aa
-    small = jacobian_reach(A, 0.5 * Q, g_prime)
-    big = jacobian_reach(A, 1.5 * Q, g_prime)
+    cell = bptt.get_cell("rnn", "relu")
+    small = jacobian_reach(cell, RNNCache(None, None, A, None, {"W_aa": 0.5 * Q}, g_prime))
+    big = jacobian_reach(cell, RNNCache(None, None, A, None, {"W_aa": 1.5 * Q}, g_prime))
     np.testing.assert_allclose(small[0], 0.5 ** (T_long - 1), rtol=1e-8)  # orthogonal Q: exact powers
     np.testing.assert_allclose(big[0], 1.5 ** (T_long - 1), rtol=1e-8)
 
@@ -160,6 +212,19 @@ def test_reach_by_distance_aligns_ragged_sequences():
     mask = ragged_mask([3, 2], 3)
     np.testing.assert_allclose(reach_by_distance(reach, mask), [1.0, (0.2 + 0.5) / 2, 0.1])
     np.testing.assert_allclose(reach_by_distance(reach), [1.0, 0.6, 0.3])
+
+
+def test_ledger_errors_name_the_argument_for_every_cell(rng):
+    gru = model_params("gru", rng)
+    X, Y = _batch(rng, "sigmoid")
+    with pytest.raises(bptt.BpttError, match="^cell: .*'elman'"):
+        bptt.ledger(gru, X, Y, cell="elman")
+    with pytest.raises(bptt.BpttError, match="^state0: an LSTM's state is a pair"):
+        bptt.ledger(model_params("lstm", rng), X, Y, np.zeros((B, N_A)), cell="lstm")
+    with pytest.raises(bptt.BpttError, match=r"^params\['W_aa'\]: .*a GRU's: pass cell='gru'"):
+        bptt.ledger(gru, X, Y, cell="lstm")
+    with pytest.raises(bptt.BpttError, match=r"^params: missing key\(s\) b_hn"):
+        bptt.ledger({k: v for k, v in gru.items() if k != "b_hn"}, X, Y, cell="gru")
 
 
 def test_ledger_errors_name_the_argument(rng):

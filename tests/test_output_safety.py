@@ -216,9 +216,9 @@ def test_every_input_line_gets_its_output_line(model, tmp_path, capsys):
     assert rc == 0 and [(r["line"], r["words"], r["tags"]) for r in rows] == [
         (1, one, tags1), (2, [], []), (3, [], []), (4, four, tags4)
     ]  # fmt: skip
-    assert rows[1] == {"line": 2, "words": [], "tags": [], "entities": []}
-    rc, out, _ = cli(capsys, "tag", "--model", model, "--input", text)
-    assert rc == 0 and out == f"{inline(one, iob2_1)}\n\n\n{inline(four, iob2_4)}\n"
+    assert rows[1] == {"line": 2, "words": [], "tags": [], "offsets": [], "sentences": [], "entities": []}
+    rc, out, _ = cli(capsys, "tag", "--model", model, "--input", text)  # each line as it is, bracketed
+    assert rc == 0 and out == f"{inline(one, iob2_1)}\n\n   \n{inline(four, iob2_4)}\n"
     rc, out, _ = cli(capsys, "tag", "--model", model, "--input", text, "--format", "conll")
     block1, block4 = ("".join(f"{w} {t}\n" for w, t in zip(*wt)) for wt in ((one, tags1), (four, tags4)))
     assert rc == 0 and out == block1 + "\n" + "\n" + "\n" + block4 + "\n"  # n-th blank line: n-th input line
@@ -254,7 +254,8 @@ def test_a_pipe_is_answered_line_by_line(model):
 
         first = answer(b"John Smith lives in Paris .\n")
         assert first["line"] == 1 and first["words"] == ["John", "Smith", "lives", "in", "Paris", "."]
-        assert answer(b"\n") == {"line": 2, "words": [], "tags": [], "entities": []}
+        blank = {"line": 2, "words": [], "tags": [], "offsets": [], "sentences": [], "entities": []}
+        assert answer(b"\n") == blank
         assert answer(b"Mary went home .\n")["line"] == 3
         p.stdin.close()
         assert p.stdout.read() == b"" and p.wait(TIMEOUT) == 0

@@ -49,12 +49,45 @@ def test_unrolled_graph_png_and_svg(tmp_path):
     assert w > 1.3 * w3 and abs(h - h3) < 0.2 * h
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_unrolled_graph_of_a_gated_cell(tmp_path, cell):
+    """The legend gives the cell's equations; an LSTM's trace adds the lane of c⟨t⟩, coloured by ‖∂L/∂c‖."""
+    T = len(WORDS)
+    c_norms = np.geomspace(1e-3, 5, T).tolist() if cell == "lstm" else None  # beyond a's range: one scale
+    trace = {**make_trace(), "cell": cell, "cell_message_norms": c_norms}
+    png_ok(draw_unrolled_graph(trace, tmp_path / "g.png"), 1200, 700)
+    texts = svg_texts(draw_unrolled_graph(trace, tmp_path / "g.svg"))
+    assert "a⟨10⟩" in texts and any(f"{cell.upper()}(a⟨t−1⟩" in t for t in texts)
+    assert ("c⟨10⟩" in texts and "c⟨0⟩" in texts) == (cell == "lstm")
+    if cell == "lstm":
+        assert "5.00" in texts and any("‖∂L/∂c⟨t⟩‖" in t for t in texts)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_trace_from_params_of_a_gated_cell(cell):
+    rng = np.random.default_rng(0)
+    p = bptt.init_params(4, 5, 1, cell=cell, dtype=np.float64)
+    X, Y = rng.standard_normal((6, 4)), rng.integers(0, 2, size=6)
+    trace = trace_from_params(p, WORDS[:6], X, Y, cell=cell)
+    led = bptt.ledger(p, X[:, None], Y[:, None].astype(float), cell=cell)
+    assert trace["cell"] == cell
+    np.testing.assert_allclose(trace["message_norms"], np.linalg.norm(led.messages[:, 0], axis=1))
+    if cell == "lstm":
+        np.testing.assert_allclose(trace["cell_message_norms"], np.linalg.norm(led.messages_c[:, 0], axis=1))
+    else:
+        assert trace["cell_message_norms"] is None
+
+
 def test_graph_trace_errors_name_the_field(tmp_path):
     trace = make_trace()
     with pytest.raises(bptt.BpttError, match=r"trace\['y_hat'\]: expected 10 values"):
         draw_unrolled_graph({**trace, "y_hat": trace["y_hat"][:-1]}, tmp_path / "g.png")
     with pytest.raises(bptt.BpttError, match=r"trace\['message_norms'\]: missing"):
         draw_unrolled_graph({k: v for k, v in trace.items() if k != "message_norms"}, tmp_path / "g.png")
+    with pytest.raises(bptt.BpttError, match=r"trace\['cell_message_norms'\]: expected 10 values"):
+        draw_unrolled_graph({**trace, "cell_message_norms": [1.0]}, tmp_path / "g.png")
+    with pytest.raises(bptt.BpttError, match=r"trace\['cell'\]: expected one of rnn, gru, lstm, got 'elman'"):
+        draw_unrolled_graph({**trace, "cell": "elman"}, tmp_path / "g.png")
     with pytest.raises(bptt.BpttError, match=r"trace\['words'\]"):
         draw_unrolled_graph({**trace, "words": []}, tmp_path / "g.png")
     with pytest.raises(bptt.BpttError, match=r"g\.pdf: expected a file name ending in \.png or \.svg"):

@@ -13,8 +13,8 @@ from bptt.layers import (
 )
 from bptt.tagger import Tables, TaggerConfig, init_tagger_params, make_batch, tagger_loss
 from bptt.vocab import FormTable, Vocab
-from tests.conftest import make_params
-from tests.helpers import torch_rnn, torch_rnn_grads
+from tests.conftest import cell_params
+from tests.helpers import torch_twin, torch_twin_grads
 
 SENTS = [
     ["Harry", "Potter", "met", "Ron", "."],
@@ -38,34 +38,22 @@ def tiny_setup(cfg, seed=0):
     return params, tables, make_batch(forms, labels, np.arange(len(SENTS)))
 
 
-@pytest.mark.parametrize(
-    "cfg",
-    [
-        TaggerConfig(task="person", word_dim=3, case_dim=2, char_dim=3, char_hidden=2, hidden=4, dropout=0.3),
-        TaggerConfig(
-            task="ner",
-            tags=["O", "B-PER", "I-PER"],
-            word_dim=3,
-            case_dim=0,
-            char_dim=2,
-            char_hidden=3,
-            hidden=3,
-            layers=2,
-            dropout=0.25,
-        ),
-        TaggerConfig(
-            task="person",
-            word_dim=4,
-            case_dim=2,
-            char_dim=0,
-            hidden=3,
-            bidirectional=False,
-            activation="relu",
-            dropout=0.0,
-        ),
-    ],
-    ids=["person-char-dropout", "ner-2layers", "uni-relu"],
-)
+# the gradient-checked taggers: three shapes with the vanilla cell, and again with the gated cells
+PERSON = dict(task="person", word_dim=3, case_dim=2, char_dim=3, char_hidden=2, hidden=4, dropout=0.3)
+NER = dict(task="ner", tags=["O", "B-PER", "I-PER"], word_dim=3, case_dim=0, char_dim=2, char_hidden=3)
+NER.update(hidden=3, layers=2, dropout=0.25)
+UNI = dict(task="person", word_dim=4, case_dim=2, char_dim=0, hidden=3, bidirectional=False, dropout=0.0)
+CONFIGS = {
+    "person-char-dropout": TaggerConfig(**PERSON),
+    "ner-2layers": TaggerConfig(**NER),
+    "uni-relu": TaggerConfig(**UNI, activation="relu"),
+    "gru-person": TaggerConfig(**{**PERSON, "hidden": 3}, cell="gru"),
+    "lstm-ner-forget1": TaggerConfig(**{**NER, "char_hidden": 2}, cell="lstm", init="forget1"),
+    "lstm-uni": TaggerConfig(**{**UNI, "layers": 1}, cell="lstm"),
+}
+
+
+@pytest.mark.parametrize("cfg", list(CONFIGS.values()), ids=list(CONFIGS))
 def test_gradcheck_whole_tagger(cfg):
     params, tables, batch = tiny_setup(cfg)
 
@@ -75,8 +63,9 @@ def test_gradcheck_whole_tagger(cfg):
         return L, grads
 
     # eps 1e-5: the tagger's loss is a mean over sentences of sums of many terms, and at 1e-6 its
-    # round-off (~1e-10) is already 1e-6 of its smallest gradient entries
-    report = gradcheck(fun, params, max_elements=25, eps=1e-5)
+    # round-off (~1e-10) is already 1e-6 of its smallest gradient entries; the gated cells' products of
+    # gates make smaller entries still (at 1e-5: 2e-6 of them), so they take 1e-4 (truncation ~1e-7)
+    report = gradcheck(fun, params, max_elements=25, eps=1e-5 if cfg.cell == "rnn" else 1e-4)
     assert set(report.errors) == set(params)
     assert report.max_error < 1e-6, str(report)
 
@@ -103,41 +92,51 @@ def test_dropout_is_inverted_and_backprops_through_the_same_mask(rng):
     assert same is X and none is None
 
 
-def test_bidirectional_equals_two_manual_runs_and_torch(rng):
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_bidirectional_equals_two_manual_runs_and_torch(rng, cell):
+    """birnn_forward/backward against torch.nn.RNN/GRU/LSTM(bidirectional=True) on a packed sequence,
+    with a gradient on each direction's final a too (what the character RNN passes)."""
     torch = pytest.importorskip("torch")
     T, B, n_x, n_a = 6, 3, 4, 5
     lengths = np.array([6, 2, 4])
     mask = np.arange(T)[:, None] < lengths[None]
-    pf = {k: v for k, v in make_params(n_x, n_a, seed=1).items() if k in ("W_ax", "W_aa", "b_a")}
-    pb = {k: v for k, v in make_params(n_x, n_a, seed=2).items() if k in ("W_ax", "W_aa", "b_a")}
+    pf, pb = cell_params(cell, rng, n_x, n_a), cell_params(cell, rng, n_x, n_a)
     X = rng.standard_normal((T, B, n_x))
     R = rng.standard_normal((T, B, 2 * n_a)) * mask[:, :, None]
-    A, cache = birnn_forward(X, mask, pf, pb)
-    dX, gf, gb, _ = birnn_backward(R, cache)
+    R_T = rng.standard_normal((B, 2 * n_a))
+    A, cache = birnn_forward(X, mask, pf, pb, cell=cell)
+    dX, gf, gb, _ = birnn_backward(R, cache, da_T=R_T)
 
-    rnn = torch_rnn(pf, pb)
+    module = torch_twin(cell, pf, pb)
     Xt = torch.tensor(X, requires_grad=True)
     packed = torch.nn.utils.rnn.pack_padded_sequence(Xt, torch.tensor(lengths), enforce_sorted=False)
-    out, _ = rnn(packed)
+    out, final = module(packed)
+    h_n = final[0] if cell == "lstm" else final  # (2, B, n_a): each direction's final a
     out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=T)
-    (out * torch.from_numpy(R)).sum().backward()
+    L = (out * torch.from_numpy(R)).sum() + (
+        h_n * torch.from_numpy(R_T.reshape(B, 2, n_a).swapaxes(0, 1))
+    ).sum()
+    L.backward()
     np.testing.assert_allclose(A * mask[:, :, None], out.detach().numpy(), atol=1e-12)
     np.testing.assert_allclose(dX, Xt.grad.numpy(), atol=1e-10)
-    for suffix, g in (("", gf), ("_reverse", gb)):
-        for key, ref in torch_rnn_grads(rnn, suffix).items():
-            np.testing.assert_allclose(g[key], ref, atol=1e-10, err_msg=key + suffix)
-    # and the backward direction is the plain RNN run on each reversed sentence
+    for suffix, g in (("_l0", gf), ("_l0_reverse", gb)):
+        ref = torch_twin_grads(module, cell, suffix)
+        assert list(g) == list(ref)
+        for key in ref:
+            np.testing.assert_allclose(g[key], ref[key], atol=1e-10, err_msg=key + suffix)
+    # and the backward direction is the plain cell run on each reversed sentence
     for b, n in enumerate(lengths):
         from bptt import rnn_forward
 
-        A_b, _ = rnn_forward(X[:n, b : b + 1][::-1].copy(), None, pb)
+        A_b, _ = rnn_forward(X[:n, b : b + 1][::-1].copy(), None, pb, cell=cell)
         np.testing.assert_allclose(A[:n, b, n_a:], A_b[::-1, 0], atol=1e-13)
 
 
-def test_truncated_training_gradients():
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_truncated_training_gradients(cell):
     """--bptt-steps: k >= T is full BPTT; a small k changes only the recurrent paths."""
     cfg = TaggerConfig(
-        task="person", word_dim=3, case_dim=2, char_dim=0, hidden=4, dropout=0.0, unk_replace=0.0
+        task="person", word_dim=3, case_dim=2, char_dim=0, hidden=4, dropout=0.0, unk_replace=0.0, cell=cell
     )
     params, tables, batch = tiny_setup(cfg)
     _, full, _ = tagger_loss(params, cfg, batch, tables, dense=True)

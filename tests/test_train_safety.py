@@ -30,7 +30,7 @@ from bptt.modelfiles import load_checkpoint, load_document, save_document
 from bptt.tagger import TaggerConfig, init_tagger_params
 from bptt.training import RUN_FORMAT, RUN_FORMAT_VERSION, TrainConfig, memory_needed
 from tests.conftest import data_file
-from tests.helpers import MINI, assert_same_weights, error_line, write_slice
+from tests.helpers import MINI, assert_same_weights, error_line, snapshot, write_slice
 
 N_TRAIN, BATCH = 200, 32
 
@@ -61,17 +61,6 @@ def refused(capsys, argv, *expected):
     for text in expected:
         assert str(text) in line, (text, line)
     return line
-
-
-def snapshot(directory):
-    """Every file under ``directory``: relative path -> bytes."""
-    files = {}
-    for root, _, names in os.walk(directory):
-        for name in names:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                files[os.path.relpath(path, directory)] = f.read()
-    return files
 
 
 def stop_after(epoch):

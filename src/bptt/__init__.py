@@ -30,6 +30,8 @@ from .model import PARAM_KEYS, init_params, sequence_loss
 from .optim import SGD, Adam, clip_grad_norm, global_norm
 from .rnn import RNNCache, rnn_backward, rnn_forward, rnn_step_backward, rnn_step_forward
 from .safetensors_io import load_safetensors, save_safetensors
+from .tagging import Entity, Tagger, load_tagger
+from .text import Token, detokenize, split_sentences, tokenize
 from .truncated import rnn_backward_truncated, truncated_sequence_loss
 
 __version__ = "0.1.0"
@@ -39,6 +41,7 @@ __all__ = [
     "BpttError",
     "CELLS",
     "Cell",
+    "Entity",
     "GRUCache",
     "GradcheckReport",
     "LSTMCache",
@@ -47,10 +50,13 @@ __all__ = [
     "RNNCache",
     "SGD",
     "Scores",
+    "Tagger",
+    "Token",
     "checkpoint_interval",
     "checkpointed_sequence_loss",
     "cells",
     "clip_grad_norm",
+    "detokenize",
     "evaluate",
     "get_cell",
     "global_norm",
@@ -61,6 +67,7 @@ __all__ = [
     "iter_conll",
     "ledger",
     "load_safetensors",
+    "load_tagger",
     "lstm_step_backward",
     "lstm_step_forward",
     "output_backward",
@@ -80,6 +87,8 @@ __all__ = [
     "sequence_loss",
     "sigmoid",
     "softmax",
+    "split_sentences",
     "step_losses",
+    "tokenize",
     "truncated_sequence_loss",
 ]

@@ -1,6 +1,7 @@
-/* bptt._kernels: a tanh RNN step's elementwise work, one pass each way.
+/* bptt._kernels: a recurrent step's elementwise work, one pass each way.
  *
- * The recurrence's GEMMs stay in NumPy (its BLAS); what is left per step is elementwise:
+ * The recurrence's GEMMs stay in NumPy (its BLAS); what is left per step is elementwise.
+ * The vanilla tanh cell (bptt.rnn):
  *   forward    a⟨t⟩  = tanh(z⟨t⟩ + r)                 r = W_aa a⟨t−1⟩, z⟨t⟩ = W_ax x⟨t⟩ + b_a
  *   backward   da⟨t⟩ = dA[t] + da_next                 the whole message reaching a⟨t⟩
  *              dz⟨t⟩ = da⟨t⟩ ⊙ (1 − a⟨t⟩²)             through tanh, from the saved output
@@ -10,8 +11,17 @@
  * product with W_aa (r above; da_next = dz⟨t+1⟩ W_aa) joins the same call (tanh_gemv,
  * tanh_gemv_backward).
  *
+ * The gated cells (bptt.cells.lstm, bptt.cells.gru; their equations are in those modules'
+ * docstrings) have the same split: given a step's pre-activations — the input part W_ax x⟨t⟩ + b_a
+ * and the recurrent GEMM's result W_aa a⟨t−1⟩ — lstm_step and gru_step compute the gates, the new
+ * state and what the backward needs in one pass over the step's B·n_a units; given the incoming
+ * messages and the saved gates, lstm_step_backward and gru_step_backward compute the gate
+ * pre-activations' gradients (the rows the recurrent GEMM multiplies next) and the messages'
+ * direct terms in one pass.  NumPy needs 10 to 14 calls a step each way for these.  Each takes
+ * an optional (x, W): then the recurrent product r = x W is computed in the same call (small steps).
+ *
  * Optional: when this module is missing bptt computes the same equations in NumPy
- * (bptt.rnn), and the tests hold the two to agree within a few ulp.
+ * (bptt.rnn, bptt.cells), and the tests hold the two to agree within a few ulp.
  *
  * tanh(x) = m / (m + 2) with m = e^{2x} − 1, which keeps full relative precision near 0.
  * m comes from 2x = n ln2 + r, |r| ≤ ln2/2:  e^{2x} − 1 = 2^n (e^r − 1) + (2^n − 1), with
@@ -19,6 +29,13 @@
  * sum in double, 2^−30 in float).  It runs on |x| and takes x's sign at the end (so −0 stays
  * −0); |x| is clamped at 20 in double, 10 in float, past where tanh rounds to 1 (19.06, 9.01),
  * by a comparison that lets NaN through.
+ *
+ * σ(x) = 1 / (1 + e) for x ≥ 0 and e / (1 + e) for x < 0, with e = e^{−|x|} from the same
+ * reduction (e^{−|x|} = 2^n (1 + (e^r − 1))): one rounding in e's few ulp, one in 1 + e, one in
+ * the division, so no cancellation at either end (1 + tanh(x/2) would lose σ's digits for
+ * x ≪ 0).  Past |x| = 708 in double, 87 in float, e is below the smallest normal number and is
+ * taken as 0: σ is then exactly 1 (x > 0) or 0 (x < 0); σ(±inf) = 1, 0; NaN stays NaN (every
+ * comparison lets it through); σ(−0) = σ(0) = 1/2.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -27,46 +44,66 @@
 #include <string.h>
 
 #if defined(__GNUC__) && __GNUC__ >= 11 && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-/* one AVX2+FMA build and one baseline build of each loop, picked by the CPU at load time */
+/* one AVX2+FMA build and one baseline build of each loop, picked by the CPU at load time ... */
 #define VECTOR_LOOP __attribute__((target_clones("arch=x86-64-v3", "default")))
+/* ... and for the loops that evaluate exp (tanh, σ) an AVX-512 build too: 1.5-1.65x faster than
+ * AVX2 on the EPYC of BENCHMARKS.md (the backward loops, without exp, were 1.1-1.3x slower) */
+#define EXP_LOOP __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define VECTOR_LOOP
+#define EXP_LOOP
 #endif
 
-/* tanh in type T (see the top of the file).  UINT is T's bits, MANT its mantissa width and BIAS
- * its exponent bias; CLAMP bounds 2|x|; ln2 = LN2_HI + LN2_LO with LN2_HI's low bits zero, so
- * n·LN2_HI is exact; the rest are e^r − 1's Taylor coefficients 1/k!, highest k first, to 1/2. */
-#define TANH1(T, SUFFIX, UINT, MANT, BIAS, CLAMP, LN2_HI, LN2_LO, ...)                                 \
-    static inline T tanh1_##SUFFIX(T x)                                                                \
+/* tanh and σ in type T (see the top of the file).  UINT is T's bits, MANT its mantissa width and
+ * BIAS its exponent bias; CLAMP bounds 2|x| for tanh, SIG_LIMIT |x| for σ; ln2 = LN2_HI + LN2_LO
+ * with LN2_HI's low bits zero, so n·LN2_HI is exact; the rest are e^r − 1's Taylor coefficients
+ * 1/k!, highest k first, to 1/2. */
+#define EXP_FUNCS(T, SUFFIX, UINT, MANT, BIAS, CLAMP, SIG_LIMIT, LN2_HI, LN2_LO, ...)                    \
+    /* e^y = scale (1 + p): returns scale = 2^n and sets *p = e^r − 1, for 2^n a normal number */      \
+    static inline T exp_parts_##SUFFIX(T y, T *p_out)                                                  \
     {                                                                                                  \
         static const T c[] = {__VA_ARGS__};                                                            \
         const T shifter = (T)0x1.8p##MANT; /* adding it rounds to an integer, kept in the low bits */  \
-        T y = (T)2 * fabs(x);                                                                          \
-        y = y > (T)CLAMP ? (T)CLAMP : y;                                                               \
         T k = y * (T)1.4426950408889634 + shifter; /* log2(e) */                                      \
         T n = k - shifter;                                                                             \
         T r = (y - n * (T)LN2_HI) - n * (T)LN2_LO;                                                     \
         T p = c[0];                                                                                    \
         for (size_t i = 1; i < sizeof c / sizeof c[0]; i++)                                            \
             p = p * r + c[i];                                                                          \
-        p = p * (r * r) + r; /* e^r − 1 */                                                             \
+        *p_out = p * (r * r) + r; /* e^r − 1 */                                                        \
         UINT bits;                                                                                     \
         memcpy(&bits, &k, sizeof bits);                                                                \
         bits = (bits + BIAS) << MANT; /* 2^n: the low bits of k hold n */                              \
         T scale;                                                                                       \
         memcpy(&scale, &bits, sizeof scale);                                                           \
+        return scale;                                                                                  \
+    }                                                                                                  \
+    static inline T tanh1_##SUFFIX(T x)                                                                \
+    {                                                                                                  \
+        T y = (T)2 * fabs(x);                                                                          \
+        y = y > (T)CLAMP ? (T)CLAMP : y;                                                               \
+        T p, scale = exp_parts_##SUFFIX(y, &p);                                                        \
         T m = scale * p + (scale - (T)1);                                                              \
         return copysign(m / (m + (T)2), x); /* tanh(−x) = −tanh(x), −0 included */                     \
+    }                                                                                                  \
+    static inline T sigmoid1_##SUFFIX(T x)                                                             \
+    {                                                                                                  \
+        T y = fabs(x);                                                                                 \
+        T y_c = y > (T)SIG_LIMIT ? (T)SIG_LIMIT : y; /* keeps 2^n normal; NaN passes */               \
+        T p, scale = exp_parts_##SUFFIX(-y_c, &p);                                                     \
+        T e = scale * p + scale;                     /* e^{−|x|} */                                    \
+        e = y > (T)SIG_LIMIT ? (T)0 : e;             /* below the smallest normal number */            \
+        return (x >= (T)0 ? (T)1 : e) / ((T)1 + e); /* NaN: e is NaN */                                \
     }
 
-TANH1(double, d, uint64_t, 52, 1023, 40.0, 0x1.62e42fefa0000p-1, 0x1.cf79abc9e3b3ap-40, 1.0 / 87178291200.0,
-      1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0,
-      1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5)
-TANH1(float, f, uint32_t, 23, 127, 20.0f, 0x1.62e4p-1f, 0x1.7f7d1cp-20f, 1.0f / 362880.0f, 1.0f / 40320.0f,
-      1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f, 0.5f)
+EXP_FUNCS(double, d, uint64_t, 52, 1023, 40.0, 708.0, 0x1.62e42fefa0000p-1, 0x1.cf79abc9e3b3ap-40,
+          1.0 / 87178291200.0, 1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
+          1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5)
+EXP_FUNCS(float, f, uint32_t, 23, 127, 20.0f, 87.0f, 0x1.62e4p-1f, 0x1.7f7d1cp-20f, 1.0f / 362880.0f,
+          1.0f / 40320.0f, 1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f, 0.5f)
 
 #define STEP_LOOPS(T, SUFFIX, TANH)                                                                    \
-    VECTOR_LOOP static void tanh_add_##SUFFIX(const T *z, const T *r, T *out, Py_ssize_t n)             \
+    EXP_LOOP static void tanh_add_##SUFFIX(const T *z, const T *r, T *out, Py_ssize_t n)             \
     {                                                                                                  \
         for (Py_ssize_t i = 0; i < n; i++)                                                             \
             out[i] = TANH(z[i] + r[i]);                                                                \
@@ -87,7 +124,7 @@ TANH1(float, f, uint32_t, 23, 127, 20.0f, 0x1.62e4p-1f, 0x1.7f7d1cp-20f, 1.0f / 
         }                                                                                              \
     }                                                                                                  \
     /* out = tanh(x W + r) for one row x of n_in numbers, W (n_in, n) row-major; out may be r */       \
-    VECTOR_LOOP static void tanh_mv_##SUFFIX(const T *x, const T *W, const T *r, T *out, Py_ssize_t n_in, \
+    EXP_LOOP static void tanh_mv_##SUFFIX(const T *x, const T *W, const T *r, T *out, Py_ssize_t n_in, \
                                              Py_ssize_t n)                                             \
     {                                                                                                  \
         if (out != r)                                                                                  \
@@ -120,14 +157,17 @@ STEP_LOOPS(float, f, tanh1_f)
 /* The arguments: arrays of one float dtype, 1-D or 2-D with contiguous rows (a step's (B, n_a)
  * slice of a (T, B, ·) buffer, or a block of columns of a wider one), all of one shape but for
  * those the caller checks itself (a matrix, a GEMV's input). */
+#define MAX_ARGS 12
+
 typedef struct {
-    Py_buffer views[6];
+    Py_buffer views[MAX_ARGS];
     int held;
-    char kind;            /* 'd' or 'f' */
-    Py_ssize_t rows, cols; /* the shared shape */
-    char *data[6];        /* NULL for an optional argument given as None */
-    Py_ssize_t stride[6]; /* bytes from one row to the next */
-    Py_ssize_t rows_of[6], cols_of[6];
+    char kind;                   /* 'd' or 'f' */
+    Py_ssize_t rows, cols;        /* the shared shape */
+    char *data[MAX_ARGS];        /* NULL for an optional argument given as None */
+    Py_ssize_t stride[MAX_ARGS]; /* bytes from one row to the next */
+    Py_ssize_t rows_of[MAX_ARGS], cols_of[MAX_ARGS];
+    int ndim_of[MAX_ARGS];
 } Args;
 
 static void release(Args *b)
@@ -150,9 +190,15 @@ static int take(Args *b, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t exp
         PyErr_Format(PyExc_TypeError, "%s: expected %zd arguments, got %zd", name, expected, nargs);
         return -1;
     }
+    if (expected > MAX_ARGS) {
+        PyErr_Format(PyExc_SystemError, "%s: too many arguments for take()", name);
+        return -1;
+    }
     for (Py_ssize_t i = 0; i < nargs; i++) {
         b->data[i] = NULL;
         b->stride[i] = 0;
+        b->rows_of[i] = b->cols_of[i] = 0;
+        b->ndim_of[i] = 0;
         if (args[i] == Py_None && (optional >> i & 1))
             continue;
         Py_buffer *v = &b->views[b->held];
@@ -185,6 +231,7 @@ static int take(Args *b, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t exp
         }
         b->rows_of[i] = rows;
         b->cols_of[i] = cols;
+        b->ndim_of[i] = v->ndim;
         b->data[i] = v->buf;
         b->stride[i] = v->ndim == 2 ? v->strides[0] : 0;
     }
@@ -299,17 +346,347 @@ static PyObject *py_tanh_gemv_backward(PyObject *Py_UNUSED(self), PyObject *cons
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------------------ the gated cells
+ *
+ * Row loops of one dtype.  Every array argument is its own restrict pointer (a gate block of a
+ * row is passed as its own pointer too), so the compiler vectorises each loop without alias
+ * checks; the Python wrappers refuse arguments whose memory overlaps.  In place: only where an
+ * argument is both read and written through the same pointer (z, dc_next, carry). */
+#define GATE_LOOPS(T, SUFFIX)                                                                          \
+    /* out = x W for one row x of n_in numbers, W (n_in, n) row-major */                               \
+    VECTOR_LOOP static void mv_##SUFFIX(const T *restrict x, const T *restrict W, T *restrict out,      \
+                                        Py_ssize_t n_in, Py_ssize_t n)                                 \
+    {                                                                                                  \
+        for (Py_ssize_t j = 0; j < n; j++)                                                             \
+            out[j] = 0;                                                                                \
+        for (Py_ssize_t i = 0; i < n_in; i++) {                                                        \
+            const T x_i = x[i], *restrict w = W + i * n;                                               \
+            for (Py_ssize_t j = 0; j < n; j++)                                                         \
+                out[j] += x_i * w[j];                                                                  \
+        }                                                                                              \
+    }                                                                                                  \
+    /* LSTM forward, one row: z_k holds gate k's input part on entry and the gate on return, r_k its  \
+     * recurrent part; c = f c_prev + i g, tc = tanh c, a = o tc */                                    \
+    EXP_LOOP static void lstm_row_##SUFFIX(T *restrict zi, T *restrict zf, T *restrict zg,           \
+                                              T *restrict zo, const T *restrict ri,                    \
+                                              const T *restrict rf, const T *restrict rg,              \
+                                              const T *restrict ro, const T *restrict c_prev,          \
+                                              T *restrict c, T *restrict tc, T *restrict a, Py_ssize_t n) \
+    {                                                                                                  \
+        for (Py_ssize_t j = 0; j < n; j++) {                                                           \
+            T i = sigmoid1_##SUFFIX(zi[j] + ri[j]);                                                    \
+            T f = sigmoid1_##SUFFIX(zf[j] + rf[j]);                                                    \
+            T g = tanh1_##SUFFIX(zg[j] + rg[j]);                                                       \
+            T o = sigmoid1_##SUFFIX(zo[j] + ro[j]);                                                    \
+            T c_j = f * c_prev[j] + i * g;                                                             \
+            T t = tanh1_##SUFFIX(c_j);                                                                 \
+            zi[j] = i;                                                                                 \
+            zf[j] = f;                                                                                 \
+            zg[j] = g;                                                                                 \
+            zo[j] = o;                                                                                 \
+            c[j] = c_j;                                                                                \
+            tc[j] = t;                                                                                 \
+            a[j] = o * t;                                                                              \
+        }                                                                                              \
+    }                                                                                                  \
+    /* LSTM backward, one row: da = dA + r, dc = dc_next + da o (1 − tc²), the gate gradients          \
+     * [dc g i(1−i) | dc c_prev f(1−f) | dc i(1−g²) | da tc o(1−o)], and dc_next ← dc f */            \
+    VECTOR_LOOP static void lstm_back_row_##SUFFIX(                                                    \
+        const T *restrict dA, const T *restrict r, T *restrict dc_next, const T *restrict gi,          \
+        const T *restrict gf, const T *restrict gg, const T *restrict go, const T *restrict c_prev,    \
+        const T *restrict tc, T *restrict d_i, T *restrict d_f, T *restrict d_g, T *restrict d_o,      \
+        T *restrict da, T *restrict dc, Py_ssize_t n)                                                  \
+    {                                                                                                  \
+        for (Py_ssize_t j = 0; j < n; j++) {                                                           \
+            T d_a = dA[j] + r[j];                                                                      \
+            T i = gi[j], f = gf[j], g = gg[j], o = go[j], t = tc[j];                                   \
+            T d_c = dc_next[j] + d_a * (o * ((T)1 - t * t));                                           \
+            d_i[j] = d_c * (g * (i * ((T)1 - i)));                                                     \
+            d_f[j] = d_c * (c_prev[j] * (f * ((T)1 - f)));                                             \
+            d_g[j] = d_c * (i * ((T)1 - g * g));                                                       \
+            d_o[j] = d_a * (t * (o * ((T)1 - o)));                                                     \
+            dc_next[j] = d_c * f;                                                                      \
+            da[j] = d_a;                                                                               \
+            dc[j] = d_c;                                                                               \
+        }                                                                                              \
+    }                                                                                                  \
+    /* GRU forward, one row: z_k holds gate k's input part on entry and the gate on return, r_k the   \
+     * recurrent part (r_n without b_hn); h_n = r_n + b_hn, n = tanh(z_n + r h_n),                     \
+     * a = n + z (a_prev − n) */                                                                       \
+    EXP_LOOP static void gru_row_##SUFFIX(T *restrict zr, T *restrict zz, T *restrict zn,            \
+                                             const T *restrict rr, const T *restrict rz,               \
+                                             const T *restrict rn, const T *restrict b_hn,             \
+                                             const T *restrict a_prev, T *restrict h_n, T *restrict a, \
+                                             Py_ssize_t n)                                             \
+    {                                                                                                  \
+        for (Py_ssize_t j = 0; j < n; j++) {                                                           \
+            T r = sigmoid1_##SUFFIX(zr[j] + rr[j]);                                                    \
+            T z = sigmoid1_##SUFFIX(zz[j] + rz[j]);                                                    \
+            T h = rn[j] + b_hn[j];                                                                     \
+            T g = tanh1_##SUFFIX(zn[j] + r * h);                                                       \
+            zr[j] = r;                                                                                 \
+            zz[j] = z;                                                                                 \
+            zn[j] = g;                                                                                 \
+            h_n[j] = h;                                                                                \
+            a[j] = g + z * (a_prev[j] - g);                                                            \
+        }                                                                                              \
+    }                                                                                                  \
+    /* GRU backward, one row: da = dA + (carry + r), the gate gradients [dr̂ | dẑ | dh_n | dn̂] of     \
+     * bptt.cells.gru, and carry ← da z (the share of da that goes straight to a_prev) */             \
+    VECTOR_LOOP static void gru_back_row_##SUFFIX(                                                     \
+        const T *restrict dA, const T *restrict r_in, T *restrict carry, const T *restrict gr,         \
+        const T *restrict gz, const T *restrict gn, const T *restrict h_n, const T *restrict a_prev,   \
+        T *restrict d_r, T *restrict d_z, T *restrict d_h, T *restrict d_n, T *restrict da,            \
+        Py_ssize_t n)                                                                                  \
+    {                                                                                                  \
+        for (Py_ssize_t j = 0; j < n; j++) {                                                           \
+            T d = dA[j] + (carry[j] + r_in[j]);                                                        \
+            T r = gr[j], z = gz[j], g = gn[j];                                                         \
+            T dn = d * (((T)1 - z) * ((T)1 - g * g));                                                  \
+            T dh = dn * r;                                                                             \
+            d_r[j] = dh * (h_n[j] * ((T)1 - r));                                                       \
+            d_z[j] = d * ((a_prev[j] - g) * (z * ((T)1 - z)));                                         \
+            d_h[j] = dh;                                                                               \
+            d_n[j] = dn;                                                                               \
+            da[j] = d;                                                                                 \
+            carry[j] = d * z;                                                                          \
+        }                                                                                              \
+    }                                                                                                  \
+    /* the wrappers' row drivers: argument indices as in the docstrings below */                      \
+    static void lstm_step_rows_##SUFFIX(const Args *b)                                                 \
+    {                                                                                                  \
+        Py_ssize_t n = b->cols;                                                                        \
+        for (Py_ssize_t row = 0; row < b->rows; row++) {                                               \
+            T *r = ROW(*b, 2, row, T), *z = ROW(*b, 3, row, T);                                        \
+            if (b->data[0])                                                                            \
+                mv_##SUFFIX(ROW(*b, 0, row, T), ROW(*b, 1, 0, T), r, b->cols_of[0], 4 * n);            \
+            lstm_row_##SUFFIX(z, z + n, z + 2 * n, z + 3 * n, r, r + n, r + 2 * n, r + 3 * n,          \
+                              ROW(*b, 4, row, T), ROW(*b, 5, row, T), ROW(*b, 6, row, T),              \
+                              ROW(*b, 7, row, T), n);                                                  \
+        }                                                                                              \
+    }                                                                                                  \
+    static void lstm_back_rows_##SUFFIX(const Args *b)                                                 \
+    {                                                                                                  \
+        Py_ssize_t n = b->cols;                                                                        \
+        for (Py_ssize_t row = 0; row < b->rows; row++) {                                               \
+            T *r = ROW(*b, 2, row, T), *G = ROW(*b, 5, row, T), *dG = ROW(*b, 8, row, T);              \
+            if (b->data[0])                                                                            \
+                mv_##SUFFIX(ROW(*b, 0, row, T), ROW(*b, 1, 0, T), r, b->cols_of[0], n);                \
+            lstm_back_row_##SUFFIX(ROW(*b, 3, row, T), r, ROW(*b, 4, row, T), G, G + n, G + 2 * n,     \
+                                   G + 3 * n, ROW(*b, 6, row, T), ROW(*b, 7, row, T), dG, dG + n,      \
+                                   dG + 2 * n, dG + 3 * n, ROW(*b, 9, row, T), ROW(*b, 10, row, T), n); \
+        }                                                                                              \
+    }                                                                                                  \
+    static void gru_step_rows_##SUFFIX(const Args *b)                                                  \
+    {                                                                                                  \
+        Py_ssize_t n = b->cols;                                                                        \
+        for (Py_ssize_t row = 0; row < b->rows; row++) {                                               \
+            T *r = ROW(*b, 2, row, T), *z = ROW(*b, 4, row, T);                                        \
+            if (b->data[0])                                                                            \
+                mv_##SUFFIX(ROW(*b, 0, row, T), ROW(*b, 1, 0, T), r, b->cols_of[0], 3 * n);            \
+            gru_row_##SUFFIX(z, z + n, z + 2 * n, r, r + n, r + 2 * n, ROW(*b, 3, 0, T),               \
+                             ROW(*b, 5, row, T), ROW(*b, 6, row, T), ROW(*b, 7, row, T), n);           \
+        }                                                                                              \
+    }                                                                                                  \
+    static void gru_back_rows_##SUFFIX(const Args *b)                                                  \
+    {                                                                                                  \
+        Py_ssize_t n = b->cols;                                                                        \
+        for (Py_ssize_t row = 0; row < b->rows; row++) {                                               \
+            T *r = ROW(*b, 2, row, T), *G = ROW(*b, 5, row, T), *D = ROW(*b, 8, row, T);               \
+            if (b->data[0])                                                                            \
+                mv_##SUFFIX(ROW(*b, 0, row, T), ROW(*b, 1, 0, T), r, b->cols_of[0], n);                \
+            gru_back_row_##SUFFIX(ROW(*b, 3, row, T), r, ROW(*b, 4, row, T), G, G + n, G + 2 * n,      \
+                                  ROW(*b, 6, row, T), ROW(*b, 7, row, T), D, D + n, D + 2 * n,         \
+                                  D + 3 * n, ROW(*b, 9, row, T), n);                                   \
+        }                                                                                              \
+    }
+
+GATE_LOOPS(double, d)
+GATE_LOOPS(float, f)
+
+/* Argument i is (B, k·n) for the shared shape (B, n).  Returns 0, or −1 with an exception set. */
+static int check_cols(Args *b, int i, Py_ssize_t k, const char *name)
+{
+    if (b->rows_of[i] != b->rows || b->cols_of[i] != k * b->cols) {
+        PyErr_Format(PyExc_ValueError, "%s: argument %d: expected shape (%zd, %zd), the gates of (B, n) = (%zd, %zd)",
+                     name, i + 1, b->rows, k * b->cols, b->rows, b->cols);
+        release(b);
+        return -1;
+    }
+    return 0;
+}
+
+/* Argument i is a 1-D vector of n numbers.  Returns 0, or −1 with an exception set. */
+static int check_vector(Args *b, int i, const char *name)
+{
+    if (b->ndim_of[i] != 1 || b->cols_of[i] != b->cols) {
+        PyErr_Format(PyExc_ValueError, "%s: argument %d: expected a vector of n = %zd numbers", name, i + 1,
+                     b->cols);
+        release(b);
+        return -1;
+    }
+    return 0;
+}
+
+/* The optional product r = x W: x (argument ix) and W (iw) both None, or x (B, n_in) and W (n_in, r's
+ * columns) with dense rows.  Returns 0, or −1 with an exception set. */
+static int check_product(Args *b, int ix, int iw, int ir, const char *name)
+{
+    Py_ssize_t item = b->kind == 'd' ? 8 : 4;
+    if (!b->data[ix] && !b->data[iw])
+        return 0;
+    if (!b->data[ix] || !b->data[iw] || b->rows_of[ix] != b->rows || b->rows_of[iw] != b->cols_of[ix] ||
+        b->cols_of[iw] != b->cols_of[ir] || (b->rows_of[iw] > 1 && b->stride[iw] != b->cols_of[iw] * item)) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: expected x and W both None, or x (B, n_in) and W (n_in, %zd) with dense rows", name,
+                     b->cols_of[ir]);
+        release(b);
+        return -1;
+    }
+    return 0;
+}
+
+/* No argument written to (bit i of `written`) shares memory with any other argument: the loops
+ * read and write through restrict pointers.  Returns 0, or −1 with an exception set. */
+static int check_disjoint(Args *b, Py_ssize_t nargs, unsigned written, const char *name)
+{
+    Py_ssize_t item = b->kind == 'd' ? 8 : 4;
+    uintptr_t lo[MAX_ARGS], hi[MAX_ARGS];
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        if (!b->data[i])
+            continue;
+        Py_ssize_t span = (b->rows_of[i] - 1) * b->stride[i];
+        lo[i] = (uintptr_t)b->data[i] + (span < 0 ? span : 0);
+        hi[i] = (uintptr_t)b->data[i] + (span > 0 ? span : 0) + b->cols_of[i] * item;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        if (!(written >> i & 1) || !b->data[i])
+            continue;
+        for (Py_ssize_t j = 0; j < nargs; j++) {
+            if (j != i && b->data[j] && lo[i] < hi[j] && lo[j] < hi[i]) {
+                PyErr_Format(PyExc_ValueError, "%s: argument %zd overlaps argument %zd in memory", name, i + 1,
+                             j + 1);
+                release(b);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(lstm_step_doc,
+             "lstm_step(x, W, r, z, c_prev, c, tanh_c, a)\n--\n\n"
+             "One LSTM step's gate work in one pass (bptt.cells.lstm), for the shared shape (B, n):\n"
+             "z (B, 4n) holds the pre-activations' input part W_ax x + b_a on entry and the gates\n"
+             "[i | f | g | o] on return; r (B, 4n) holds their recurrent part a_prev W_aa^T, or, when x\n"
+             "(B, n_in) and W (n_in, 4n) are given (else both None), is first set to x @ W here.\n"
+             "Writes c = f c_prev + i g, tanh_c = tanh(c) and a = o tanh_c, each (B, n).");
+
+static PyObject *py_lstm_step(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    const char *name = "lstm_step";
+    Args b;
+    if (take(&b, args, nargs, 8, 0xEC, 0x3, 0xF, name) < 0 || check_cols(&b, 2, 4, name) < 0 ||
+        check_cols(&b, 3, 4, name) < 0 || check_product(&b, 0, 1, 2, name) < 0 ||
+        check_disjoint(&b, nargs, 0xEC, name) < 0)
+        return NULL;
+    if (b.kind == 'd')
+        lstm_step_rows_d(&b);
+    else
+        lstm_step_rows_f(&b);
+    release(&b);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(lstm_step_backward_doc,
+             "lstm_step_backward(x, W, r, dA, dc_next, G, c_prev, tanh_c, dG, da, dc)\n--\n\n"
+             "One LSTM step's backward in one pass, for the shared shape (B, n): da = dA + r, where r\n"
+             "(B, n) is the message through a⟨t+1⟩'s gates, dG⟨t+1⟩ W_aa, or, when x (B, n_in) and W\n"
+             "(n_in, n) are given (else both None), is first set to x @ W here; dc = dc_next + da o (1 -\n"
+             "tanh_c^2); dG (B, 4n) = [dc g i(1-i) | dc c_prev f(1-f) | dc i(1-g^2) | da tanh_c o(1-o)]\n"
+             "from the gates G (B, 4n) = [i | f | g | o]; dc_next = dc f, in place; writes da and dc.");
+
+static PyObject *py_lstm_step_backward(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    const char *name = "lstm_step_backward";
+    Args b;
+    if (take(&b, args, nargs, 11, 0x714, 0x3, 0x123, name) < 0 || check_cols(&b, 5, 4, name) < 0 ||
+        check_cols(&b, 8, 4, name) < 0 || check_product(&b, 0, 1, 2, name) < 0 ||
+        check_disjoint(&b, nargs, 0x714, name) < 0)
+        return NULL;
+    if (b.kind == 'd')
+        lstm_back_rows_d(&b);
+    else
+        lstm_back_rows_f(&b);
+    release(&b);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(gru_step_doc,
+             "gru_step(x, W, r, b_hn, z, a_prev, h_n, a)\n--\n\n"
+             "One GRU step's gate work in one pass (bptt.cells.gru), for the shared shape (B, n):\n"
+             "z (B, 3n) holds the pre-activations' input part W_ax x + b_a on entry and the gates\n"
+             "[r | z | n] on return; r (B, 3n) holds the recurrent part a_prev W_aa^T (b_hn not added), or,\n"
+             "when x (B, n_in) and W (n_in, 3n) are given (else both None), is first set to x @ W here.\n"
+             "b_hn (n,); writes h_n = r_n + b_hn and a = n + z (a_prev - n), each (B, n).");
+
+static PyObject *py_gru_step(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    const char *name = "gru_step";
+    Args b;
+    if (take(&b, args, nargs, 8, 0xD4, 0x3, 0x1F, name) < 0 || check_cols(&b, 2, 3, name) < 0 ||
+        check_cols(&b, 4, 3, name) < 0 || check_vector(&b, 3, name) < 0 ||
+        check_product(&b, 0, 1, 2, name) < 0 || check_disjoint(&b, nargs, 0xD4, name) < 0)
+        return NULL;
+    if (b.kind == 'd')
+        gru_step_rows_d(&b);
+    else
+        gru_step_rows_f(&b);
+    release(&b);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(gru_step_backward_doc,
+             "gru_step_backward(x, W, r, dA, carry, G, h_n, a_prev, D, da)\n--\n\n"
+             "One GRU step's backward in one pass, for the shared shape (B, n): da = dA + (carry + r),\n"
+             "where carry (B, n) is da⟨t+1⟩ z⟨t+1⟩ and r (B, n) the message through a⟨t+1⟩'s gates,\n"
+             "D⟨t+1⟩[:, :3n] W_aa, or, when x (B, n_in) and W (n_in, n) are given (else both None), is\n"
+             "first set to x @ W here; from the gates G (B, 3n) = [r | z | n], h_n and a_prev, writes\n"
+             "D (B, 4n) = [dr^ | dz^ | dh_n | dn^] (bptt.cells.gru), da, and carry = da z, in place.");
+
+static PyObject *py_gru_step_backward(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    const char *name = "gru_step_backward";
+    Args b;
+    if (take(&b, args, nargs, 10, 0x314, 0x3, 0x123, name) < 0 || check_cols(&b, 5, 3, name) < 0 ||
+        check_cols(&b, 8, 4, name) < 0 || check_product(&b, 0, 1, 2, name) < 0 ||
+        check_disjoint(&b, nargs, 0x314, name) < 0)
+        return NULL;
+    if (b.kind == 'd')
+        gru_back_rows_d(&b);
+    else
+        gru_back_rows_f(&b);
+    release(&b);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"tanh_add", (PyCFunction)(void (*)(void))py_tanh_add, METH_FASTCALL, tanh_add_doc},
     {"tanh_backward", (PyCFunction)(void (*)(void))py_tanh_backward, METH_FASTCALL, tanh_backward_doc},
     {"tanh_gemv", (PyCFunction)(void (*)(void))py_tanh_gemv, METH_FASTCALL, tanh_gemv_doc},
     {"tanh_gemv_backward", (PyCFunction)(void (*)(void))py_tanh_gemv_backward, METH_FASTCALL,
      tanh_gemv_backward_doc},
+    {"lstm_step", (PyCFunction)(void (*)(void))py_lstm_step, METH_FASTCALL, lstm_step_doc},
+    {"lstm_step_backward", (PyCFunction)(void (*)(void))py_lstm_step_backward, METH_FASTCALL,
+     lstm_step_backward_doc},
+    {"gru_step", (PyCFunction)(void (*)(void))py_gru_step, METH_FASTCALL, gru_step_doc},
+    {"gru_step_backward", (PyCFunction)(void (*)(void))py_gru_step_backward, METH_FASTCALL,
+     gru_step_backward_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_kernels", "A tanh RNN step's elementwise work in one pass (see _kernels.c).", -1,
+    PyModuleDef_HEAD_INIT, "_kernels", "A recurrent step's elementwise work in one pass: tanh RNN, LSTM, GRU (see _kernels.c).", -1,
     methods, NULL, NULL, NULL, NULL,
 };
 

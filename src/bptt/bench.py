@@ -1,20 +1,22 @@
-"""Benchmarks: hand-written forward + BPTT against ``torch.nn.RNN`` + autograd on the CPU.
+"""Benchmarks: hand-written forward + BPTT against ``torch.nn.RNN``/``GRU``/``LSTM`` + autograd on the CPU.
 
-What one timed call does, on both sides, with identical parameters and inputs:
+What one timed call does, on both sides, with identical parameters and inputs, for each cell
+("rnn": the vanilla tanh cell, "gru", "lstm"; see ``bptt.cells``):
 
-    bptt:   A, cache = _forward(X, a0, params);  dX, da0, grads = _backward(R, cache)
-    torch:  out, _ = rnn(X, h0);  out.backward(R)       (X.requires_grad, so dX too)
+    bptt:   A, cache = cell.fast_forward(X, state0, params)
+            dX, d_state0, grads = cell.fast_backward(R, cache)
+    torch:  out, _ = module(X, hx);  out.backward(R)       (X.requires_grad, so dX too)
 
-where R (T, B, n_a) is a fixed random upstream gradient ∂L/∂a⟨t⟩ (L = Σ A ⊙ R).
-Before timing, the two gradients (W_ax, W_aa, b_a, X) are compared; a mismatch
-stops the benchmark. The two sides then run in rounds, with bptt between torch
+where R (T, B, n_a) is a fixed random upstream gradient ∂L/∂a⟨t⟩ (L = Σ A ⊙ R) and the initial
+state is zeros (h0, and c0 for the LSTM). Before timing, the two sides' gradients (every parameter
+and X) are compared; a mismatch stops the benchmark. The two sides then run in rounds, with bptt between torch
 and the GEMM yardstick and the order flipped every round (before each timed
 block, a pause so one library's spinning worker threads do not slow the other,
 then one untimed warm-up call), and the report gives the median time of each
 side and the median of the per-round ratios bptt/torch.
 
-FLOPs, counted from the GEMMs only: forward 2·T·B·(n_x + n_a)·n_a, backward
-twice that (dz·W_aa, dW_aa, dW_ax and dX). Achieved GFLOP/s is reported as a
+FLOPs, counted from the GEMMs only: forward 2·T·B·(n_x + n_a)·k·n_a with k gates (1, 3, 4),
+backward twice that (dz·W_aa, dW_aa, dW_ax and dX). Achieved GFLOP/s is reported as a
 fraction of the machine's GEMM throughput, measured in the same run with an
 n × n by n × n ``np.dot`` in the same dtype.
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import math
 import os
 import platform
 import statistics
@@ -35,15 +38,18 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import rnn
+from .cells import get_cell, params_to_torch
 from .errors import BpttError
 from .model import init_params
 from .resources import check_memory
-from .rnn import _backward, _forward
 
 # (T, B, n_x, n_a): the shapes of issue #4, small to large, plus two long/tiny ones
 SHAPES = ((50, 32, 64, 128), (100, 64, 128, 256), (200, 128, 256, 512), (1000, 16, 32, 64), (35, 1, 50, 100))
 PROBE = (1000, 1, 8, 8)  # per-step overhead probe: the work per step is almost nothing
 DTYPES = ("float32", "float64")
+# the cells ``bptt bench --cell`` knows, and their torch twins
+TWINS = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
+CELL_NAMES = tuple(TWINS)
 
 
 @dataclass
@@ -51,6 +57,7 @@ class BenchConfig:
     """What ``run_benchmark`` measures."""
 
     shapes: tuple = SHAPES  # (T, B, n_x, n_a) per row
+    cells: tuple = ("rnn",)  # "rnn", "gru" and/or "lstm", each against its torch twin
     dtypes: tuple = DTYPES  # "float32" and/or "float64"
     probe: bool = True  # also time the per-step overhead probe PROBE
     rounds: int = 7  # alternating rounds per shape; medians are taken over them
@@ -65,6 +72,7 @@ class BenchConfig:
 class ShapeResult:
     """One row of the report."""
 
+    cell: str  # "rnn", "gru" or "lstm"
     dtype: str
     T: int
     B: int
@@ -130,9 +138,9 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
-def flops(T, B, n_x, n_a):
-    """GEMM FLOPs of one forward + backward: forward 2·T·B·(n_x+n_a)·n_a, backward twice that."""
-    return 3 * 2 * T * B * (n_x + n_a) * n_a
+def flops(T, B, n_x, n_a, gates=1):
+    """GEMM FLOPs of one forward + backward: forward 2·T·B·(n_x+n_a)·gates·n_a, backward twice that."""
+    return 3 * 2 * T * B * (n_x + n_a) * gates * n_a
 
 
 def _time_block(fn, min_time):
@@ -182,47 +190,51 @@ def call_runner(dtype):
 class Case:
     """One benchmark case: identical parameters and inputs on both sides, and their runners."""
 
-    def __init__(self, torch, shape, dtype, seed=0):
+    def __init__(self, torch, shape, dtype, seed=0, cell="rnn"):
         T, B, n_x, n_a = shape
-        self.shape, self.dtype = shape, dtype
-        p = init_params(n_x, n_a, 1, seed=seed, dtype=dtype)  # uniform(±1/√n_a), like torch
-        self.params = {k: p[k] for k in ("W_ax", "W_aa", "b_a")}
+        self.shape, self.dtype, self.cell = shape, dtype, get_cell(cell)
+        p = init_params(n_x, n_a, 1, seed=seed, dtype=dtype, cell=cell)  # uniform(±1/√n_a), like torch
+        self.params = {k: p[k] for k in self.cell.keys}
         rng = np.random.default_rng(seed + 1)
-        self.params["b_a"] = (0.1 * rng.standard_normal(n_a)).astype(dtype)
+        if cell == "rnn":  # its init has b_a = 0, which would hide a bias bug
+            self.params["b_a"] = (0.1 * rng.standard_normal(n_a)).astype(dtype)
         self.X = rng.standard_normal((T, B, n_x)).astype(dtype)
         self.R = rng.standard_normal((T, B, n_a)).astype(dtype)  # upstream gradient ∂L/∂A
-        self.a0 = np.zeros((B, n_a), dtype=dtype)
+        a0 = np.zeros((B, n_a), dtype=dtype)
+        self.state0 = (a0, a0.copy()) if self.cell.paired else a0  # (a0, c0) for the LSTM
 
         self.torch = torch
-        self.rnn = torch.nn.RNN(n_x, n_a, nonlinearity="tanh", dtype=getattr(torch, dtype))
-        with torch.no_grad():
-            self.rnn.weight_ih_l0.copy_(torch.from_numpy(self.params["W_ax"]))
-            self.rnn.weight_hh_l0.copy_(torch.from_numpy(self.params["W_aa"]))
-            self.rnn.bias_ih_l0.copy_(torch.from_numpy(self.params["b_a"]))
-            self.rnn.bias_hh_l0.zero_()
+        kind = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell]
+        extra = {"nonlinearity": "tanh"} if cell == "rnn" else {}
+        self.module = kind(n_x, n_a, dtype=getattr(torch, dtype), **extra)
+        state = params_to_torch(self.params, cell)  # bias_ih = b_a, bias_hh = 0 (GRU: [0; 0; b_hn])
+        self.module.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
         self.Xt = torch.from_numpy(self.X).requires_grad_()
-        self.h0 = torch.from_numpy(self.a0[None])  # (1, B, n_a)
+        h0 = torch.from_numpy(a0[None])  # (1, B, n_a)
+        self.hx = (h0, torch.from_numpy(self.state0[1][None])) if self.cell.paired else h0
         self.Rt = torch.from_numpy(self.R)
 
     def run_bptt(self):
         """Forward + full BPTT by hand. Returns: dX, grads."""
-        _, cache = _forward(self.X, self.a0, self.params, None, "tanh")
-        dX, _, grads, _ = _backward(self.R, cache)
+        _, cache = self.cell.fast_forward(self.X, self.state0, self.params, None)
+        dX, _, grads, _ = self.cell.fast_backward(self.R, cache)
         return dX, grads
 
     def run_torch(self):
-        """Forward + autograd backward in torch. Returns: dX, grads (as NumPy arrays)."""
-        for q in (self.Xt, *self.rnn.parameters()):
+        """Forward + autograd backward in torch. Returns: dX, grads (as NumPy arrays, under bptt's names)."""
+        for q in (self.Xt, *self.module.parameters()):
             q.grad = None
-        out, _ = self.rnn(self.Xt, self.h0)
+        out, _ = self.module(self.Xt, self.hx)
         out.backward(self.Rt)
-        rnn = self.rnn
-        grads = {"W_ax": rnn.weight_ih_l0.grad, "W_aa": rnn.weight_hh_l0.grad, "b_a": rnn.bias_ih_l0.grad}
+        m = self.module
+        grads = {"W_ax": m.weight_ih_l0.grad, "W_aa": m.weight_hh_l0.grad, "b_a": m.bias_ih_l0.grad}
+        if self.cell.name == "gru":
+            grads["b_hn"] = m.bias_hh_l0.grad[2 * m.hidden_size :]  # the n block of bias_hh
         return self.Xt.grad.numpy(), {k: v.numpy() for k, v in grads.items()}
 
 
 def grad_error(ours, theirs):
-    """Max over W_ax, W_aa, b_a, X of max|ours − theirs| / max|theirs|."""
+    """Max over every parameter and X of max|ours − theirs| / max|theirs|."""
     (dX, grads), (dX_ref, grads_ref) = ours, theirs
     pairs = [(dX, dX_ref)] + [(grads[k], grads_ref[k]) for k in grads_ref]
     return max(float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30)) for a, b in pairs)
@@ -237,7 +249,8 @@ def check_gradients(case):
     if not err <= GRAD_TOL[case.dtype]:
         T, B, n_x, n_a = case.shape
         raise BpttError(
-            f"bench: gradients differ from torch at T={T}, B={B}, n_x={n_x}, n_a={n_a}, {case.dtype}: "
+            f"bench: {case.cell.name} gradients differ from torch at T={T}, B={B}, n_x={n_x}, n_a={n_a},"
+            f" {case.dtype}: "
             f"max relative error {err:.3g} > {GRAD_TOL[case.dtype]:g}"
         )
     return err
@@ -271,7 +284,9 @@ def bench_shape(case, config, gemm):
     probe = case.shape == PROBE
     t_bptt, t_torch, t_yard = time_case(case, config, call_runner(case.dtype) if probe else gemm)
     bptt_s, torch_s = statistics.median(t_bptt), statistics.median(t_torch)
+    gates = case.cell.gates
     r = ShapeResult(
+        cell=case.cell.name,
         dtype=case.dtype,
         T=T,
         B=B,
@@ -284,7 +299,7 @@ def bench_shape(case, config, gemm):
         ratios=[a / b for a, b in zip(t_bptt, t_torch)],
         bptt_us_per_step=bptt_s / T * 1e6,
         torch_us_per_step=torch_s / T * 1e6,
-        gflops=flops(*case.shape) / bptt_s / 1e9,
+        gflops=flops(*case.shape, gates) / bptt_s / 1e9,
         grad_error=err,
     )
     # bptt against its yardstick round by round, so a change of speed between rounds cancels
@@ -295,16 +310,18 @@ def bench_shape(case, config, gemm):
         gemm_flops = 2 * config.gemm_n**3
         r.gemm_gflops = statistics.median(gemm_flops / t / 1e9 for t in t_yard)
         r.gemm_fraction = statistics.median(
-            flops(*case.shape) / tb / (gemm_flops / ty) for tb, ty in zip(t_bptt, t_yard)
+            flops(*case.shape, gates) / tb / (gemm_flops / ty) for tb, ty in zip(t_bptt, t_yard)
         )
     return r
 
 
-def case_bytes(shape, dtype):
-    """About the peak memory of one Case (inputs, both sides' caches and gradients): measured at
-    6-7 numbers per (t, b) per unit of n_x + n_a, counted here as 8."""
+def case_bytes(shape, dtype, gates=1):
+    """About the peak memory of one Case (inputs, both sides' caches and gradients): measured for the
+    vanilla cell at 6-7 numbers per (t, b) per unit of n_x + n_a, counted here as 8; a gated cell's
+    caches and gradients hold its gates, so it is counted as ``gates + 1`` such cells."""
     T, B, n_x, n_a = map(int, shape)  # Python integers: no overflow
-    return np.dtype(dtype).itemsize * (8 * T * B * (n_x + n_a) + 4 * n_a * (n_x + n_a))
+    k = 1 if gates == 1 else gates + 1
+    return np.dtype(dtype).itemsize * k * (8 * T * B * (n_x + n_a) + 4 * n_a * (n_x + n_a))
 
 
 def check_config(config):
@@ -312,6 +329,11 @@ def check_config(config):
     for dtype in config.dtypes:
         if dtype not in DTYPES:
             raise BpttError(f"dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
+    if not config.cells:
+        raise BpttError("cell: expected at least one cell")
+    for cell in config.cells:
+        if cell not in CELL_NAMES:
+            raise BpttError(f"cell: expected one of {', '.join(CELL_NAMES)}, got {cell!r}")
     for shape in config.shapes:
         if len(shape) != 4 or any(not isinstance(n, (int, np.integer)) or n < 1 for n in shape):
             raise BpttError(f"shape: expected four positive sizes T,B,n_x,n_a, got {shape!r}")
@@ -325,8 +347,10 @@ def check_config(config):
         raise BpttError(f"threads: expected a positive count (or 0 for NumPy's own), got {config.threads}")
     widest = max(config.dtypes, key=lambda d: np.dtype(d).itemsize, default="float64")
     yardstick = 3 * config.gemm_n**2 * np.dtype(widest).itemsize
+    gates = max(get_cell(cell).gates for cell in config.cells)
     for shape in config.shapes:
-        check_memory(f"shape {','.join(map(str, shape))} in {widest}", case_bytes(shape, widest) + yardstick)
+        nbytes = case_bytes(shape, widest, gates) + yardstick
+        check_memory(f"shape {','.join(map(str, shape))} in {widest}", nbytes)
 
 
 def run_benchmark(config=None, log=None):
@@ -350,11 +374,12 @@ def run_benchmark(config=None, log=None):
         log(line)
     shapes = [tuple(int(n) for n in s) for s in config.shapes] + ([PROBE] if config.probe else [])
     results = []
-    for dtype in config.dtypes:
-        gemm = gemm_runner(dtype, config.gemm_n)
-        for shape in shapes:
-            results.append(bench_shape(Case(torch, shape, dtype, config.seed), config, gemm))
-            log(format_row(results[-1]))
+    for cell in config.cells:
+        for dtype in config.dtypes:
+            gemm = gemm_runner(dtype, config.gemm_n)
+            for shape in shapes:
+                results.append(bench_shape(Case(torch, shape, dtype, config.seed, cell), config, gemm))
+                log(format_row(results[-1]))
     report["gemm_gflops"] = {}
     for d in config.dtypes:
         yardsticks = [r.gemm_gflops for r in results if r.dtype == d and not r.probe]
@@ -379,7 +404,8 @@ def machine_info(torch, threads):
 
 
 HEADER = (
-    f"{'dtype':<8} {'T':>5} {'B':>4} {'n_x':>4} {'n_a':>4}  {'bptt ms':>9} {'torch ms':>9} {'ratio':>6}"
+    f"{'cell':<4} {'dtype':<8} {'T':>5} {'B':>4} {'n_x':>4} {'n_a':>4}"
+    f"  {'bptt ms':>9} {'torch ms':>9} {'ratio':>6}"
     f"  {'GFLOP/s':>7} {'GEMM':>6} {'of GEMM':>7}  {'us/step':>7}  {'grad err':>8}"
 )
 
@@ -387,7 +413,7 @@ HEADER = (
 def format_row(r):
     """One table row; ``r`` is a ShapeResult or its dict."""
     r = r if isinstance(r, dict) else asdict(r)
-    name = f"{r['dtype']:<8} {r['T']:>5} {r['B']:>4} {r['n_x']:>4} {r['n_a']:>4}"
+    name = f"{r.get('cell', 'rnn'):<4} {r['dtype']:<8} {r['T']:>5} {r['B']:>4} {r['n_x']:>4} {r['n_a']:>4}"
     times = f"{r['bptt_ms']:>9.3f} {r['torch_ms']:>9.3f} {r['ratio']:>6.3f}"
     if r["probe"]:  # no GEMM columns: the call yardstick instead, after the row
         speed = f"{r['gflops']:>7.1f} {'-':>6} {'-':>7}"
@@ -401,10 +427,11 @@ def format_row(r):
 def report_title(report):
     """The lines above the table: machine, libraries, and how to read the columns."""
     m, c = report["machine"], report["config"]
+    twins = "/".join(f"torch.nn.{TWINS[x]}" for x in c.get("cells", ["rnn"]))
     return [
-        f"bptt forward + BPTT vs torch.nn.RNN + autograd: {m['cpu']}, {m['cores']} cores, "
-        f"{m['threads']} BLAS/torch threads, numpy {m['numpy']}, torch {m['torch']},"
-        f" tanh step kernels: {m['step_kernels']}",
+        f"bptt forward + BPTT vs {twins} + autograd: {m['cpu']},"
+        f" {m['cores']} cores, {m['threads']} BLAS/torch threads, numpy {m['numpy']}, torch {m['torch']},"
+        f" step kernels: {m['step_kernels']}",
         f"ratio: median over {c['rounds']} alternating rounds of bptt time / torch time; "
         f"GEMM: GFLOP/s of an n = {c['gemm_n']} np.dot in the same rounds; us/step: bptt time / T;"
         " probe: per step, in small NumPy calls timed in the same rounds",
@@ -488,6 +515,11 @@ def memory_benchmark(
         rows = []
         for budget in budgets:
             nbytes = None if budget is None else budget * stored_full
+            least = least_stored_states(T)
+            if nbytes is not None and least * B * n_a * np.dtype(dtype).itemsize > nbytes:
+                # below what any segment length keeps (about 2√T states): no such run, say so
+                report.setdefault("skipped", []).append({"T": T, "budget": budget, "least_states": least})
+                continue
             checkpointed = functools.partial(
                 checkpointed_sequence_loss, params, X, Y, output="softmax", memory_budget=nbytes
             )
@@ -529,7 +561,18 @@ def memory_benchmark(
             row["peak_saving"] = 1 - row["peak_checkpointed"] / row["peak_full"]
             report["results"].append(row)
             log(format_memory_row(row))
+    for skipped in report.get("skipped", ()):
+        log(format_memory_note(skipped))
     return report
+
+
+def least_stored_states(T):
+    """The fewest states checkpointed BPTT can keep for length T: min over k of ⌈T/k⌉ + k (about 2√T).
+
+    The minimum is at k = ⌊√T⌋ - 1 ... ⌊√T⌋ + 2 (checked against every k for T < 20,000).
+    """
+    r = math.isqrt(T)
+    return min(-(-T // k) + min(k, T) for k in range(max(1, r - 1), min(T, r + 2) + 1))
 
 
 MEMORY_HEADER = (
@@ -564,6 +607,15 @@ def memory_title(report):
     ]
 
 
+def format_memory_note(s):
+    """The line saying why a budget row of length T was not run."""
+    return (
+        f"{s['T']:>6} {s['budget']:>6.0%}  skipped: {s['budget']:.0%} of full BPTT's {s['T']} stored states"
+        f" is below the {s['least_states']} that checkpointed BPTT keeps at least (about 2√T)"
+    )
+
+
 def format_memory_report(report):
-    """The readable table of a ``memory_benchmark`` report."""
-    return "\n".join(memory_title(report) + [format_memory_row(r) for r in report["results"]])
+    """The readable table of a ``memory_benchmark`` report, and a line for each budget row skipped."""
+    rows = [format_memory_row(r) for r in report["results"]]
+    return "\n".join(memory_title(report) + rows + [format_memory_note(s) for s in report.get("skipped", ())])

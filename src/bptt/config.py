@@ -54,9 +54,16 @@ class Checked:
 
     ``KIND`` names the settings in messages ("the tagger's settings"), ``WHERE`` their key in a
     document (the default start of `from_json`'s errors); ``HINT`` is added when a document lacks them.
+
+    ``ADDED`` maps each field added after documents of these settings were first written to the
+    value such a document means by its absence: the behaviour before the field existed (e.g.
+    ``{"cell": "rnn"}``: a tagger saved before there was a choice of cell is the vanilla one).
+    `from_json` fills it in where it is missing; every other field must be present. A field keeps
+    its entry for good: documents written without it stay readable.
     """
 
     RULES: dict = {}
+    ADDED: dict = {}
     KIND, WHERE, HINT = "settings", "settings", ""
 
     def __post_init__(self):
@@ -74,6 +81,7 @@ class Checked:
         if not isinstance(d, dict):
             raise BpttError(f"{where}: expected an object of {cls.KIND}, got {type(d).__name__}")
         names = [f.name for f in fields(cls)]
+        d = {**{k: v for k, v in cls.ADDED.items() if k not in d}, **d}  # written before the field existed
         missing = [k for k in names if k not in d]
         if missing:
             raise BpttError(f"{where}: missing the field {missing[0]!r}")

@@ -266,13 +266,27 @@ def iter_conll(path, tag_column=-1, strip_prefix=None, require_tags=True, scheme
     Returns: an iterator of Sentence.
     """
     path = _check_path(path)
+    _check_reader_options(tag_column, strip_prefix, scheme)
+    return _iter_sentences(path, _lines(path), tag_column, strip_prefix, require_tags, scheme)
+
+
+def iter_conll_stream(f, name, tag_column=-1, strip_prefix=None, require_tags=True, scheme=None):
+    """`iter_conll` over an open binary stream (a pipe, standard input), read line by line as it comes.
+
+    f: has ``readline(limit)`` (a binary file, `cli.common.PipeLines`); name: shown in errors.
+    Returns: an iterator of Sentence; a sentence is yielded as soon as its blank line is read.
+    """
+    _check_reader_options(tag_column, strip_prefix, scheme)
+    return _iter_sentences(name, text_lines(f, name), tag_column, strip_prefix, require_tags, scheme)
+
+
+def _check_reader_options(tag_column, strip_prefix, scheme):
     if isinstance(tag_column, bool) or not isinstance(tag_column, int):
         raise BpttError(f"tag_column: expected an int column index, got {tag_column!r}")
     if strip_prefix is not None and (not isinstance(strip_prefix, str) or not strip_prefix):
         raise BpttError(f"strip_prefix: expected None, 'auto' or a non-empty string, got {strip_prefix!r}")
     if scheme is not None:
         check_choice("scheme", scheme, SCHEMES)
-    return _iter_sentences(path, tag_column, strip_prefix, require_tags, scheme)
 
 
 def read_conll(path, **kw) -> list[Sentence]:
@@ -307,7 +321,7 @@ def text_lines(f, name, what="CoNLL"):
         if len(raw) > _MAX_LINE_BYTES:
             raise BpttError(f"{name}:{lineno}: line over {_MAX_LINE_BYTES} bytes: not a {what} file")
         if b"\0" in raw:
-            raise BpttError(f"{name}:{lineno}: NUL byte: binary content, not a {what} text file")
+            raise BpttError(f"{name}:{lineno}: NUL byte: binary content, not a {what} file")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -327,7 +341,7 @@ def _bare_word(word, prefix, auto):
     return word[m.end() :] if m else word
 
 
-def _iter_sentences(path, tag_column, strip_prefix, require_tags, scheme):
+def _iter_sentences(path, lines, tag_column, strip_prefix, require_tags, scheme):
     allowed = _SCHEME_PREFIXES[scheme] if scheme else "BIES"
     good_tags = {"O"}  # tags already checked
     n_cols = n_cols_line = None  # the file's column count, and the line that set it
@@ -347,7 +361,7 @@ def _iter_sentences(path, tag_column, strip_prefix, require_tags, scheme):
                     raise BpttError(f"{path}:{lineno}: word {w!r} does not start with prefix {prefix!r}")
         return Sentence([w[len(prefix) :] if prefix else w for w, _ in words], tags, first_line)
 
-    for lineno, text in _lines(path):
+    for lineno, text in lines:
         text = text.strip(" \t\r\n")
         if not text:  # blank (or whitespace-only) line: end of sentence
             if words:

@@ -58,7 +58,7 @@ def check_model_inputs(params, X, Y, a0, mask, output, activation, reduction, ce
         raise BpttError(f"params: missing key(s) {', '.join(missing)}")
     a0, mask = c.check_inputs(X, a0, params, mask)
     T, B, _ = X.shape
-    sizes = {"n_a": params["W_aa"].shape[1], "T": T, "B": B}
+    sizes = {"n_a": c.hidden_size(params), "T": T, "B": B}
     check_array("params['W_ya']", params["W_ya"], ("n_y", "n_a"), sizes=sizes)
     check_array("params['b_y']", params["b_y"], ("n_y",), sizes=sizes)
     Y = check_labels(Y, output, sizes["n_y"], sizes)

@@ -67,6 +67,8 @@ CHECKPOINT_FORMAT_VERSION = 1
 CONFIG, VOCAB, WEIGHTS = "config.json", "vocab.json", "weights.safetensors"
 CHECKPOINT, STATE, ARRAYS = "checkpoint", "state.json", "arrays.safetensors"
 _OLD, _TMP_PREFIX = "checkpoint.old", "checkpoint.tmp-"
+CHECKPOINT_OLD, CHECKPOINT_TMP_PREFIX = _OLD, _TMP_PREFIX  # a save's previous and unfinished directories
+CHECKPOINT_FILES = (ARRAYS, STATE)  # every name a checkpoint directory holds (besides their temporary files)
 _RESERVED = ("format", "format_version", "bptt_version", "checksums", "self_sha256")  # not the caller's
 _MAX_CONFIG_BYTES = 16 * 2**20  # config.json and state.json hold hyper-parameters and counters, not data
 
@@ -362,6 +364,8 @@ def _root(label, what):
         raise BpttError(f"{label}: no such {what}")
     if not os.path.isdir(label):
         raise BpttError(f"{label}: is not a directory (expected a {what})")
+    if not os.access(label, os.R_OK | os.X_OK):  # mode 000, or another user's: say so, not "missing"
+        raise BpttError(f"{label}: permission denied (cannot read the {what})")
     return os.path.realpath(label)
 
 
@@ -383,8 +387,12 @@ def _open_member(root, label, name):
     """Open the file ``name`` of the directory ``root`` (shown as ``label``); errors name the file."""
     file = os.path.join(label, name)
     path = os.path.join(root, name)
-    if not os.path.lexists(path):
-        raise BpttError(f"{file}: missing (incomplete or damaged directory)")
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        raise BpttError(f"{file}: missing (incomplete or damaged directory)") from None
+    except OSError as e:  # a directory we may not search: the file may well be there
+        raise BpttError(f"{file}: cannot read: {e.strerror or e}") from None
     return open_regular(_inside(root, file, path), file)
 
 

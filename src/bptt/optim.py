@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .backend import array_namespace
+from .errors import BpttError
 from .layers import RowGrad
 
 
@@ -79,6 +80,10 @@ class SGD:
     def state_dict(self):
         return {f"v.{k}": v for k, v in self.state.items()}
 
+    def check_state_dict(self, arrays, params):
+        """Refuse a saved ``state_dict`` that does not fit ``params`` (`BpttError` naming the array)."""
+        _check_moments(arrays, params, ("v",) if self.momentum else ())
+
     def load_state_dict(self, arrays):
         self.state = {k[2:]: v for k, v in arrays.items() if k.startswith("v.")}
 
@@ -132,10 +137,35 @@ class Adam:
         arrays["t"] = np.array(self.t, dtype=np.int64)
         return arrays
 
+    def check_state_dict(self, arrays, params):
+        """Refuse a saved ``state_dict`` that does not fit ``params`` (`BpttError` naming the array)."""
+        t = arrays.get("t")
+        if t is None or t.shape != () or t.dtype.kind not in "iu" or int(t) < 0:
+            found = "missing" if t is None else f"{t.dtype}{list(t.shape)}"
+            raise BpttError(f"t: is {found}, expected a non-negative integer scalar (the steps taken)")
+        _check_moments({k: v for k, v in arrays.items() if k != "t"}, params, ("m", "v"))
+
     def load_state_dict(self, arrays):
         self.t = int(arrays["t"])
         self.m = {k[2:]: a for k, a in arrays.items() if k.startswith("m.")}
         self.v = {k[2:]: a for k, a in arrays.items() if k.startswith("v.")}
+
+
+def _check_moments(arrays, params, kinds):
+    """``arrays`` hold, for some parameters, one array of each of ``kinds`` ("m.W_aa", "v.W_aa"), each
+    shaped and typed as its parameter; nothing else."""
+    for name, a in arrays.items():
+        kind, _, k = name.partition(".")
+        if kind not in kinds or k not in params:
+            raise BpttError(f"{name}: not a state of this optimizer for this network")
+        want = params[k]
+        if a.shape != want.shape or a.dtype != want.dtype:
+            raise BpttError(
+                f"{name}: is {a.dtype}{list(a.shape)}, its parameter is {want.dtype}{list(want.shape)}"
+            )
+        missing = [f"{other}.{k}" for other in kinds if f"{other}.{k}" not in arrays]
+        if missing:
+            raise BpttError(f"{missing[0]}: missing, while the {kind} of {k} is there")
 
 
 def make_optimizer(name, lr, momentum=0.9):

@@ -3,13 +3,18 @@
 ``open_output(PATH, inputs=...)`` is how a command writes a file the user named (``evaluate --output``)
 or its standard output (``tag``, ``evaluate``):
 
-    -, /dev/stdout           standard output itself (the same stream as ``print``), flushed at the end
+    -, /dev/stdout           standard output itself (the same stream as ``print``), flushed at the end;
+                             refused when it is closed (``bptt tag ... >&-``)
     a regular file, or none  written atomically (`modelfiles.atomic_open`): readers see the old file
-                             or the new one, never half; an existing file keeps its permissions
+                             or the new one, never half; an existing file keeps its permissions, and
+                             one we may not write (read-only, ``chmod a-w``) is refused, not replaced
     a symbolic link          its target is written (atomically if a regular file); the link stays a link
     a FIFO, a device         written directly (``/dev/full``, ``>(conlleval)``, a named pipe)
+    a directory              refused
     one of ``inputs``        refused: the same file (inode) as an input is never written over
 
+Text (``evaluate --output``, ``tag``) and bytes (``binary=True``: the pictures of ``graph`` and
+``gradflow``, the page of ``report``, the curves of a run) go through the same checks.
 Every error is one `BpttError` line naming the path: ``dev.pred: cannot write: No space left on device``.
 A reader that goes away (EPIPE) raises BrokenPipeError, which the command line ends quietly.
 """
@@ -63,27 +68,64 @@ def check_not_input(path, st, inputs):
             raise BpttError(f"{path}: is {what}: refusing to write over it")
 
 
+def standard_output(binary=False):
+    """``sys.stdout`` (its ``buffer`` with ``binary``); a `BpttError` when standard output is closed."""
+    if sys.stdout is None:  # started with descriptor 1 closed (``>&-``): Python sets it to None
+        raise BpttError("standard output is closed: nowhere to write (redirect it, e.g. > FILE)")
+    return sys.stdout.buffer if binary else sys.stdout
+
+
+def check_writable(path, st):
+    """Refuse to replace an existing regular file we may not write (``chmod a-w``): the user's protection."""
+    if st is not None and stat.S_ISREG(st.st_mode) and not os.access(path, os.W_OK):
+        raise BpttError(f"{path}: is write-protected (no write permission): refusing to replace it")
+
+
+def check_output(path, inputs=()):
+    """Refuse a user-named output ``path`` that `open_output` would refuse, before any work is done.
+
+    Checks everything but standard output: a directory, an input (``inputs``), a write-protected
+    file, a missing folder. Returns: the path's os.stat (None when there is no such file yet).
+    """
+    path = os.fspath(path)
+    st = _stat(path)
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise BpttError(f"{path}: is a directory")
+    if st is not None and not stat.S_ISREG(st.st_mode):  # a FIFO, a terminal, a device: written directly
+        return st
+    check_not_input(path, st, inputs)
+    check_writable(path, st)
+    folder = os.path.dirname(os.path.abspath(_target(path)))
+    if not os.path.isdir(folder):
+        raise BpttError(f"{path}: cannot write: folder {folder} does not exist")
+    return st
+
+
+def _target(path):
+    """The file a regular output is written to: through a symbolic link, its target."""
+    return os.path.realpath(path) if os.path.islink(path) else path
+
+
 @contextlib.contextmanager
-def open_output(path, inputs=()):
-    """Open the user-named ``path`` for writing UTF-8 text (see the module docstring).
+def open_output(path, inputs=(), binary=False):
+    """Open the user-named ``path`` for UTF-8 text, or bytes with ``binary`` (see the module docstring).
 
     inputs: the paths (or file descriptors) the command reads, never to be written over.
-    Returns: a context manager giving a text file (``write``, ``flush``); on a clean exit the
+    Returns: a context manager giving a file (``write``, ``flush``); on a clean exit the
     output is complete (renamed into place, or flushed).
     """
     path = os.fspath(path)
     if is_stdout(path):
+        stream = standard_output(binary)
         check_not_input(STDOUT, _stdout_stat(), inputs)
-        out = Writer(sys.stdout, STDOUT)
+        out = Writer(stream, STDOUT)
         yield out
         out.flush()
         return
-    st = _stat(path)
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        raise BpttError(f"{path}: is a directory")
+    st = check_output(path, inputs)
     if st is not None and not stat.S_ISREG(st.st_mode):  # a FIFO, a terminal, a device: write to it
         try:
-            f = open(path, "w", encoding="utf-8", newline="\n")
+            f = open(path, "wb") if binary else open(path, "w", encoding="utf-8", newline="\n")
         except OSError as e:
             raise BpttError(f"{path}: cannot write: {e.strerror or e}") from None
         try:
@@ -94,14 +136,10 @@ def open_output(path, inputs=()):
             with contextlib.suppress(OSError):  # after a failed write, closing fails again
                 f.close()
         return
-    check_not_input(path, st, inputs)
     from .modelfiles import atomic_open
 
-    target = os.path.realpath(path) if os.path.islink(path) else path  # write through a link
-    folder = os.path.dirname(os.path.abspath(target))
-    if not os.path.isdir(folder):
-        raise BpttError(f"{path}: cannot write: folder {folder} does not exist")
-    with atomic_open(target, "w") as f:
+    target = _target(path)  # write through a link: the link stays a link
+    with atomic_open(target, "wb" if binary else "w") as f:
         yield Writer(f, path)
     if st is not None:
         with contextlib.suppress(OSError):
@@ -109,18 +147,21 @@ def open_output(path, inputs=()):
 
 
 class Writer:
-    """A text file whose write errors are one line naming it (``dev.pred: cannot write: ...``)."""
+    """A file whose write errors are one line naming it (``dev.pred: cannot write: ...``)."""
 
     def __init__(self, f, name):
         self.f, self.name = f, name
 
-    def write(self, text):
+    def write(self, data):
         with self._errors():
-            return self.f.write(text)
+            return self.f.write(data)
 
     def flush(self):
         with self._errors():
             self.f.flush()
+
+    def __getattr__(self, name):  # everything else is the file's (matplotlib asks for seek)
+        return getattr(self.f, name)
 
     @contextlib.contextmanager
     def _errors(self):
@@ -129,7 +170,7 @@ class Writer:
         except BrokenPipeError:  # the reader went away: the command line ends quietly
             raise
         except OSError as e:
-            if self.f is sys.stdout:
+            if self.f in (sys.stdout, getattr(sys.stdout, "buffer", None)):
                 discard_stdout()
             raise BpttError(f"{self.name}: cannot write: {e.strerror or e}") from None
 

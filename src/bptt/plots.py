@@ -20,6 +20,9 @@ It takes a *trace*, a plain dict (so any model can draw itself):
     L_t            [float] * T or None   per-step losses L⟨t⟩
     message_norms  [float] * T    ‖∂L/∂a⟨t⟩‖ (forward direction); colours the a⟨t⟩ nodes
     title          str
+    cell           "rnn", "gru" or "lstm", optional (default "rnn"): the equations in the legend
+    cell_message_norms  [float] * T or None, optional: ‖∂L/∂c⟨t⟩‖ of an LSTM; draws the cell-state
+                   lane c⟨t−1⟩ → c⟨t⟩ between x⟨t⟩ and a⟨t⟩, its nodes coloured on the same scale
 
 Gradient flow takes the training log's records (one dict per epoch, see ``report.py``).
 """
@@ -38,6 +41,7 @@ BACKWARD = "#d1402a"  # backpropagation arrows
 PARAM = "#8a8a8a"  # shared-parameter connectors
 FORMATS = (".png", ".svg")
 DPI = 130
+MAX_GRAPH_WORDS = 200  # the unrolled graph of a longer sentence is unreadable (and takes minutes, gigabytes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,13 +65,17 @@ def _new_figure(width, height):
 
 
 def _save(fig, path):
-    """Write the figure (text stays text in SVG) atomically: readers see the old picture or the new."""
+    """Write the figure (text stays text in SVG) as `bptt.output.open_output` writes any output:
+    atomically (readers see the old picture or the new), through a link, never over a read-only file."""
     import matplotlib
 
-    from .modelfiles import atomic_open
+    from .output import open_output
 
     path = Path(path)
-    with atomic_open(path) as f, matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "bptt"}):
+    with (
+        open_output(path, binary=True) as f,
+        matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "bptt"}),
+    ):
         fig.savefig(f, format=path.suffix[1:].lower(), facecolor="white")
     return path
 
@@ -92,13 +100,21 @@ def _check_trace(trace):
     if not isinstance(words, (list, tuple)) or not words:
         raise BpttError("trace['words']: expected a non-empty list of words")
     T = len(words)
+    if T > MAX_GRAPH_WORDS:
+        raise BpttError(
+            f"trace['words']: {T} words; a graph shows at most {MAX_GRAPH_WORDS} (more is unreadable)"
+        )
     for key, required in (("y_hat", True), ("predicted", True), ("message_norms", True)):
         if trace.get(key) is None and required:
             raise BpttError(f"trace['{key}']: missing")
-    for key in ("y_hat", "predicted", "message_norms", "gold", "L_t"):
+    for key in ("y_hat", "predicted", "message_norms", "gold", "L_t", "cell_message_norms"):
         v = trace.get(key)
         if v is not None and len(v) != T:
             raise BpttError(f"trace['{key}']: expected {T} values (one per word), got {len(v)}")
+    if trace.get("cell", "rnn") not in EQUATIONS:
+        raise BpttError(
+            f"trace['cell']: expected one of {', '.join(EQUATIONS)}, got {trace.get('cell')!r:.40}"
+        )
     return T
 
 
@@ -108,9 +124,16 @@ def _check_trace(trace):
 # rows of the picture, bottom to top (data units; one unit is one column, drawn SCALE inches wide)
 Y_X, Y_A, Y_YHAT, Y_LT, Y_L = 0.0, 1.9, 3.75, 5.0, 6.0
 R_A = 0.32  # radius of the a⟨t⟩ circles
+Y_C, R_C = 1.2, 0.2  # the LSTM's cell-state lane c⟨t⟩, between x⟨t⟩ and a⟨t⟩, and its circles
 W_BOX, H_BOX = 0.84, 0.78  # ŷ⟨t⟩ boxes
 OFF = 0.09  # forward and backward arrows run side by side, this far apart
 SCALE = 1.0  # inches per data unit
+# the legend's forward equation and the recurrent term of the message ∂L/∂a⟨t⟩, by the trace's cell
+EQUATIONS = {
+    "rnn": ("a⟨t⟩ = g(W_aa a⟨t−1⟩ + W_ax x⟨t⟩ + b_a)", "W_aaᵀ dz⟨t+1⟩"),
+    "gru": ("a⟨t⟩ = GRU(a⟨t−1⟩, x⟨t⟩)", "(∂a⟨t+1⟩/∂a⟨t⟩)ᵀ ∂L/∂a⟨t+1⟩"),
+    "lstm": ("(a⟨t⟩, c⟨t⟩) = LSTM(a⟨t−1⟩, c⟨t−1⟩, x⟨t⟩)", "(∂(a, c)⟨t+1⟩/∂a⟨t⟩)ᵀ ∂L/∂(a, c)⟨t+1⟩"),
+}
 
 
 def draw_unrolled_graph(trace, path):
@@ -133,6 +156,8 @@ def draw_unrolled_graph(trace, path):
     gold = None if trace.get("gold") is None else [str(v) for v in trace["gold"]]
     L_t = None if trace.get("L_t") is None else [float(v) for v in trace["L_t"]]
     norms = np.asarray(trace["message_norms"], dtype=float)
+    c_norms = trace.get("cell_message_norms")
+    c_norms = None if c_norms is None else np.asarray(c_norms, dtype=float)
 
     # the figure, laid out by hand (inches): title on top, legend below, colour bar on the right
     x_lo, y_lo, y_hi = -1.75, -0.75, Y_L + 0.35
@@ -148,7 +173,8 @@ def draw_unrolled_graph(trace, path):
     title = trace.get("title") or "Backpropagation through time, unrolled"
     fig.text(0.15 / W, 1 - 0.3 / H, _plain(title), fontsize=14, va="center", ha="left")
 
-    ok = norms[np.isfinite(norms) & (norms > 0)]
+    every = norms if c_norms is None else np.concatenate([norms, c_norms])  # one colour scale for both
+    ok = every[np.isfinite(every) & (every > 0)]
     lo, hi = (float(ok.min()), float(ok.max())) if ok.size else (1e-3, 1.0)
     if hi <= lo * 1.01:
         lo, hi = lo / 2, hi * 2
@@ -165,7 +191,8 @@ def draw_unrolled_graph(trace, path):
     def text(x, y, s, size=9, **kw):
         ax.text(x, y, s, ha="center", va="center", fontsize=size, zorder=4, **kw)
 
-    for y, lab in ((Y_X, "input x⟨t⟩"), (Y_A, "state a⟨t⟩"), (Y_YHAT, "output ŷ⟨t⟩"), (Y_LT, "loss L⟨t⟩")):
+    rows = [(Y_X, "input x⟨t⟩"), (Y_A, "state a⟨t⟩"), (Y_YHAT, "output ŷ⟨t⟩"), (Y_LT, "loss L⟨t⟩")]
+    for y, lab in rows + ([(Y_C, "cell c⟨t⟩")] if c_norms is not None else []):
         ax.text(x_lo + 0.05, y, lab, ha="left", va="center", fontsize=10, color="#333333")
 
     # shared parameters: one box each, with a light connector to every step that uses them
@@ -194,12 +221,18 @@ def draw_unrolled_graph(trace, path):
             bbox=dict(boxstyle="round,pad=0.25", fc="#f4f4f4", ec=PARAM, lw=0.8),
         )
 
+    def colours(v):  # a node's fill, by the message reaching it, and the ink that reads on it
+        fill = cmap(cnorm(v)) if math.isfinite(v) and v > 0 else (0.85, 0.85, 0.85, 1.0)
+        return fill, "white" if _luminance(fill) < 0.5 else "black"
+
     ax.add_patch(Circle((0, Y_A), R_A * 0.85, fc="#eeeeee", ec="#777777", lw=1.0, zorder=3))
     text(0, Y_A, "a⟨0⟩", 10)
+    if c_norms is not None:
+        ax.add_patch(Circle((0, Y_C), R_C, fc="#eeeeee", ec="#777777", lw=1.0, zorder=3))
+        text(0, Y_C, "c⟨0⟩", 7.5)
     for i in range(T):
         t, v = i + 1, float(norms[i])
-        fill = cmap(cnorm(v)) if math.isfinite(v) and v > 0 else (0.85, 0.85, 0.85, 1.0)
-        ink = "white" if _luminance(fill) < 0.5 else "black"
+        fill, ink = colours(v)
 
         # x⟨t⟩: the word (smaller type for long words)
         size = 11 if len(words[i]) <= 8 else max(6.5, 88 / len(words[i]))
@@ -247,9 +280,24 @@ def draw_unrolled_graph(trace, path):
             bbox=dict(boxstyle="round,pad=0.3", fc="#fff8ee", ec="#c9a66b", lw=0.8),
         )
 
+        # c⟨t⟩ (LSTM): x⟨t⟩ → c⟨t⟩ → a⟨t⟩ = o ⊙ tanh c⟨t⟩, and c⟨t−1⟩ → c⟨t⟩ along its own lane
+        below_a = []  # the arrows up into a⟨t⟩ from below: from x⟨t⟩, or from c⟨t⟩ and x⟨t⟩
+        if c_norms is None:
+            below_a.append(((Y_X + 0.28, Y_A - R_A), None))
+        else:
+            vc = float(c_norms[i])
+            fill_c, ink_c = colours(vc)
+            ax.add_patch(Circle((t, Y_C), R_C, fc=fill_c, ec="#555555", lw=1.0, zorder=3))
+            text(t, Y_C + 0.06, f"c⟨{t}⟩", 7.5, color=ink_c)
+            text(t, Y_C - 0.09, _fmt(vc), 6.5, color=ink_c)
+            below_a += [((Y_X + 0.28, Y_C - R_C), None), ((Y_C + R_C, Y_A - R_A), width(v))]
+            left_c = (t - 1) + R_C
+            arrow((left_c, Y_C + OFF), (t - R_C, Y_C + OFF), FORWARD)
+            arrow((t - R_C, Y_C - OFF), (left_c, Y_C - OFF), BACKWARD, width(vc))
+
         # forward arrows left of centre, going up; backward arrows right of centre, coming down
         for (y0, y1), lw in (
-            ((Y_X + 0.28, Y_A - R_A), None),
+            *below_a,
             ((Y_A + R_A, Y_YHAT - H_BOX / 2), 1.4),
             ((Y_YHAT + H_BOX / 2, Y_LT - 0.22), 1.0),
             ((Y_LT + 0.22, Y_L - 0.22), 1.0),
@@ -277,20 +325,15 @@ def draw_unrolled_graph(trace, path):
     total = "" if L_t is None else f" = {_fmt(sum(L_t))}"
     text((T + 1) / 2, Y_L, "L = Σₜ L⟨t⟩" + total, 11)
 
+    forward, recurrent = EQUATIONS[trace.get("cell", "rnn")]
     handles = [
-        Line2D(
-            [],
-            [],
-            color=FORWARD,
-            lw=2,
-            label="forward: a⟨t⟩ = g(W_aa a⟨t−1⟩ + W_ax x⟨t⟩ + b_a),  ŷ⟨t⟩ = σ(W_ya a⟨t⟩ + b_y)",
-        ),
+        Line2D([], [], color=FORWARD, lw=2, label=f"forward: {forward},  ŷ⟨t⟩ = σ(W_ya a⟨t⟩ + b_y)"),
         Line2D(
             [],
             [],
             color=BACKWARD,
             lw=2,
-            label="backprop: ∂L/∂a⟨t⟩ = W_yaᵀ (ŷ⟨t⟩ − y⟨t⟩) + W_aaᵀ dz⟨t+1⟩   (thickness ∝ log ‖∂L/∂a⟨t⟩‖)",
+            label=f"backprop: ∂L/∂a⟨t⟩ = W_yaᵀ (ŷ⟨t⟩ − y⟨t⟩) + {recurrent}   (thickness ∝ log ‖∂L/∂a⟨t⟩‖)",
         ),
         Line2D(
             [],
@@ -303,6 +346,19 @@ def draw_unrolled_graph(trace, path):
             label="shared parameters, the same at every step",
         ),
     ]
+    if c_norms is not None:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="#555555",
+                lw=0,
+                marker="o",
+                ms=7,
+                mfc="#fdae61",
+                label="cell state c⟨t⟩ = f ⊙ c⟨t−1⟩ + i ⊙ g, coloured by ‖∂L/∂c⟨t⟩‖",
+            )
+        )
     fig.legend(
         handles=handles,
         loc="lower left",
@@ -313,7 +369,8 @@ def draw_unrolled_graph(trace, path):
     )
     cax = fig.add_axes((1 - (right - 0.2) / W, (bottom + 1.2) / H, 0.16 / W, 3.6 / H))
     bar = fig.colorbar(ScalarMappable(cnorm, cmap), cax=cax)
-    bar.set_label("‖∂L/∂a⟨t⟩‖, the message reaching a⟨t⟩", fontsize=9)
+    what = "‖∂L/∂a⟨t⟩‖, the message reaching a⟨t⟩" if c_norms is None else "‖∂L/∂a⟨t⟩‖ and ‖∂L/∂c⟨t⟩‖"
+    bar.set_label(what, fontsize=9)
     _plain_log_ticks(bar.ax.yaxis, lo, hi)
     bar.ax.tick_params(labelsize=8, which="both")
     return _save(fig, path)
@@ -347,9 +404,19 @@ def _luminance(rgba):
 
 
 def trace_from_params(
-    params, words, X, Y=None, *, tags=None, a0=None, output="sigmoid", activation="tanh", title=None
+    params,
+    words,
+    X,
+    Y=None,
+    *,
+    tags=None,
+    a0=None,
+    output="sigmoid",
+    activation="tanh",
+    title=None,
+    cell="rnn",
 ):
-    """The trace of one sentence through the lecture model, for ``draw_unrolled_graph``.
+    """The trace of one sentence through the lecture model (with any ``cell``), for ``draw_unrolled_graph``.
 
     Shapes: X (T, n_x) or (T, 1, n_x) the inputs of the T words; Y (T,) gold labels (0/1 for
     sigmoid with n_y = 1, class ids for softmax) or None. Without Y the messages are those of
@@ -380,13 +447,13 @@ def trace_from_params(
         return ids.astype(X.dtype) if output == "sigmoid" else ids.astype(np.int64)
 
     if Y is None:  # first a pass for the predictions, then messages against them
-        probe = ledger(params, X, labels(np.zeros(T, dtype=int)), a0, None, output, activation)
+        probe = ledger(params, X, labels(np.zeros(T, dtype=int)), a0, None, output, activation, cell=cell)
         Y_ids = _classes(probe.Y_hat[:, 0], output)
     else:
         Y_ids = np.asarray(Y).reshape(-1)
         if Y_ids.shape != (T,):
             raise BpttError(f"Y: expected {T} labels (one per word), got shape {np.shape(Y)}")
-    led = ledger(params, X, labels(Y_ids), a0, None, output, activation)
+    led = ledger(params, X, labels(Y_ids), a0, None, output, activation, cell=cell)
     ids = _classes(led.Y_hat[:, 0], output)
     p = led.Y_hat[:, 0, 0] if output == "sigmoid" else led.Y_hat[:, 0].max(axis=-1)
     return {
@@ -396,6 +463,10 @@ def trace_from_params(
         "gold": None if Y is None else [tags[int(k)] for k in Y_ids],
         "L_t": None if Y is None else [float(v) for v in led.L_t[:, 0]],
         "message_norms": [float(v) for v in np.linalg.norm(led.messages[:, 0], axis=-1)],
+        "cell_message_norms": None
+        if led.messages_c is None
+        else np.linalg.norm(led.messages_c[:, 0], axis=-1).tolist(),
+        "cell": cell,
         "title": title or "BPTT through the lecture RNN",
     }
 

@@ -21,13 +21,15 @@ import base64
 import html
 import json
 import math
-import os
 import reprlib
 import tempfile
 from pathlib import Path
 
 from .errors import BpttError
+from .output import check_output, open_output
 from .plots import percent_factor
+
+REPORT_INPUTS = ("config.json", "log.jsonl", "sample.json")  # what a report reads: never written over
 
 ENTITY_COLOURS = {"PER": "#ffd38a", "LOC": "#b8e6b0", "ORG": "#a9d8f5", "MISC": "#dcc6f2"}
 
@@ -242,14 +244,11 @@ def write_report(run_dir, out_path, sample=None):
         sample = read_sample(run_dir / "sample.json")
     elif sample is not None:
         sample = _check_sample(sample, "sample")
+    inputs = [run_dir / name for name in REPORT_INPUTS]
+    check_output(out_path, inputs)  # before the pictures are drawn
     page = render_report(run_dir.resolve().name, config, records, sample)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, out_path)  # a reader never sees half a page
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise BpttError(f"{out_path}: cannot write ({e.strerror or e})") from None
+    with open_output(out_path, inputs) as f:  # atomically: a reader never sees half a page
+        f.write(page)
     return out_path
 
 

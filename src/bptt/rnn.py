@@ -204,7 +204,13 @@ def check_rnn_params(params, sizes=None, name="params"):
     if missing:
         raise BpttError(f"{name}: missing key(s) {', '.join(missing)}")
     sizes = {} if sizes is None else sizes
-    check_array(f"{name}['W_aa']", params["W_aa"], ("n_a", "n_a"), sizes=sizes)
+    W_aa = params["W_aa"]
+    if getattr(W_aa, "ndim", 0) == 2 and W_aa.shape[0] != W_aa.shape[1]:  # a gated cell's, or no cell's
+        from .cells import get_cell
+        from .cells.base import check_params
+
+        check_params(get_cell("rnn"), params, {}, name)  # says which cell they look like
+    check_array(f"{name}['W_aa']", W_aa, ("n_a", "n_a"), sizes=sizes)
     check_array(f"{name}['W_ax']", params["W_ax"], ("n_a", "n_x"), sizes=sizes)
     check_array(f"{name}['b_a']", params["b_a"], ("n_a",), sizes=sizes)
     dtype = params["W_aa"].dtype
@@ -397,10 +403,7 @@ def rnn_backward(dA, cache, d_state_T=None, *, da_T=None):
     Returns: dX (T, B, n_x), d_state0 (da0 (B, n_a), or for "lstm" the pair (da0, dc0)), and grads
     with the keys of the cell's parameters (W_ax, W_aa, b_a; and b_hn for "gru").
     """
-    if da_T is not None:
-        if d_state_T is not None:
-            raise BpttError("da_T: give the final state's gradient once, as d_state_T or as da_T")
-        d_state_T = da_T
+    d_state_T = carry_in(d_state_T, da_T)
     if not isinstance(cache, RNNCache):
         from .cells import cell_of  # the gated cells' caches: their cell's backward
 
@@ -412,6 +415,15 @@ def rnn_backward(dA, cache, d_state_T=None, *, da_T=None):
         check_array("da_T", da_T, ("B", "n_a"), sizes=sizes)
     dX, da0, grads, _ = _backward(dA, cache, da_T)
     return dX, da0, grads
+
+
+def carry_in(d_state_T, da_T):
+    """The gradient reaching the final state, given once: as ``d_state_T`` or by its vanilla name ``da_T``."""
+    if da_T is None:
+        return d_state_T
+    if d_state_T is not None:
+        raise BpttError("da_T: give the final state's gradient once, as d_state_T or as da_T")
+    return da_T
 
 
 # NumPy loops: from this many numbers in a state (B·n_a) on, _backward computes g′ inside the loop,

@@ -4,15 +4,21 @@ For a sentence of words w⟨1⟩ … w⟨T⟩:
 
     x⟨t⟩ = [E_word[word(w⟨t⟩)]; E_case[casing(w⟨t⟩)]; c(w⟨t⟩)]        (dropout on x⟨t⟩)
     c(w) = [c→⟨last⟩; c←⟨first⟩]   a bidirectional character RNN over the letters of w
-    a⟨t⟩ = [a→⟨t⟩; a←⟨t⟩]            the lecture's cell, both directions, one or more layers
+    a⟨t⟩ = [a→⟨t⟩; a←⟨t⟩]            the chosen cell, both directions, one or more layers
     ŷ⟨t⟩ = σ(W_ya a⟨t⟩ + b_y)        task "person": P(word t is part of a person's name)
     ŷ⟨t⟩ = softmax(W_ya a⟨t⟩ + b_y)  task "ner": a distribution over the IOB2 tags
 
+The word layers run the cell ``TaggerConfig.cell`` names: "rnn" (the lecture's, with g =
+``activation``), "gru" or "lstm" (``bptt.cells``); each direction carries that cell's state.
+The character RNN is always the vanilla cell (with g = ``activation``): words are short, and
+its job — spelling features — needs no gates; so a tagger's character part is the same
+whatever its word cell.
+
 The loss is the lecture's L = Σ_t L⟨t⟩ per sentence, averaged over the sentences of a
 batch. Every backward here is the forward read in reverse; the recurrences themselves
-are ``rnn._forward``/``rnn._backward``. Parameters live in one flat dict:
+are the cells' ``fast_forward``/``fast_backward``. Parameters live in one flat dict:
 ``E_word``, ``E_case``, ``E_char``, ``char.f.W_ax`` … (character RNN, forward/backward),
-``rnn1.f.W_ax`` … (layer 1), ``W_ya``, ``b_y``.
+``rnn1.f.W_ax`` … (layer 1; the cell's keys, and ``rnn1.f.b_hn`` for a GRU), ``W_ya``, ``b_y``.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .cells import CELLS, get_cell
 from .config import Checked, number, one_of
+from .errors import BpttError
 from .heads import output_backward, output_logits, sigmoid, softmax, step_losses
 from .layers import (
     RowGrad,
@@ -33,10 +41,11 @@ from .layers import (
     embedding_backward,
     rnn_backward_any,
 )
-from .rnn import ACTIVATIONS, RNN_KEYS, _forward
+from .rnn import ACTIVATIONS
 from .vocab import CASINGS, UNK
 
 TASKS = ("person", "ner")
+INITS = ("default", "forget1")  # the word cell's initialisation (forget1: the LSTM's forget-gate bias 1)
 
 
 def _tags(v):
@@ -56,6 +65,8 @@ _RULES = {
     "hidden": number(1, integer=True),
     "layers": number(1, integer=True),
     "bidirectional": (lambda v: isinstance(v, bool), "true or false"),
+    "cell": one_of(tuple(CELLS)),
+    "init": one_of(INITS),
     "activation": one_of(tuple(ACTIVATIONS)),
     "dropout": number(0, 1, below=True),
     "unk_replace": number(0, 1),
@@ -80,17 +91,43 @@ class TaggerConfig(Checked):
     hidden: int = 128  # word RNN units per direction (n_a)
     layers: int = 2  # stacked recurrent layers
     bidirectional: bool = True  # also read each sentence right to left
-    activation: str = "tanh"  # the cell's g: "tanh" or "relu"
+    cell: str = "rnn"  # the word layers' cell: "rnn" (the lecture's), "gru" or "lstm"
+    init: str = "default"  # the word cell's initialisation: "default" (PyTorch's), "forget1" (LSTM only)
+    activation: str = "tanh"  # the vanilla cell's g, "tanh" or "relu": cell "rnn"'s layers, and chars
     dropout: float = 0.5  # on the inputs of every layer and on the top layer's output
     unk_replace: float = 0.5  # training: a word seen once becomes <unk> with this probability
     word_dropout: float = 0.2  # training: any word becomes <unk> with this probability
 
     RULES = _RULES
+    ADDED = {"cell": "rnn", "init": "default"}  # model directories and runs from before the choice of cell
     KIND, WHERE = "the tagger's settings", "tagger"
     HINT = " (not a tagger's model directory?)"
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.char_dim and not self.char_hidden:  # char_dim 0 turns the character RNN off, units and all
+            raise BpttError(
+                f"char_hidden: expected an integer >= 1 when char_dim is {self.char_dim} (char_dim 0 turns"
+                " the character RNN off), got 0"
+            )
+        cell = self.word_cell  # only the vanilla cell takes an activation
+        if self.init not in cell.inits:
+            raise BpttError(
+                f"init: {cell.title} takes {' or '.join(map(repr, cell.inits))}, got {self.init!r}"
+            )
+
     def to_json(self):
         return asdict(self)
+
+    @property
+    def word_cell(self):
+        """The ``Cell`` of the word layers."""
+        return get_cell(self.cell, self.activation)
+
+    @property
+    def char_cell(self):
+        """The ``Cell`` of the character RNN: always the vanilla one."""
+        return get_cell("rnn", self.activation)
 
     @property
     def n_y(self):
@@ -157,11 +194,10 @@ def param_shapes(cfg, n_words, n_chars):
     Yields: (name, shape).
     """
 
-    def rnn(prefix, n_x, n_a, directions):
-        for d in directions:
-            yield f"{prefix}.{d}.W_ax", (n_a, n_x)
-            yield f"{prefix}.{d}.W_aa", (n_a, n_a)
-            yield f"{prefix}.{d}.b_a", (n_a,)
+    def recurrent(prefix, cell, n_x, n_a, directions):
+        for d in directions:  # the cell's parameters, W_ax first
+            for name, shape in cell.param_shapes(n_x, n_a).items():
+                yield f"{prefix}.{d}.{name}", shape
 
     yield "E_word", (n_words, cfg.word_dim)
     n_x = cfg.word_dim
@@ -170,27 +206,39 @@ def param_shapes(cfg, n_words, n_chars):
         n_x += cfg.case_dim
     if cfg.char_dim:
         yield "E_char", (n_chars, cfg.char_dim)
-        yield from rnn("char", cfg.char_dim, cfg.char_hidden, ("f", "b"))
+        yield from recurrent("char", cfg.char_cell, cfg.char_dim, cfg.char_hidden, ("f", "b"))
         n_x += 2 * cfg.char_hidden
     width = cfg.hidden * len(cfg.directions)
     for layer in range(1, cfg.layers + 1):
-        yield from rnn(f"rnn{layer}", n_x if layer == 1 else width, cfg.hidden, cfg.directions)
+        yield from recurrent(
+            f"rnn{layer}", cfg.word_cell, n_x if layer == 1 else width, cfg.hidden, cfg.directions
+        )
     yield "W_ya", (cfg.n_y, width)
     yield "b_y", (cfg.n_y,)
 
 
 def init_tagger_params(cfg, n_words, n_chars, seed=0, dtype=np.float32, pretrained=None):
-    """Initial parameters: embeddings ~ N(0, 0.1²) (or the pretrained rows), RNNs as torch.nn.RNN."""
+    """Initial parameters: embeddings ~ N(0, 0.1²) (or the pretrained rows), each direction of a
+    recurrent layer as its cell draws it (``Cell.init``: PyTorch's defaults, zero b_a for the
+    vanilla cell; the word cell with ``cfg.init``), the head as ``torch.nn.Linear``'s weight and b_y = 0.
+    """
     rng = np.random.default_rng(seed)
-    p = {}
+    p, blocks = {}, {}
     for name, shape in param_shapes(cfg, n_words, n_chars):
-        kind = name.rsplit(".", 1)[-1]  # E_word, W_ax, b_a, W_ya, ...
-        if kind.startswith("E_"):
+        prefix, _, kind = name.rpartition(".")  # "rnn1.f", "W_ax"; "", "E_word"
+        if prefix:  # a direction of a recurrent layer, drawn whole at its first parameter, W_ax (k·n_a, n_x)
+            if prefix not in blocks:
+                char = prefix.startswith("char.")
+                cell = cfg.char_cell if char else cfg.word_cell
+                n_a = shape[0] // cell.gates
+                blocks[prefix] = cell.init(shape[1], n_a, rng, dtype, "default" if char else cfg.init)
+            p[name] = blocks[prefix][kind]
+        elif kind.startswith("E_"):
             p[name] = (0.1 * rng.standard_normal(shape)).astype(dtype)
-        elif kind.startswith("b_"):
+        elif kind == "b_y":
             p[name] = np.zeros(shape, dtype=dtype)
-        else:  # U(±1/√fan): torch.nn.RNN's fan is n_a (out), torch.nn.Linear's the input width
-            k = 1 / np.sqrt(shape[1] if kind == "W_ya" else shape[0])
+        else:  # W_ya: U(±1/√fan_in), torch.nn.Linear's
+            k = 1 / np.sqrt(shape[1])
             p[name] = rng.uniform(-k, k, size=shape).astype(dtype)
     if pretrained is not None:
         rows, vectors = pretrained
@@ -199,17 +247,18 @@ def init_tagger_params(cfg, n_words, n_chars, seed=0, dtype=np.float32, pretrain
     return p
 
 
-def _sub(params, prefix):
-    return {k: params[f"{prefix}.{k}"] for k in RNN_KEYS}
+def _sub(params, prefix, cell):
+    """The parameters of one direction of a recurrent layer, under the cell's names."""
+    return {k: params[f"{prefix}.{k}"] for k in cell.keys}
 
 
 def _layer_forward(X, mask, params, prefix, cfg):
+    cell = cfg.word_cell
     if cfg.bidirectional:
-        return birnn_forward(
-            X, mask, _sub(params, f"{prefix}.f"), _sub(params, f"{prefix}.b"), cfg.activation
-        )
-    a0 = np.zeros((X.shape[1], cfg.hidden), dtype=X.dtype)
-    return _forward(X, a0, _sub(params, f"{prefix}.f"), mask, cfg.activation)
+        pf, pb = _sub(params, f"{prefix}.f", cell), _sub(params, f"{prefix}.b", cell)
+        return birnn_forward(X, mask, pf, pb, cfg.activation, cfg.cell)
+    state0 = cell.zero_state(X.shape[1], cfg.hidden, X.dtype)
+    return cell.fast_forward(X, state0, _sub(params, f"{prefix}.f", cell), mask)
 
 
 def _layer_backward(dA, cache, prefix, cfg, need_dX, messages, truncate=None):
@@ -259,8 +308,8 @@ def tagger_forward(params, cfg, batch, tables, rng=None):
         Ac, cache_c = birnn_forward(
             params["E_char"][char_ids],
             cmask,
-            _sub(params, "char.f"),
-            _sub(params, "char.b"),
+            _sub(params, "char.f", cfg.char_cell),
+            _sub(params, "char.b", cfg.char_cell),
             cfg.activation,
         )
         n = cfg.char_hidden
@@ -286,7 +335,7 @@ def tagger_backward(dZ_y, params, cfg, cache, dense=False, messages=False, trunc
 
     truncate: cut the word-level messages every this many steps (truncated BPTT), or None.
     Returns: grads (embedding tables as RowGrad unless ``dense``), and layer 1's forward
-    messages ∂L/∂a→⟨t⟩ (T, B, hidden) when ``messages``.
+    messages when ``messages``: ∂L/∂a→⟨t⟩ (T, B, hidden), or for "lstm" the pair with ∂L/∂c→⟨t⟩.
     """
     dA, grads = output_backward(dZ_y, cache.A_top, params)  # backprop through the head
     dA = dropout_backward(dA, cache.keeps[-1])

@@ -4,16 +4,25 @@
 JSON only). Tagging runs in blocks of sentences, each with its own form table, and each block
 in batches of at most ``batch_size`` sentences and ``max_words`` padded words, so memory stays
 bounded however long the input or its lines are.
+
+Raw text goes in through `Tagger.tag` (one string) and `Tagger.tag_many` (a stream of strings):
+each is cut into tokens and sentences by `bptt.text` with the model's own abbreviations, each
+sentence is tagged alone, and the entities come back as `Entity(type, text, char_start, char_end)`
+with offsets into the string. ``bptt tag`` runs the same `Tagger.tag_segmented`.
 """
 
 from __future__ import annotations
 
+import collections
+import functools
 import os
+from typing import NamedTuple
 
 import numpy as np
 
-from .conll import from_iob2
+from .conll import from_iob2, spans, to_iob2
 from .errors import BpttError
+from .ledger import jacobian_reach, reach_by_distance
 from .tagger import (
     Tables,
     TaggerConfig,
@@ -27,6 +36,7 @@ from .tagger import (
     tagger_backward,
     tagger_forward,
 )
+from .text import ABBREVIATIONS, Segmented, segment, vocabulary_abbreviations
 from .vocab import FormTable, Vocab
 
 CHUNK = 2000  # sentences per form table while tagging a stream
@@ -61,6 +71,24 @@ def word_batches(lengths, batch_size, max_words=BATCH_WORDS):
 def tables_for(vocab, form_table):
     word, case, chars, n_chars = form_table.arrays()
     return Tables(word, case, chars, n_chars, vocab.singleton)
+
+
+class Entity(NamedTuple):
+    """A name found in a text."""
+
+    type: str  # PER, LOC, ORG, MISC (what the model was trained on)
+    text: str  # the text's own characters: text[char_start:char_end]
+    char_start: int  # offset of its first character in the text
+    char_end: int  # offset just after its last character (end exclusive)
+
+
+class Tagged(NamedTuple):
+    """One text tagged: its tokens and sentences, a tag per token and the entities."""
+
+    segmented: Segmented  # the text, its tokens (with offsets) and sentences
+    tags: list  # a tag per token in the model's scheme, each sentence tagged alone
+    spans: list  # (type, first token, end token) of each entity
+    entities: list  # an Entity per span, offsets into the text
 
 
 class Tagger:
@@ -124,6 +152,89 @@ class Tagger:
     def output_tags(self, tags_iob2):
         return from_iob2(tags_iob2, self.scheme)
 
+    # ---------------------------------------------------------------- raw text
+    @functools.cached_property
+    def abbreviations(self):
+        """Words that keep their period for this model ("u.s", "corp", lower case, no period):
+        `text.ABBREVIATIONS` and the words of its vocabulary that end in "." (its training data's)."""
+        return ABBREVIATIONS | vocabulary_abbreviations(self.vocab.words)
+
+    def segment(self, text):
+        """Cut raw text into tokens and sentences as this model's training data was (`text.segment`)."""
+        return segment(text, self.abbreviations)
+
+    def tag(self, text):
+        """The entities of a text: one or more sentences, and lines (a line break ends a sentence).
+
+        Returns: list of Entity(type, text, char_start, char_end), offsets into ``text``.
+        """
+        return next(self.tag_segmented([self._segment_checked(text, "text")])).entities
+
+    def tag_many(self, texts, chunk=CHUNK):
+        """The entities of each text of an iterable, lazily: texts are read and tagged in blocks of
+        ``chunk`` sentences, so a stream of any length takes bounded memory. Same as ``bptt tag``.
+
+        Returns: iterator of lists of Entity, one list per text, in order.
+        """
+        if isinstance(texts, (str, bytes)):
+            raise BpttError("texts: expected an iterable of strings, got one string (use tag)")
+        tagged = self.tag_segmented(self._segments(iter(texts)), chunk)
+        return (t.entities for t in tagged)
+
+    def _segments(self, texts):
+        for i, text in enumerate(texts):
+            yield self._segment_checked(text, f"texts[{i}]")
+
+    def _segment_checked(self, text, where):
+        """`segment`, refusing what is not a string or has a sentence too long to tag."""
+        if not isinstance(text, str):
+            raise BpttError(f"{where}: expected a string, got {type(text).__name__}")
+        seg = self.segment(text)
+        for a, b in seg.sentences:
+            check_length(seg.tokens[a:b], where)
+        return seg
+
+    def tag_segmented(self, segmented, chunk=CHUNK, ready=None):
+        """Tag a stream of `text.Segmented` texts, each sentence alone: a Tagged per text, in order.
+
+        The sentences of all texts go through `tag_blocks` (``chunk`` and ``ready`` as there; the
+        sentences of one text count as arrived together), and a text comes back as soon as its last
+        sentence is tagged; a text without a sentence keeps its place.
+        Returns: iterator of Tagged.
+        """
+        pending = collections.deque()  # (text, tags of its sentences so far), in order
+        more = False  # has the text being read more sentences after the one just given?
+
+        def sentences():
+            nonlocal more
+            for seg in segmented:
+                pending.append((seg, []))
+                more = False
+                if not seg.sentences:
+                    yield []  # keeps the text's place
+                for k, (a, b) in enumerate(seg.sentences):
+                    more = k < len(seg.sentences) - 1
+                    yield [t.text for t in seg.tokens[a:b]]
+
+        arrived = None if ready is None else (lambda: more or ready())
+        for block in self.tag_blocks(sentences(), chunk, arrived):
+            for _, tags in block:
+                seg, done = pending[0]
+                done.append(tags)
+                if len(done) >= len(seg.sentences):
+                    pending.popleft()
+                    yield self._tagged(seg, done)
+
+    def _tagged(self, seg, sentence_tags):
+        iob2 = [t for tags in sentence_tags[: len(seg.sentences)] for t in to_iob2(tags, self.scheme)]
+        found = spans(iob2)  # B- starts every entity: none runs from one sentence into the next
+        tokens, text = seg.tokens, seg.text
+        entities = [
+            Entity(typ, text[tokens[s].start : tokens[e - 1].end], tokens[s].start, tokens[e - 1].end)
+            for typ, s, e in found
+        ]
+        return Tagged(seg, self.output_tags(iob2) if iob2 else [], found, entities)
+
     # ---------------------------------------------------------------- looking inside
     def _single(self, words, gold=None):
         table = FormTable(self.vocab)
@@ -158,13 +269,16 @@ class Tagger:
         proba = output_proba(Z_y, self.cfg)[:, 0]  # (T,) or (T, n_tags)
         y_hat = proba if self.cfg.task == "person" else proba.max(axis=1)  # the predicted class's ŷ
         _, M = tagger_backward(dZ, self.params, self.cfg, cache, messages=True)
+        norms = [[float(v) for v in np.linalg.norm(m[:, 0], axis=1)] for m in self.cfg.word_cell.fields(M)]
         return {
             "words": words,
             "y_hat": [float(v) for v in y_hat],
             "predicted": predicted,
             "gold": list(gold) if gold is not None else None,
             "L_t": [float(v) for v in L_t[:, 0]],
-            "message_norms": [float(v) for v in np.linalg.norm(M[:, 0], axis=1)],
+            "message_norms": norms[0],  # ‖∂L/∂a⟨t⟩‖
+            "cell_message_norms": norms[1] if len(norms) > 1 else None,  # ‖∂L/∂c⟨t⟩‖ (LSTM)
+            "cell": self.cfg.cell,
             "title": f"bptt {self.cfg.task} tagger",
         }
 
@@ -190,30 +304,26 @@ class Tagger:
             return total / count
 
     def reach_profile(self, sentences, K=40):
-        """How far back gradients reach: mean ‖∂a→⟨1+d⟩/∂a→⟨1⟩‖₂ (spectral norm) for d = 0..K−1.
+        """How far back gradients reach: mean ‖∂s→⟨n⟩/∂s→⟨n−d⟩‖₂ (spectral norm) for d = 0..K−1.
 
-        The Jacobian of layer 1's forward direction is the product of diag(g′) W_aa over the
-        steps; a norm falling towards 0 with d is a vanishing gradient, growing is exploding.
+        s→ is the state of layer 1's forward direction (a⟨t⟩, or [a⟨t⟩; c⟨t⟩] for an LSTM) and n
+        the last of a sentence's first K words; the Jacobian is the product of the cell's step
+        Jacobians (`bptt.ledger.jacobian_reach`). A norm falling towards 0 with d is a vanishing
+        gradient, growing is exploding.
         Returns: (K,) array, NaN where no sentence is that long.
         """
-        total, count = np.zeros(K), np.zeros(K)
-        W_aa = self.params["rnn1.f.W_aa"].astype(np.float64)
-        for words in sentences:
-            words = list(words)[:K]
-            if not words:
-                continue
-            batch, tables = self._single(words)
-            _, cache = tagger_forward(self.params, self.cfg, batch, tables)
-            fwd = cache.layer_caches[0].forward if self.cfg.bidirectional else cache.layer_caches[0]
-            D = fwd.g_prime(fwd.A[:, 0].astype(np.float64))  # (T, n_a) g′ at every step
-            J = np.eye(W_aa.shape[0])
-            for d in range(len(words)):
-                if d > 0:  # ∂a⟨d+1⟩/∂a⟨1⟩ = diag(g′⟨d+1⟩) W_aa · ∂a⟨d⟩/∂a⟨1⟩
-                    J = D[d][:, None] * (W_aa @ J)
-                total[d] += np.linalg.norm(J, 2)
-                count[d] += 1
-        with np.errstate(invalid="ignore"):
-            return total / count
+        sentences = [list(words)[:K] for words in sentences if len(words)]
+        out = np.full(K, np.nan)
+        if not sentences:
+            return out
+        table = FormTable(self.vocab)
+        forms = [table.encode(words) for words in sentences]
+        batch = make_batch(forms, None, np.arange(len(forms)))
+        _, cache = tagger_forward(self.params, self.cfg, batch, tables_for(self.vocab, table))
+        fwd = cache.layer_caches[0].forward if self.cfg.bidirectional else cache.layer_caches[0]
+        reach = reach_by_distance(jacobian_reach(self.cfg.word_cell, fwd), batch.mask)  # (T,)
+        out[: len(reach)] = reach
+        return out
 
 
 def batch_message_norms(params, cfg, batch, tables, K):
@@ -221,7 +331,7 @@ def batch_message_norms(params, cfg, batch, tables, K):
     Z_y, cache = tagger_forward(params, cfg, batch, tables)
     _, dZ = batch_losses(Z_y, cfg, batch)
     _, M = tagger_backward(dZ, params, cfg, cache, messages=True)
-    norms = np.linalg.norm(M, axis=2) * batch.mask  # (T, B)
+    norms = np.linalg.norm(cfg.word_cell.fields(M)[0], axis=2) * batch.mask  # (T, B) ‖∂L/∂a→⟨t⟩‖
     k = min(K, norms.shape[0])
     total, count = np.zeros(K), np.zeros(K)
     total[:k] = norms[:k].sum(axis=1)

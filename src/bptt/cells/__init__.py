@@ -7,7 +7,12 @@
 
 ``bptt.rnn_forward(..., cell=name)`` looks the cell up by name (``get_cell``); ``bptt.rnn_backward``
 finds it from the type of the cache the forward returned (``cell_of``), so no backward asks for a
-name. Parameters move both ways between bptt and PyTorch with ``params_to_torch`` and
+name. So do the drivers that own time — ``truncated_sequence_loss``, ``checkpointed_sequence_loss``,
+``ledger``, the bidirectional layers and the tagger (``--cell``): they take ``cell=``, and carry,
+cut and checkpoint the cell's state field by field through the ``Cell`` (``cells/base.py``), so
+a new cell needs no driver edit.
+
+Parameters move both ways between bptt and PyTorch with ``params_to_torch`` and
 ``params_from_torch``: the equations are PyTorch's exactly, only the biases are stored differently
 (bptt adds bias_ih and bias_hh into one b_a, except the GRU's b_hn, which sits inside r ⊙ (·)).
 """

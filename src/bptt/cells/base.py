@@ -11,6 +11,16 @@ Every gated cell packs its gates as PyTorch does, as blocks of n_a rows:
     W_ax (k·n_a, n_x)    W_aa (k·n_a, n_a)    b_a (k·n_a,)       k = 1 (vanilla), 3 (GRU), 4 (LSTM)
 
 so n_a is always W_aa's number of columns, and the rows say which cell the parameters belong to.
+
+The drivers (truncated and checkpointed BPTT, the ledger, the bidirectional layers) carry the
+state without knowing which cell made it, through the ``Cell``'s state methods: ``fields``
+and ``join`` turn a state (or its gradient) into a tuple of (B, n_a) arrays and back, so a
+driver slices, stores and checkpoints it field by field. They rely on one convention for
+caches: a cache is a NamedTuple whose fields are the initial state (``a0``, and ``c0`` for
+a paired cell), what every step shares (``params``, and the vanilla cell's ``g_prime``),
+the mask (T, B) or None, and (T, B, ·) stacks, one row per step (``X``, ``A``, ``C``, the
+gates, …). ``Cell.window`` cuts a cache in time on that convention alone (any other field, one
+that is not an array of T rows, is kept as it is).
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from ..errors import BpttError, check_array
 from ..rnn import check_mask
 
 CORE_KEYS = ("W_ax", "W_aa", "b_a")
+_SHARED = ("params", "g_prime")  # the fields of a cache that every step shares: not cut by ``Cell.window``
 
 # gate count -> (cell name, how messages call it): to name the cell other parameters belong to
 _GATES = {1: ("rnn", "the vanilla cell"), 3: ("gru", "a GRU"), 4: ("lstm", "an LSTM")}
@@ -73,6 +84,54 @@ class Cell:
         """n_s, the length of the state vector per batch entry: n_a, or 2 n_a for (a, c)."""
         return 2 * n_a if self.paired else n_a
 
+    def hidden_size(self, params):
+        """n_a of the cell's parameters: W_aa's columns (its rows are the gates' blocks)."""
+        return params["W_aa"].shape[1]
+
+    # ------------------------------------------------------------------ the state, field by field
+
+    def fields(self, state):
+        """A state, its gradient or its messages as a tuple of arrays: (a,), or (a, c) when paired."""
+        return tuple(state) if self.paired else (state,)
+
+    def join(self, fields):
+        """The state as the cell takes it, from its fields: a, or the pair (a, c)."""
+        fields = tuple(fields)
+        return fields if self.paired else fields[0]
+
+    def zero_state(self, B, n_a, dtype, xp=np):
+        """The zero state: (B, n_a) zeros, or a pair of them."""
+        return self.join(xp.zeros((B, n_a), dtype=dtype) for _ in range(2 if self.paired else 1))
+
+    def on_a(self, da):
+        """A gradient of the state that reaches a alone: da, or (da, None) (nothing on c)."""
+        return (da, None) if self.paired else da
+
+    def states(self, cache):
+        """Every step's state, field by field: (A,), or (A, C); each (T, B, n_a)."""
+        return (cache.A, cache.C) if self.paired else (cache.A,)
+
+    def state_before(self, cache, s):
+        """The state step s starts from (views), 0 ≤ s ≤ T: the initial state at s = 0, the last at s = T."""
+        if s == 0:
+            return self.join((cache.a0, cache.c0) if self.paired else (cache.a0,))
+        return self.join(S[s - 1] for S in self.states(cache))
+
+    def window(self, cache, s, e):
+        """The cache of steps s … e − 1 alone, as if the forward had started at step s (views, no copy).
+
+        Its backward is the sequence backward of those steps: given the message reaching
+        state_before(cache, e), it returns the one leaving state_before(cache, s).
+        """
+        T = cache.A.shape[0]
+        start = dict(zip(("a0", "c0"), self.fields(self.state_before(cache, s))))
+
+        def cut(name, v):  # a (T, B, ·) stack or the mask: its rows s … e − 1; anything else as it is
+            stacked = name not in _SHARED and getattr(v, "shape", ())[:1] == (T,)
+            return start[name] if name in start else v[s:e] if stacked else v
+
+        return type(cache)(**{name: cut(name, v) for name, v in cache._asdict().items()})
+
 
 def check_params(cell, params, sizes, name="params"):
     """Check a gated cell's parameters (keys, shapes, dtype, values); fill in sizes; return the dtype.
@@ -108,6 +167,18 @@ def check_params(cell, params, sizes, name="params"):
         if params[k].dtype != dtype:
             raise BpttError(f"{name}['{k}']: dtype {params[k].dtype} differs from W_aa's {dtype}")
     return dtype
+
+
+def check_carry(cell, d_state_T, sizes):
+    """Check a gradient reaching the final state: da_T (B, n_a), or the pair (da_T, dc_T) (None: zeros)."""
+    if cell.paired:
+        named = zip(("da_T", "dc_T"), check_pair("d_state_T", d_state_T, cell.title))
+    else:
+        named = [("da_T", d_state_T)]
+    for name, d in named:
+        if d is not None:
+            check_array(name, d, ("B", "n_a"), sizes=sizes)
+    return d_state_T
 
 
 def check_state(name, s, sizes, dtype, xp):

@@ -44,10 +44,20 @@ Masks (T, B), as in ``bptt.rnn``: a skipped step carries a⟨t−1⟩ unchanged,
 gradient, ignores dA[t] and passes the message through — in the backward its factors are 0 and
 its z is 1, so the loop has no mask work at all.
 
-Speed: every input projection is one GEMM before the loop; per step the forward is one GEMM
-and the gates' elementwise work, written into preallocated (T, B, ·) buffers; the backward
-takes the factors F for all steps at once before its loop, so a step is one GEMM and four
-elementwise calls; all gradients and dX are one GEMM each after it.
+Speed: every input projection is one GEMM before the loop; all gradients and dX are one GEMM
+each after it; per step, each way, the loop holds the recurrent GEMM and the step's elementwise
+work, written into preallocated (T, B, ·) buffers. That elementwise work runs
+
+- in one compiled pass each way when the optional extension ``bptt._kernels`` is built
+  (``gru_step``: r, z, h_n, n and a⟨t⟩ from the pre-activations; ``gru_step_backward``: da⟨t⟩,
+  [dr̂ | dẑ | dh_n | dn̂] and the direct term da⟨t⟩ ⊙ z from the messages and the saved gates). For
+  small steps (a single short sequence) the recurrent product joins the same call. A skipped
+  entry's backward runs with z = 1, which passes the message through and gives no gradient;
+- in NumPy otherwise (no compiler, ``BPTT_NO_KERNELS=1``, other array types): the backward takes
+  the factors F for all steps at once before its loop, so a step is one GEMM and four
+  elementwise calls.
+
+``_loop`` says which loops run; the tests run each of them and hold them to the same results.
 """
 
 from __future__ import annotations
@@ -55,8 +65,11 @@ from __future__ import annotations
 import itertools
 from typing import NamedTuple
 
+import numpy as np
+
+from .. import rnn as _rnn  # _rnn._kernels: the compiled step kernels, looked up per call
 from ..backend import array_namespace
-from ..errors import BpttError, check_array
+from ..errors import BpttError, check_array, check_choice
 from ..heads import sigmoid
 from ..rnn import _saturating, _skipped, _step_g, _tanh
 from .base import Cell, check_params, check_sequence, check_state, check_upstream, previous, sigmoid_, uniform
@@ -148,25 +161,82 @@ def gru_forward(X, a0, params, mask=None):
     return _gru_forward(X, a0, params, mask)
 
 
-def _gru_forward(X, a0, p, mask=None):
+# The compiled step with the recurrent product inside (no BLAS call) pays for up to this many rows
+# and multiply-adds B·3n_a² a step (see _loop). Forward + backward, gemv loops / BLAS loops, one
+# thread, interleaved (GRU and LSTM, float32 and float64, T = 200, 2026-11-30, machine loaded):
+# 0.76–0.88 at B ≤ 2 with up to 4,096 multiply-adds; 0.75–1.0 at B = 1 up to n_a = 90; 1.05–1.6
+# at B = 2, n_a ≥ 48 and at B = 4 (the kernel reads W once per row, BLAS once per step)
+_GEMV_MAX_B = 2
+_GEMV_MAX_MACS = 1 << 12
+
+LOOPS = ("numpy", "compiled", "gemv")
+
+
+def _step_kernels(X):
+    """``bptt._kernels`` where they apply (NumPy float32/float64 arrays), else None."""
+    kernels = _rnn._kernels
+    if kernels is None or type(X) is not np.ndarray or X.dtype.char not in "fd":
+        return None
+    return kernels
+
+
+def _loop(B, n_a, skips, kernels, loop=None):
+    """Which loops run the recurrence: "numpy", "compiled" or "gemv"; ``loop`` forces one (tests).
+
+    - "numpy": a GEMM and NumPy's elementwise calls a step, each way; any B, skipped steps allowed.
+    - "compiled": a GEMM and one compiled call a step, each way; skipped steps allowed.
+    - "gemv": small steps, one compiled call a step each way that also takes the product with W_aa
+      (a BLAS call costs more than its arithmetic there). It passes the message on inside the next
+      step's call, so it takes no skipped steps: a batch that skips any entry runs "compiled".
+    """
+    if loop is not None:
+        check_choice("loop", loop, LOOPS)
+        if loop != "numpy" and kernels is None:
+            raise BpttError("loop: the compiled loops need the compiled kernels (bptt._kernels)")
+        if loop == "gemv" and any(s is not None for s in skips):
+            return "compiled"
+        return loop
+    if kernels is None:
+        return "numpy"
+    small = B <= _GEMV_MAX_B and B * 3 * n_a * n_a <= _GEMV_MAX_MACS
+    return "gemv" if small and all(s is None for s in skips) else "compiled"
+
+
+def _gru_forward(X, a0, p, mask=None, loop=None):
     """``gru_forward`` without the checks: the fast path used inside training."""
     xp = array_namespace(X)
     T, B, n_x = X.shape
     n_a = p["W_aa"].shape[1]
-    n2 = 2 * n_a
     skips = _skipped(mask, T)
     a0 = a0.astype(X.dtype, copy=False)
     G = xp.empty((T, B, 3 * n_a), dtype=X.dtype)  # the gates [r | z | n]: pre-activations first
+    kernels = _step_kernels(G)
+    # (n_x, 3n_a); with the kernels a dense copy: BLAS takes up to 1.9x as long on the view for few rows
+    W_ax_T = p["W_ax"].T if kernels is None else np.ascontiguousarray(p["W_ax"].T)
     # every input projection W_ax x⟨t⟩ + b_a at once: one GEMM, written into G
-    xp.dot(X.reshape(T * B, n_x), p["W_ax"].T, out=G.reshape(T * B, 3 * n_a))  # (T*B, 3n_a)
+    xp.dot(X.reshape(T * B, n_x), W_ax_T, out=G.reshape(T * B, 3 * n_a))  # (T*B, 3n_a)
     G += p["b_a"]
     H_n = xp.empty((T, B, n_a), dtype=X.dtype)
     A = xp.empty((T, B, n_a), dtype=X.dtype)
-    g_a = xp.empty((B, 3 * n_a), dtype=X.dtype)  # one step's W_aa a⟨t−1⟩
+    loop = _loop(B, n_a, skips, kernels, loop)
+    if loop == "numpy":
+        _forward_numpy(G, H_n, A, a0, p["W_aa"], p["b_hn"], skips)
+    else:
+        _forward_compiled(G, H_n, A, a0, p["W_aa"], p["b_hn"], skips, kernels.gru_step, loop == "gemv")
+    return A, GRUCache(X, a0, A, mask, p, G, H_n)
+
+
+def _forward_numpy(G, H_n, A, a0, W_aa, b_hn, skips):
+    """The recurrence in NumPy, in place: G[t] holds W_ax x⟨t⟩ + b_a on entry and the gates on return."""
+    xp = array_namespace(G)
+    T, B, n3 = G.shape
+    n_a = n3 // 3
+    n2 = 2 * n_a
+    g_a = xp.empty((B, n3), dtype=G.dtype)  # one step's W_aa a⟨t−1⟩
     g_a_rz, g_a_n = g_a[:, :n2], g_a[:, n2:]  # (B, 2n_a), (B, n_a) views
-    rh = xp.empty((B, n_a), dtype=X.dtype)  # one step's r ⊙ h_n
-    W_aa_T, b_hn = p["W_aa"].T, p["b_hn"]  # (n_a, 3n_a) view: rows are batch entries
-    tanh = _step_g(_tanh, B * n_a, X.dtype)  # looked up once, outside the loop
+    rh = xp.empty((B, n_a), dtype=G.dtype)  # one step's r ⊙ h_n
+    W_aa_T = W_aa.T  # (n_a, 3n_a) view: rows are batch entries
+    tanh = _step_g(_tanh, B * n_a, G.dtype)  # looked up once, outside the loop
     RZ, R, Z, N = G[:, :, :n2], G[:, :, :n_a], G[:, :, n_a:n2], G[:, :, n2:]  # views into G
     a_prev = a0
     with _saturating():
@@ -184,7 +254,31 @@ def _gru_forward(X, a0, p, mask=None):
             if skip_t is not None:
                 xp.copyto(a_t, a_prev, where=skip_t)  # skipped steps carry a⟨t−1⟩
             a_prev = a_t
-    return A, GRUCache(X, a0, A, mask, p, G, H_n)
+
+
+def _forward_compiled(G, H_n, A, a0, W_aa, b_hn, skips, gru_step, gemv):
+    """``_forward_numpy`` with a step's gate work in one compiled call (``gru_step``).
+
+    ``gemv``: the product a⟨t−1⟩ W_aaᵀ is taken in the same call (small steps; no skipped steps).
+    """
+    B, n3 = G.shape[1:]
+    r = np.empty((B, n3), dtype=G.dtype)  # one step's recurrent part a⟨t−1⟩ W_aaᵀ
+    b_hn = np.ascontiguousarray(b_hn, dtype=G.dtype)
+    a_prev = np.ascontiguousarray(a0)  # the kernel reads whole rows
+    # (n_a, 3n_a): rows are batch entries; a dense copy, not the transposed view: the kernel reads
+    # whole rows, and BLAS takes 2-3x as long on the view at B = 16, n_a = 64
+    W_aa_T = np.ascontiguousarray(W_aa.T)
+    if gemv:
+        for z, h_n, a_t in zip(G, H_n, A):  # z holds W_ax x⟨t⟩ + b_a on entry
+            gru_step(a_prev, W_aa_T, r, b_hn, z, a_prev, h_n, a_t)  # gates, h_n⟨t⟩, a⟨t⟩
+            a_prev = a_t
+        return
+    for z, h_n, a_t, skip_t in zip(G, H_n, A, skips):
+        a_prev.dot(W_aa_T, r)  # W_aa a⟨t−1⟩ for all three gates
+        gru_step(None, None, r, b_hn, z, a_prev, h_n, a_t)  # gates, h_n⟨t⟩, a⟨t⟩: one pass
+        if skip_t is not None:
+            np.copyto(a_t, a_prev, where=skip_t)  # skipped steps carry a⟨t−1⟩
+        a_prev = a_t
 
 
 def _factors(G, h_n, a_prev):
@@ -227,7 +321,7 @@ def gru_backward(dA, cache, da_T=None):
     return dX, da0, grads
 
 
-def _gru_backward(dA, cache, da_T=None, messages=False, need_dX=True):
+def _gru_backward(dA, cache, da_T=None, messages=False, need_dX=True, loop=None):
     """``gru_backward`` without the checks.
 
     Returns: dX (or None), da0, grads, and the messages (T, B, n_a) — the whole ∂L/∂a⟨t⟩
@@ -237,27 +331,17 @@ def _gru_backward(dA, cache, da_T=None, messages=False, need_dX=True):
     xp = array_namespace(A)
     T, B, n_a = A.shape
     n_x = X.shape[2]
+    skips = _skipped(mask, T)
     A_prev = previous(a0, A)  # (T, B, n_a) a⟨0⟩ … a⟨T−1⟩
-    # D holds the factors [F_r | F_z | F_h | F_n] on entry and [dr̂ | dẑ | dh_n | dn̂] on return
-    D = _factors(G, H_n, A_prev)  # (T, B, 4, n_a)
-    Z = G[:, :, n_a : 2 * n_a]  # (T, B, n_a) view: z⟨t⟩, the share of da⟨t⟩ that goes straight to a⟨t−1⟩
-    if mask is not None:
-        keep = mask[:, :, None]  # (T, B, 1)
-        D *= keep[..., None]  # skipped steps add nothing to any gradient ...
-        Z = xp.where(keep, Z, Z.dtype.type(1))  # ... and pass the message through: z = 1 ...
-        dA = dA * keep  # ... and ignore their output gradient
-    D_a = D.reshape(T, B, 4 * n_a)[:, :, : 3 * n_a]  # (T, B, 3n_a) view [dr̂ | dẑ | dh_n]: at W_aa a⟨t−1⟩
     M = xp.empty((T, B, n_a), dtype=A.dtype) if messages else None
-    da_bufs = M[::-1] if messages else itertools.repeat(xp.empty((B, n_a), dtype=A.dtype), T)
-    da_next = xp.zeros((B, n_a), dtype=A.dtype) if da_T is None else da_T.astype(A.dtype, copy=True)
-    rec = xp.empty((B, n_a), dtype=A.dtype)
-    W_aa = p["W_aa"]
-    for dA_t, z_t, D_t, d_a, da in zip(dA[::-1], Z[::-1], D[::-1], D_a[::-1], da_bufs):
-        xp.add(dA_t, da_next, out=da)  # the whole message reaching a⟨t⟩ (t = T−1 … 0)
-        D_t *= da[:, None, :]  # backprop through a⟨t⟩'s update, tanh and σ: (B, 4, n_a)
-        xp.multiply(da, z_t, out=da_next)  # backprop through z ⊙ a⟨t−1⟩
-        d_a.dot(W_aa, rec)  # backprop through W_aa a⟨t−1⟩
-        da_next += rec
+    if mask is not None:
+        dA = dA * mask[:, :, None]  # skipped steps ignore their output gradient
+    kernels = _step_kernels(A)
+    loop = _loop(B, n_a, skips, kernels, loop)
+    if loop == "numpy":
+        D, da0 = _backward_numpy(dA, cache, A_prev, da_T, M)
+    else:
+        D, da0 = _backward_compiled(dA, cache, A_prev, skips, da_T, M, kernels, loop == "gemv")
     D2 = D.reshape(T * B, 4 * n_a)  # (T*B, 4n_a)
     D_rz, D_n = D2[:, : 2 * n_a], D2[:, 3 * n_a :]  # (T*B, 2n_a) [dr̂ | dẑ], (T*B, n_a) dn̂: at W_ax x⟨t⟩ + b_a
     X2 = X.reshape(T * B, n_x)  # (T*B, n_x)
@@ -272,7 +356,83 @@ def _gru_backward(dA, cache, da_T=None, messages=False, need_dX=True):
     if need_dX:  # backprop through W_ax x⟨t⟩
         dX = (D_rz @ W_ax[: 2 * n_a]).reshape(T, B, n_x)  # (T, B, n_x)
         dX += (D_n @ W_ax[2 * n_a :]).reshape(T, B, n_x)
-    return dX, da_next, grads, M
+    return dX, da0, grads, M
+
+
+def _backward_numpy(dA, cache, A_prev, da_T, M):
+    """The recursion in NumPy, right to left; dA is already masked. Writes the messages into M when
+    given. Returns: [dr̂ | dẑ | dh_n | dn̂] (T, B, 4, n_a), da0."""
+    X, a0, A, mask, p, G, H_n = cache
+    xp = array_namespace(A)
+    T, B, n_a = A.shape
+    # D holds the factors [F_r | F_z | F_h | F_n] on entry and [dr̂ | dẑ | dh_n | dn̂] on return
+    D = _factors(G, H_n, A_prev)  # (T, B, 4, n_a)
+    Z = G[:, :, n_a : 2 * n_a]  # (T, B, n_a) view: z⟨t⟩, the share of da⟨t⟩ that goes straight to a⟨t−1⟩
+    if mask is not None:
+        keep = mask[:, :, None]  # (T, B, 1)
+        D *= keep[..., None]  # skipped steps add nothing to any gradient ...
+        Z = xp.where(keep, Z, Z.dtype.type(1))  # ... and pass the message through: z = 1
+    D_a = D.reshape(T, B, 4 * n_a)[:, :, : 3 * n_a]  # (T, B, 3n_a) view [dr̂ | dẑ | dh_n]: at W_aa a⟨t−1⟩
+    da_bufs = M[::-1] if M is not None else itertools.repeat(xp.empty((B, n_a), dtype=A.dtype), T)
+    da_next = xp.zeros((B, n_a), dtype=A.dtype) if da_T is None else da_T.astype(A.dtype, copy=True)
+    rec = xp.empty((B, n_a), dtype=A.dtype)
+    W_aa = p["W_aa"]
+    for dA_t, z_t, D_t, d_a, da in zip(dA[::-1], Z[::-1], D[::-1], D_a[::-1], da_bufs):
+        xp.add(dA_t, da_next, out=da)  # the whole message reaching a⟨t⟩ (t = T−1 … 0)
+        D_t *= da[:, None, :]  # backprop through a⟨t⟩'s update, tanh and σ: (B, 4, n_a)
+        xp.multiply(da, z_t, out=da_next)  # backprop through z ⊙ a⟨t−1⟩
+        d_a.dot(W_aa, rec)  # backprop through W_aa a⟨t−1⟩
+        da_next += rec
+    return D, da_next
+
+
+def _update_gates(G, skips):
+    """Per step, the gates the compiled backward reads: G[t], or for a step with skipped entries a
+    copy with z = 1 there — with it, the gate gradients are 0 exactly and da⟨t⟩ ⊙ z passes the whole
+    message on: the step adds nothing to any gradient."""
+    n_a = G.shape[2] // 3
+    gates = list(G)  # (B, 3n_a) views
+    for t, skip_t in enumerate(skips):
+        if skip_t is not None:
+            gates[t] = G[t].copy()
+            gates[t][skip_t[:, 0], n_a : 2 * n_a] = 1  # z = 1 for the skipped entries
+    return gates
+
+
+def _backward_compiled(dA, cache, A_prev, skips, da_T, M, kernels, gemv):
+    """``_backward_numpy`` with a step's elementwise work in one compiled call (``gru_step_backward``).
+
+    ``gemv``: the product [dr̂ | dẑ | dh_n]⟨t+1⟩ W_aa is taken in the same call (small steps; no
+    skipped steps). Returns: [dr̂ | dẑ | dh_n | dn̂] (T, B, 4, n_a), da0.
+    """
+    X, a0, A, mask, p, G, H_n = cache
+    T, B, n_a = A.shape
+    dtype = A.dtype
+    dA = dA.astype(dtype, copy=False)
+    if dA.strides[-1] != dA.itemsize:  # the kernel reads rows of adjacent numbers
+        dA = np.ascontiguousarray(dA)
+    D = np.empty((T, B, 4 * n_a), dtype=dtype)  # [dr̂ | dẑ | dh_n | dn̂] as rows
+    D_a = D[:, :, : 3 * n_a]  # (T, B, 3n_a) view [dr̂ | dẑ | dh_n]: at W_aa a⟨t−1⟩
+    W_aa = np.ascontiguousarray(p["W_aa"])  # (3n_a, n_a)
+    # the message reaching a⟨t⟩ from step t+1 is carry + r: carry = da⟨t+1⟩ ⊙ z⟨t+1⟩ (at t = T−1:
+    # da_T) and r = [dr̂ | dẑ | dh_n]⟨t+1⟩ W_aa (at t = T−1: 0)
+    carry = np.zeros((B, n_a), dtype) if da_T is None else np.array(da_T, dtype=dtype, order="C")
+    r = np.zeros((B, n_a), dtype)
+    da_bufs = M[::-1] if M is not None else itertools.repeat(np.empty((B, n_a), dtype), T)
+    gates = _update_gates(G, skips)[::-1]
+    step_backward = kernels.gru_step_backward
+    per_step = zip(dA[::-1], gates, H_n[::-1], A_prev[::-1], D[::-1], D_a[::-1], da_bufs)
+    x = W = None  # gemv: step T−1 reads r = 0 as it is; the others compute r = D_a⟨t+1⟩ W_aa in the call
+    for dA_t, g_t, h_t, a_prev, d_t, d_a, da in per_step:
+        # backprop through a⟨t⟩'s update, tanh and σ: da⟨t⟩, [dr̂ | dẑ | dh_n | dn̂], carry ← da⟨t⟩ ⊙ z
+        step_backward(x, W, r, dA_t, carry, g_t, h_t, a_prev, d_t, da)
+        if gemv:
+            x, W = d_a, W_aa
+        else:
+            d_a.dot(W_aa, r)  # backprop through W_aa a⟨t−1⟩
+    if gemv:
+        r = D_a[0] @ W_aa  # backprop through W_aa a⟨0⟩
+    return D.reshape(T, B, 4, n_a), carry + r  # backprop through z ⊙ a⟨0⟩ and W_aa a⟨0⟩
 
 
 def gru_state_jacobian(cache, t):

@@ -42,11 +42,22 @@ Masks (T, B), as in ``bptt.rnn``: a skipped step carries both a⟨t−1⟩ and c
 nothing to any gradient, ignores dA[t] and passes both messages through (in the backward its
 factors are 0 and its f is 1).
 
-Speed: every input projection is one GEMM before the loop; per step the forward is one GEMM,
-one σ over all four gates at once (g = tanh ĝ = 2σ(2ĝ) − 1, the ĝ rows of the weights doubled
-once before the loop) and the cell update, written into preallocated (T, B, ·) buffers; the
-backward takes the factors for all steps at once before its loop, so a step is one GEMM and
-six elementwise calls; all gradients and dX are one GEMM each after it.
+Speed: every input projection is one GEMM before the loop; all gradients and dX are one GEMM
+each after it; per step, each way, the loop holds the recurrent GEMM and the step's elementwise
+work, written into preallocated (T, B, ·) buffers. That elementwise work runs
+
+- in one compiled pass each way when the optional extension ``bptt._kernels`` is built
+  (``lstm_step``: the four gates, c⟨t⟩, tanh c⟨t⟩ and a⟨t⟩ from the pre-activations;
+  ``lstm_step_backward``: da⟨t⟩, dc⟨t⟩, dĜ⟨t⟩ and dc_next from the messages and the saved gates).
+  For small steps (a single short sequence) the recurrent product joins the same call. A skipped
+  entry's backward runs with the gates i = 0, f = 1, o = 0, which pass both messages through
+  unchanged and give no gradient, so a masked batch needs no other work in the loop;
+- in NumPy otherwise (no compiler, ``BPTT_NO_KERNELS=1``, other array types): the forward takes
+  one σ over all four gates at once (g = tanh ĝ = 2σ(2ĝ) − 1, the ĝ rows of the weights doubled
+  once before the loop) and the cell update; the backward takes the factors for all steps at once
+  before its loop, so a step is one GEMM and six elementwise calls.
+
+``_loop`` says which loops run; the tests run each of them and hold them to the same results.
 """
 
 from __future__ import annotations
@@ -56,8 +67,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import rnn as _rnn  # _rnn._kernels: the compiled step kernels, looked up per call
 from ..backend import array_namespace
-from ..errors import BpttError, check_array
+from ..errors import BpttError, check_array, check_choice
 from ..heads import sigmoid
 from ..rnn import _saturating, _skipped, _step_g, _tanh
 from .base import (
@@ -181,32 +193,89 @@ def lstm_forward(X, state0, params, mask=None):
     return _lstm_forward(X, state0, params, mask)
 
 
-def _lstm_forward(X, state0, p, mask=None):
-    """``lstm_forward`` without the checks: the fast path used inside training.
+# The compiled step with the recurrent product inside (no BLAS call) pays for up to this many rows
+# and multiply-adds B·4n_a² a step (see _loop). Forward + backward, gemv loops / BLAS loops, one
+# thread, interleaved (GRU and LSTM, float32 and float64, T = 200, 2026-11-30, machine loaded):
+# 0.76–0.88 at B ≤ 2 with up to 4,096 multiply-adds; 0.75–1.0 at B = 1 up to n_a = 90; 1.05–1.6
+# at B = 2, n_a ≥ 48 and at B = 4 (the kernel reads W once per row, BLAS once per step)
+_GEMV_MAX_B = 2
+_GEMV_MAX_MACS = 1 << 12
+
+LOOPS = ("numpy", "compiled", "gemv")
+
+
+def _step_kernels(X):
+    """``bptt._kernels`` where they apply (NumPy float32/float64 arrays), else None."""
+    kernels = _rnn._kernels
+    if kernels is None or type(X) is not np.ndarray or X.dtype.char not in "fd":
+        return None
+    return kernels
+
+
+def _loop(B, n_a, skips, kernels, loop=None):
+    """Which loops run the recurrence: "numpy", "compiled" or "gemv"; ``loop`` forces one (tests).
+
+    - "numpy": a GEMM and NumPy's elementwise calls a step, each way; any B, skipped steps allowed.
+    - "compiled": a GEMM and one compiled call a step, each way; skipped steps allowed.
+    - "gemv": small steps, one compiled call a step each way that also takes the product with W_aa
+      (a BLAS call costs more than its arithmetic there). It passes the message on inside the next
+      step's call, so it takes no skipped steps: a batch that skips any entry runs "compiled".
+    """
+    if loop is not None:
+        check_choice("loop", loop, LOOPS)
+        if loop != "numpy" and kernels is None:
+            raise BpttError("loop: the compiled loops need the compiled kernels (bptt._kernels)")
+        if loop == "gemv" and any(s is not None for s in skips):
+            return "compiled"
+        return loop
+    if kernels is None:
+        return "numpy"
+    small = B <= _GEMV_MAX_B and B * 4 * n_a * n_a <= _GEMV_MAX_MACS
+    return "gemv" if small and all(s is None for s in skips) else "compiled"
+
+
+def _lstm_forward(X, state0, p, mask=None, loop=None):
+    """``lstm_forward`` without the checks: the fast path used inside training."""
+    xp = array_namespace(X)
+    T, B, n_x = X.shape
+    n_a = p["W_aa"].shape[1]
+    skips = _skipped(mask, T)
+    a0, c0 = (s.astype(X.dtype, copy=False) for s in state0)
+    G = xp.empty((T, B, 4 * n_a), dtype=X.dtype)  # the gates [i | f | g | o]: pre-activations first
+    kernels = _step_kernels(G)
+    # (n_x, 4n_a); with the kernels a dense copy: BLAS takes up to 1.9x as long on the view for few rows
+    W_ax_T = p["W_ax"].T if kernels is None else np.ascontiguousarray(p["W_ax"].T)
+    # every input projection W_ax x⟨t⟩ + b_a at once: one GEMM, written into G
+    xp.dot(X.reshape(T * B, n_x), W_ax_T, out=G.reshape(T * B, 4 * n_a))  # (T*B, 4n_a)
+    G += p["b_a"]
+    A = xp.empty((T, B, n_a), dtype=X.dtype)
+    C = xp.empty((T, B, n_a), dtype=X.dtype)
+    tanh_C = xp.empty((T, B, n_a), dtype=X.dtype)
+    loop = _loop(B, n_a, skips, kernels, loop)
+    if loop == "numpy":
+        _forward_numpy(G, A, C, tanh_C, a0, c0, p["W_aa"], skips)
+    else:
+        _forward_compiled(G, A, C, tanh_C, a0, c0, p["W_aa"], skips, kernels.lstm_step, loop == "gemv")
+    return A, LSTMCache(X, a0, c0, A, C, mask, p, G, tanh_C)
+
+
+def _forward_numpy(G, A, C, tanh_C, a0, c0, W_aa, skips):
+    """The recurrence in NumPy, in place: G[t] holds W_ax x⟨t⟩ + b_a on entry and the gates on return.
 
     One σ over all four gates a step: g = tanh(ĝ) = 2σ(2ĝ) − 1, with ĝ doubled (exactly) before the
     loop, so a step's gate work is one pass over a contiguous (B, 4n_a) row instead of three strided.
     """
-    xp = array_namespace(X)
-    T, B, n_x = X.shape
-    n_a = p["W_aa"].shape[1]
+    xp = array_namespace(G)
+    T, B, n4 = G.shape
+    n_a = n4 // 4
     n2, n3 = 2 * n_a, 3 * n_a
-    skips = _skipped(mask, T)
-    a0, c0 = (s.astype(X.dtype, copy=False) for s in state0)
-    two, one = X.dtype.type(2), X.dtype.type(1)
-    G = xp.empty((T, B, 4 * n_a), dtype=X.dtype)  # the gates [i | f | g | o]: pre-activations first
-    # every input projection W_ax x⟨t⟩ + b_a at once: one GEMM, written into G
-    xp.dot(X.reshape(T * B, n_x), p["W_ax"].T, out=G.reshape(T * B, 4 * n_a))  # (T*B, 4n_a)
-    G += p["b_a"]
+    two, one = G.dtype.type(2), G.dtype.type(1)
     G[:, :, n2:n3] *= two  # 2ĝ's input part
-    W_aa_T = p["W_aa"].T.copy()  # (n_a, 4n_a): rows are batch entries ...
+    W_aa_T = W_aa.T.copy()  # (n_a, 4n_a): rows are batch entries ...
     W_aa_T[:, n2:n3] *= two  # ... and the ĝ columns doubled: a⟨t−1⟩ W_aaᵀ gives 2ĝ's recurrent part
-    A = xp.empty((T, B, n_a), dtype=X.dtype)
-    C = xp.empty((T, B, n_a), dtype=X.dtype)
-    tanh_C = xp.empty((T, B, n_a), dtype=X.dtype)
-    g_a = xp.empty((B, 4 * n_a), dtype=X.dtype)  # one step's W_aa a⟨t−1⟩
-    ig = xp.empty((B, n_a), dtype=X.dtype)  # one step's i ⊙ g
-    tanh = _step_g(_tanh, B * n_a, X.dtype)  # looked up once, outside the loop
+    g_a = xp.empty((B, n4), dtype=G.dtype)  # one step's W_aa a⟨t−1⟩
+    ig = xp.empty((B, n_a), dtype=G.dtype)  # one step's i ⊙ g
+    tanh = _step_g(_tanh, B * n_a, G.dtype)  # looked up once, outside the loop
     I, Fg, Gc, O = G[:, :, :n_a], G[:, :, n_a:n2], G[:, :, n2:n3], G[:, :, n3:]  # (T, B, n_a) views
     a_prev, c_prev = a0, c0
     with _saturating():
@@ -225,7 +294,31 @@ def _lstm_forward(X, state0, p, mask=None):
                 xp.copyto(a_t, a_prev, where=skip_t)
                 xp.copyto(c_t, c_prev, where=skip_t)
             a_prev, c_prev = a_t, c_t
-    return A, LSTMCache(X, a0, c0, A, C, mask, p, G, tanh_C)
+
+
+def _forward_compiled(G, A, C, tanh_C, a0, c0, W_aa, skips, lstm_step, gemv):
+    """``_forward_numpy`` with a step's gate work in one compiled call (``lstm_step``).
+
+    ``gemv``: the product a⟨t−1⟩ W_aaᵀ is taken in the same call (small steps; no skipped steps).
+    """
+    B, n4 = G.shape[1:]
+    r = np.empty((B, n4), dtype=G.dtype)  # one step's recurrent part a⟨t−1⟩ W_aaᵀ
+    a_prev, c_prev = np.ascontiguousarray(a0), np.ascontiguousarray(c0)  # the kernel reads whole rows
+    # (n_a, 4n_a): rows are batch entries; a dense copy, not the transposed view: the kernel reads
+    # whole rows, and BLAS takes 2-3x as long on the view at B = 16, n_a = 64
+    W_aa_T = np.ascontiguousarray(W_aa.T)
+    if gemv:
+        for z, a_t, c_t, tc_t in zip(G, A, C, tanh_C):  # z holds W_ax x⟨t⟩ + b_a on entry
+            lstm_step(a_prev, W_aa_T, r, z, c_prev, c_t, tc_t, a_t)  # gates, c⟨t⟩, tanh c⟨t⟩, a⟨t⟩
+            a_prev, c_prev = a_t, c_t
+        return
+    for z, a_t, c_t, tc_t, skip_t in zip(G, A, C, tanh_C, skips):
+        a_prev.dot(W_aa_T, r)  # W_aa a⟨t−1⟩ for all four gates
+        lstm_step(None, None, r, z, c_prev, c_t, tc_t, a_t)  # gates, c⟨t⟩, tanh c⟨t⟩, a⟨t⟩: one pass
+        if skip_t is not None:  # skipped steps carry a⟨t−1⟩ and c⟨t−1⟩
+            np.copyto(a_t, a_prev, where=skip_t)
+            np.copyto(c_t, c_prev, where=skip_t)
+        a_prev, c_prev = a_t, c_t
 
 
 def _factors(G, tanh_c, c_prev):
@@ -275,7 +368,7 @@ def lstm_backward(dA, cache, d_state_T=None):
     return dX, d_state0, grads
 
 
-def _lstm_backward(dA, cache, d_state_T=None, messages=False, need_dX=True):
+def _lstm_backward(dA, cache, d_state_T=None, messages=False, need_dX=True, loop=None):
     """``lstm_backward`` without the checks.
 
     Returns: dX (or None), (da0, dc0), grads, and the messages (M_a, M_c), each (T, B, n_a) —
@@ -286,7 +379,34 @@ def _lstm_backward(dA, cache, d_state_T=None, messages=False, need_dX=True):
     T, B, n_a = A.shape
     n_x = X.shape[2]
     skips = _skipped(mask, T)
+    M_a = xp.empty((T, B, n_a), dtype=A.dtype) if messages else None
+    M_c = xp.empty((T, B, n_a), dtype=A.dtype) if messages else None
+    da_T, dc_T = (None, None) if d_state_T is None else d_state_T
+    if mask is not None:
+        dA = dA * mask[:, :, None]  # skipped steps ignore their output gradient
+    kernels = _step_kernels(A)
+    loop = _loop(B, n_a, skips, kernels, loop)
+    if loop == "numpy":
+        D, da0, dc0 = _backward_numpy(dA, cache, skips, da_T, dc_T, M_a, M_c)
+    else:
+        D, da0, dc0 = _backward_compiled(dA, cache, skips, da_T, dc_T, M_a, M_c, kernels, loop == "gemv")
+    D2 = D.reshape(T * B, 4 * n_a)  # (T*B, 4n_a) dĜ⟨t⟩ as rows
     A_prev = previous(a0, A)  # (T, B, n_a) a⟨0⟩ … a⟨T−1⟩
+    grads = {
+        "W_ax": D2.T @ X.reshape(T * B, n_x),  # Σ_t dĜ⟨t⟩ᵀ x⟨t⟩
+        "W_aa": D2.T @ A_prev.reshape(T * B, n_a),  # Σ_t dĜ⟨t⟩ᵀ a⟨t−1⟩
+        "b_a": D2.sum(axis=0),  # Σ_t dĜ⟨t⟩
+    }
+    dX = (D2 @ p["W_ax"]).reshape(T, B, n_x) if need_dX else None  # backprop through W_ax x⟨t⟩
+    return dX, (da0, dc0), grads, (M_a, M_c) if messages else None
+
+
+def _backward_numpy(dA, cache, skips, da_T, dc_T, M_a, M_c):
+    """The recursion in NumPy, right to left; dA is already masked. Writes the messages into M_a, M_c
+    when given. Returns: dĜ (T, B, 4, n_a), da0, dc0."""
+    X, a0, c0, A, C, mask, p, G, tanh_C = cache
+    xp = array_namespace(A)
+    T, B, n_a = A.shape
     # D holds the factors [F_i | F_f | F_g | F_o] on entry and dĜ = [dî | df̂ | dĝ | dô] on return
     D, K_o = _factors(G, tanh_C, previous(c0, C))  # (T, B, 4, n_a), (T, B, n_a)
     F_forget = G[:, :, n_a : 2 * n_a]  # (T, B, n_a) view: f⟨t⟩, the share of dc⟨t⟩ that reaches c⟨t−1⟩
@@ -294,15 +414,11 @@ def _lstm_backward(dA, cache, d_state_T=None, messages=False, need_dX=True):
         keep = mask[:, :, None]  # (T, B, 1)
         D *= keep[..., None]  # skipped steps add nothing to any gradient ...
         K_o *= keep
-        F_forget = xp.where(keep, F_forget, F_forget.dtype.type(1))  # ... pass the cell message on: f = 1 ...
-        dA = dA * keep  # ... and ignore their output gradient
+        F_forget = xp.where(keep, F_forget, F_forget.dtype.type(1))  # ... and pass the cell message on: f = 1
     D_c, D_o = D[:, :, :3], D[:, :, 3]  # (T, B, 3, n_a), (T, B, n_a) views: the gates dc⟨t⟩ and da⟨t⟩ reach
     D_rows = D.reshape(T, B, 4 * n_a)  # (T, B, 4n_a) view: dĜ⟨t⟩ as rows
-    M_a = xp.empty((T, B, n_a), dtype=A.dtype) if messages else None
-    M_c = xp.empty((T, B, n_a), dtype=A.dtype) if messages else None
-    da_bufs = M_a[::-1] if messages else itertools.repeat(xp.empty((B, n_a), dtype=A.dtype), T)
-    dc_bufs = M_c[::-1] if messages else itertools.repeat(xp.empty((B, n_a), dtype=A.dtype), T)
-    da_T, dc_T = (None, None) if d_state_T is None else d_state_T
+    da_bufs = M_a[::-1] if M_a is not None else itertools.repeat(xp.empty((B, n_a), dtype=A.dtype), T)
+    dc_bufs = M_c[::-1] if M_c is not None else itertools.repeat(xp.empty((B, n_a), dtype=A.dtype), T)
     da_next = xp.zeros((B, n_a), dtype=A.dtype) if da_T is None else da_T.astype(A.dtype, copy=True)
     dc_next = xp.zeros((B, n_a), dtype=A.dtype) if dc_T is None else dc_T.astype(A.dtype, copy=True)
     W_aa = p["W_aa"]
@@ -318,14 +434,61 @@ def _lstm_backward(dA, cache, d_state_T=None, messages=False, need_dX=True):
         d_t.dot(W_aa, da_next)  # backprop through W_aa a⟨t−1⟩
         if skip_t is not None:
             xp.copyto(da_next, da, where=skip_t)  # skipped steps pass the message on
-    D2 = D.reshape(T * B, 4 * n_a)  # (T*B, 4n_a)
-    grads = {
-        "W_ax": D2.T @ X.reshape(T * B, n_x),  # Σ_t dĜ⟨t⟩ᵀ x⟨t⟩
-        "W_aa": D2.T @ A_prev.reshape(T * B, n_a),  # Σ_t dĜ⟨t⟩ᵀ a⟨t−1⟩
-        "b_a": D2.sum(axis=0),  # Σ_t dĜ⟨t⟩
-    }
-    dX = (D2 @ p["W_ax"]).reshape(T, B, n_x) if need_dX else None  # backprop through W_ax x⟨t⟩
-    return dX, (da_next, dc_next), grads, (M_a, M_c) if messages else None
+    return D, da_next, dc_next
+
+
+def _identity_gates(G, skips):
+    """Per step, the gates the compiled backward reads: G[t], or for a step with skipped entries a
+    copy with i = 0, f = 1, o = 0 there — with those, dc⟨t⟩ = dc_next, dc_next ← dc⟨t⟩ and dĜ = 0
+    exactly: the step passes the cell message on and adds nothing to any gradient."""
+    n_a = G.shape[2] // 4
+    gates = list(G)  # (B, 4n_a) views
+    for t, skip_t in enumerate(skips):
+        if skip_t is not None:
+            rows = skip_t[:, 0]  # (B,) bool: the skipped entries
+            gates[t] = G[t].copy()
+            gates[t][rows, : 2 * n_a] = np.repeat(np.array([0, 1], dtype=G.dtype), n_a)  # i = 0, f = 1
+            gates[t][rows, 3 * n_a :] = 0  # o = 0
+    return gates
+
+
+def _backward_compiled(dA, cache, skips, da_T, dc_T, M_a, M_c, kernels, gemv):
+    """``_backward_numpy`` with a step's elementwise work in one compiled call (``lstm_step_backward``).
+
+    ``gemv``: the product dĜ⟨t+1⟩ W_aa is taken in the same call (small steps; no skipped steps).
+    Returns: dĜ (T, B, 4, n_a), da0, dc0.
+    """
+    X, a0, c0, A, C, mask, p, G, tanh_C = cache
+    T, B, n_a = A.shape
+    dtype = A.dtype
+    dA = dA.astype(dtype, copy=False)
+    if dA.strides[-1] != dA.itemsize:  # the kernel reads rows of adjacent numbers
+        dA = np.ascontiguousarray(dA)
+    D = np.empty((T, B, 4 * n_a), dtype=dtype)  # dĜ⟨t⟩ = [dî | df̂ | dĝ | dô] as rows
+    W_aa = np.ascontiguousarray(p["W_aa"])  # (4n_a, n_a)
+    # r: the message reaching a⟨t⟩ through the gates of step t+1, dĜ⟨t+1⟩ W_aa (at t = T−1: da_T)
+    r = np.zeros((B, n_a), dtype) if da_T is None else np.array(da_T, dtype=dtype, order="C")
+    dc_next = np.zeros((B, n_a), dtype) if dc_T is None else np.array(dc_T, dtype=dtype, order="C")
+    da_bufs = M_a[::-1] if M_a is not None else itertools.repeat(np.empty((B, n_a), dtype), T)
+    dc_bufs = M_c[::-1] if M_c is not None else itertools.repeat(np.empty((B, n_a), dtype), T)
+    gates = _identity_gates(G, skips)[::-1]
+    c_prevs = itertools.chain(C[-2::-1], [np.ascontiguousarray(c0)])  # c⟨T−1⟩ … c⟨0⟩
+    step_backward = kernels.lstm_step_backward
+    per_step = zip(dA[::-1], gates, c_prevs, tanh_C[::-1], D[::-1], da_bufs, dc_bufs, skips[::-1])
+    if gemv:
+        x = W = None  # step T−1 reads r = da_T as it is; the others compute r = dĜ⟨t+1⟩ W_aa in the call
+        for dA_t, g_t, c_prev, tc_t, d_t, da, dc, _ in per_step:
+            # backprop through o ⊙ tanh c⟨t⟩, the cell update, σ and tanh: da⟨t⟩, dc⟨t⟩, dĜ⟨t⟩, dc_next
+            step_backward(x, W, r, dA_t, dc_next, g_t, c_prev, tc_t, d_t, da, dc)
+            x, W = d_t, W_aa
+        return D.reshape(T, B, 4, n_a), D[0] @ W_aa, dc_next  # backprop through W_aa a⟨0⟩
+    for dA_t, g_t, c_prev, tc_t, d_t, da, dc, skip_t in per_step:
+        # backprop through o ⊙ tanh c⟨t⟩, the cell update, σ and tanh: da⟨t⟩, dc⟨t⟩, dĜ⟨t⟩, dc_next
+        step_backward(None, None, r, dA_t, dc_next, g_t, c_prev, tc_t, d_t, da, dc)
+        d_t.dot(W_aa, r)  # backprop through W_aa a⟨t−1⟩
+        if skip_t is not None:
+            np.copyto(r, da, where=skip_t)  # skipped steps pass the message on
+    return D.reshape(T, B, 4, n_a), r, dc_next
 
 
 def lstm_state_jacobian(cache, t):

@@ -1,4 +1,4 @@
-"""``bptt bench``: time forward + BPTT against PyTorch, or checkpointed BPTT's memory."""
+"""``bptt bench``: time forward + BPTT of a cell against its PyTorch twin, or checkpointed BPTT's memory."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from ..errors import BpttError
 EXAMPLES = """examples:
   bptt bench                                 every shape in float32 and float64, 7 rounds
   bptt bench --quick                         3 short rounds: a first look in about a minute
+  bptt bench --cell lstm --threads 2         the LSTM against torch.nn.LSTM, 2 threads each side
+  bptt bench --cell all --quick              the vanilla cell, the GRU and the LSTM, one after the other
   bptt bench --shape 35,1,50,100 --dtype float64 --rounds 11
   bptt bench --json > bench.json             the full report as JSON
   bptt bench --memory                        checkpointed vs full BPTT: memory and time
@@ -20,9 +22,10 @@ EXAMPLES = """examples:
 def add_parser(sub):
     p = sub.add_parser(
         "bench",
-        help="benchmark forward + BPTT against torch.nn.RNN (needs torch), or its memory",
+        help="benchmark forward + BPTT against torch.nn.RNN/GRU/LSTM (needs torch), or its memory",
         description=(
-            "Time the hand-written forward + full BPTT against torch.nn.RNN + autograd on the CPU, "
+            "Time the hand-written forward + full BPTT of a cell against its twin torch.nn.RNN, GRU or "
+            "LSTM + autograd on the CPU, "
             "same process, identical parameters and inputs, alternating rounds; report medians, "
             "the bptt/torch ratio, the fraction of this machine's GEMM throughput, and the per-step "
             "overhead probe in µs and in small NumPy calls. "
@@ -36,6 +39,13 @@ def add_parser(sub):
         action="append",
         metavar="T,B,N_X,N_A",
         help="benchmark this shape (repeatable; default: the five shapes of issue #4)",
+    )
+    p.add_argument(
+        "--cell",
+        action="append",
+        choices=("rnn", "gru", "lstm", "all"),
+        help="the cell to benchmark, against torch.nn.RNN, GRU or LSTM (repeatable; all: the three; "
+        "default: rnn, the vanilla tanh cell)",
     )
     p.add_argument(
         "--dtype", action="append", choices=("float32", "float64"), help="repeatable (default: both)"
@@ -88,6 +98,9 @@ def run(args):
             config.shapes = tuple(parse_sizes("--shape", s, 4) for s in args.shape)
         if args.dtype:
             config.dtypes = tuple(dict.fromkeys(args.dtype))
+        if args.cell:
+            cells = [c for name in args.cell for c in (bench.CELL_NAMES if name == "all" else [name])]
+            config.cells = tuple(dict.fromkeys(cells))
         if args.quick:
             config.rounds, config.min_time, config.pause = 3, 0.05, 0.05
         if args.rounds is not None:

@@ -1,19 +1,10 @@
-"""Pieces shared by the commands: help formatting and reading text to tag."""
+"""Pieces shared by the commands: help formatting, options, reading standard input as it arrives."""
 
 from __future__ import annotations
 
 import argparse
-import re
 
 HELP_FORMAT = argparse.RawDescriptionHelpFormatter
-
-# words, numbers with inner dots/commas/hyphens/apostrophes, or single punctuation marks
-_TOKEN = re.compile(r"\w+(?:[-'’.,]\w+)*|[^\w\s]")
-
-
-def tokenize(text):
-    """Split a line of plain text into words and punctuation: "spell." → ["spell", "."]."""
-    return _TOKEN.findall(text)
 
 
 def add_command(sub, name, help, description, examples, run):
@@ -51,6 +42,21 @@ def add_threads_option(p):
     )
 
 
+def seed(text):
+    """The argparse type of every command's ``--seed``: an integer from 0 to 2**63 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**63 - 1, got {text}")
+    return value
+
+
+def add_seed_option(p, help="random seed"):
+    p.add_argument("--seed", type=seed, default=0, help=f"{help} (default 0)")
+
+
 def blas_threads(n):
     """A context that limits NumPy's BLAS to n threads (``--threads``)."""
     from threadpoolctl import threadpool_limits
@@ -62,15 +68,61 @@ def blas_threads(n):
     return threadpool_limits(n, user_api="blas")
 
 
+def open_input(path=None):
+    """Open ``--input PATH``, or standard input (None), to be read line by line.
+
+    A regular file is read in blocks; a pipe, a terminal or a device (``<(zcat ...)``, a named pipe,
+    ``/dev/stdin``) as lines arrive, with ``ready``. Errors are one line: a missing file, a
+    directory, no permission, standard input closed (``<&-``).
+    Returns: (stream with ``readline(limit)`` and ``close()``, its name, ``ready`` or None).
+    """
+    import os
+    import stat
+    import sys
+
+    from ..errors import BpttError
+
+    if path is None:
+        if sys.stdin is None:  # started with descriptor 0 closed: Python sets it to None
+            raise BpttError("standard input is closed: give the text as arguments, or --input FILE")
+        try:
+            fd = sys.stdin.fileno()
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        except (AttributeError, OSError, ValueError):  # a stream without a descriptor (tests)
+            return sys.stdin.buffer, "<stdin>", None
+        if regular:
+            return sys.stdin.buffer, "<stdin>", None
+        pipe = PipeLines(fd)
+        return pipe, "<stdin>", pipe.ready
+    try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise BpttError(f"{path}: is a directory, expected a text file")
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise BpttError(f"{path}: no such file") from None
+    except OSError as e:
+        raise BpttError(f"{path}: cannot read: {e.strerror or e}") from None
+    if stat.S_ISREG(st.st_mode):
+        return f, path, None
+    pipe = PipeLines(f.fileno(), owner=f)  # a pipe or a device: answered as lines arrive
+    return pipe, path, pipe.ready
+
+
 class PipeLines:
     """A pipe or terminal read as lines arrive, with ``ready()``: is a whole line waiting?
 
     Reads the file descriptor itself (``os.read``), so that nothing hides in a buffer that
     ``select`` cannot see; ``readline(limit)`` is what ``conll.text_lines`` needs.
+    owner: the file the descriptor belongs to, closed by ``close()`` (None: leave it open).
     """
 
-    def __init__(self, fd):
-        self.fd, self.buf, self.pos, self.eof = fd, bytearray(), 0, False
+    def __init__(self, fd, owner=None):
+        self.fd, self.buf, self.pos, self.eof, self.owner = fd, bytearray(), 0, False, owner
+
+    def close(self):
+        if self.owner is not None:
+            self.owner.close()
 
     def _fill(self):
         import os

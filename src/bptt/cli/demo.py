@@ -6,13 +6,16 @@ import os
 import tempfile
 import time
 
-from .common import add_command, blas_threads, tokenize
+from .common import add_command, add_seed_option, blas_threads
 
 EXAMPLES = """\
   bptt demo                      # about a minute on 2 cores; keeps the model in runs/demo
   bptt demo --seconds 20 --out /tmp/demo
-  bptt tag --model runs/demo "Ada Lovelace wrote to Charles Babbage ."
+  bptt tag --model runs/demo "Ada Lovelace wrote to Charles Babbage."
 """
+
+# the corpus is generated and held in memory, and a demo trains for --seconds: more would never be seen
+MAX_SENTENCES = 100_000
 
 REAL_DATA = (
     "bptt train --train ../shared/data/conll2003/eng.train --dev ../shared/data/conll2003/eng.testa"
@@ -36,9 +39,12 @@ def add_parser(sub):
     )
     p.add_argument("--seconds", type=float, default=40, help="training time budget (default 40)")
     p.add_argument(
-        "--sentences", type=int, default=4000, help="training sentences to generate (default 4000)"
+        "--sentences",
+        type=int,
+        default=4000,
+        help=f"training sentences to generate, at most {MAX_SENTENCES:,} (default 4000)",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_seed_option(p)
 
 
 def _write(path, sentences):
@@ -58,19 +64,39 @@ def _holds_a_demo(out):
         return False
 
 
+def check_options(args):
+    """Refuse bad options before any work, naming the option."""
+    import math
+
+    from ..errors import BpttError
+    from ..training.rundir import check_out_dir
+
+    if not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise BpttError(f"--seconds: expected a number of seconds > 0, got {args.seconds:g}")
+    if not 1 <= args.sentences <= MAX_SENTENCES:
+        raise BpttError(
+            f"--sentences: expected 1 to {MAX_SENTENCES:,} (the corpus is generated in memory, and a demo"
+            f" trains for --seconds only; bptt train takes real data of any size), got {args.sentences:,}"
+        )
+    if not args.out:
+        raise BpttError("--out: empty; name the directory for the model")
+    check_out_dir(args.out, overwrite=_holds_a_demo(args.out))  # replaces a demo's run, nothing else
+
+
 def run(args):
+    check_options(args)
     with blas_threads(1):  # small matrices: one BLAS thread is fastest
         return _run(args)
 
 
 def _run(args):
-    from ..conll import spans
     from ..metrics import evaluate
     from ..synthetic import DEMO_SENTENCES, make_corpus
     from ..tagger import TaggerConfig
     from ..tagging import load_tagger
+    from ..text import detokenize
     from ..training import TrainConfig, person_only, train
-    from .tag import inline
+    from .tag import inline_text
 
     start = time.monotonic()
     print("bptt demo: a person-name tagger trained by hand-written backpropagation through time.")
@@ -109,15 +135,15 @@ def _run(args):
         f"  F1 {scores.f1:.1f}"
     )
     print("\ntagging (the model marks [names]PER; P = its probability that a word is part of a name):")
-    sentences = [tokenize(s) for s in DEMO_SENTENCES]
-    for words, tags in zip(sentences, tagger.predict(sentences)):
-        print("  " + inline(words, tags))
-    first = tagger.trace(sentences[0])
+    texts = [detokenize(s.split()) for s in DEMO_SENTENCES]  # as typed: "On Monday, Dr. Bartholomew ..."
+    found = list(tagger.tag_many(texts))  # what `bptt tag` does: tokens, sentences, entities
+    for text, entities in zip(texts, found):
+        print("  " + inline_text(text, entities))
+    first = tagger.trace([t.text for t in tagger.segment(texts[0]).tokens])
     print("\n  " + "  ".join(f"{w}:{p:.2f}" for w, p in zip(first["words"], first["y_hat"])))
-    found = [" ".join(sentences[0][s:e]) for _, s, e in spans(tagger.predict(sentences[:1])[0])]
-    print(f"  names found in the lecture's sentence: {', '.join(found) or 'none'}")
+    print(f"  names found in the lecture's sentence: {', '.join(e.text for e in found[0]) or 'none'}")
     print(f"\ndone in {time.monotonic() - start:.0f} s; the model is in {args.out}:")
-    print(f'  bptt tag --model {args.out} "Ada Lovelace wrote to Charles Babbage ."')
+    print(f'  bptt tag --model {args.out} "Ada Lovelace wrote to Charles Babbage."')
     print(f'  bptt graph --model {args.out} "{DEMO_SENTENCES[0]}" --out graph.png')
     print("To train on real data (CoNLL-2003, about 10 minutes):")
     print(f"  {REAL_DATA}")

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BpttError
-from .graph import add_source_arguments
+from ..tagging import MAX_WORDS
+from .common import add_seed_option
+from .graph import add_source_arguments, check_out
 
 EXAMPLES = """examples:
   bptt gradflow --model runs/person --data ../shared/data/conll2003/eng.testa --out gradflow.png
@@ -33,18 +35,28 @@ def add_parser(sub):
     add_source_arguments(p, "train the lecture RNN on the echo task and log its gradient flow")
     p.add_argument("--data", metavar="FILE", help="CoNLL file whose sentences probe the reach (with --model)")
     p.add_argument("--sentences", type=int, default=20, help="probe sentences read from --data (default 20)")
-    p.add_argument("--K", type=int, default=40, help="longest distance probed (default 40)")
+    p.add_argument(
+        "--K",
+        type=int,
+        default=40,
+        help=f"longest distance probed, at most {MAX_WORDS:,} (default 40; the longest probe sentence's"
+        " length when that is shorter)",
+    )
     p.add_argument("--epochs", type=int, default=15, help="--demo: epochs of 20 steps (default 15)")
-    p.add_argument("--seed", type=int, default=0, help="--demo: random seed (default 0)")
+    add_seed_option(p, "--demo: random seed")
     p.set_defaults(run=run)
 
 
 def run(args):
-    from ..plots import check_picture_path, plot_gradient_flow
+    from ..plots import plot_gradient_flow
 
-    check_picture_path(args.out)  # before any training
+    check_out(args)  # before any training
     if args.sentences < 1 or args.K < 1:
         raise BpttError("--sentences and --K: expected positive numbers")
+    if args.K > MAX_WORDS:
+        raise BpttError(f"--K: at most {MAX_WORDS:,} (no sentence is longer), got {args.K:,}")
+    if args.demo and args.data is not None:
+        raise BpttError("--data: probes a --model; --demo measures the lecture RNN on its own echo task")
     probe = None
     if args.demo:
         records, probe = demo_log(args.epochs, seed=args.seed)
@@ -71,6 +83,7 @@ def reach_probe(model_dir, data, n_sentences, K):
         sentences.append(s.words)
         if len(sentences) == n_sentences:
             break
+    K = min(K, max(len(words) for words in sentences))  # no distance beyond the longest sentence
     return np.stack([np.asarray(tagger.reach_profile([words], K=K), dtype=float) for words in sentences])
 
 

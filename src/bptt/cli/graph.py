@@ -8,6 +8,7 @@ import zlib
 import numpy as np
 
 from ..errors import BpttError
+from .common import add_seed_option
 
 EXAMPLES = """examples:
   bptt graph --demo "Harry Potter and Hermione Granger invented a new spell ." --out graph.png
@@ -20,6 +21,7 @@ against the model's own predictions.
 """
 
 HASH_BUCKETS = 32  # hashed word identity, so the demo model can learn frequent words ("The", "Dr.")
+MODEL_FILES = ("config.json", "vocab.json", "weights.safetensors", "log.jsonl")  # never written over
 
 
 def add_parser(sub):
@@ -32,10 +34,10 @@ def add_parser(sub):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_source_arguments(p, "use the lecture RNN trained for a moment on the built-in person-name corpus")
-    p.add_argument("sentence", nargs="+", help="the sentence, tokens separated by spaces")
+    p.add_argument("sentence", nargs="+", help="the sentence, tokens separated by spaces (at most 200)")
     p.add_argument("--gold", metavar="TAGS", help="gold tags, one per token (e.g. 'B-PER I-PER O')")
     p.add_argument("--steps", type=int, default=300, help="--demo: training steps (default 300)")
-    p.add_argument("--seed", type=int, default=0, help="--demo: random seed (default 0)")
+    add_seed_option(p, "--demo: random seed")
     p.set_defaults(run=run)
 
 
@@ -47,26 +49,66 @@ def add_source_arguments(p, demo_help):
     p.add_argument("--out", required=True, metavar="FILE", help="picture to write: FILE.png or FILE.svg")
 
 
-def run(args):
-    from ..plots import check_picture_path, draw_unrolled_graph
+def check_out(args):
+    """Refuse ``--out`` before any work: not a picture's name, a directory, write-protected, or one
+    of the model's files (`bptt.output.check_output`, as the picture is written)."""
+    import os
 
-    check_picture_path(args.out)  # before any training
+    from ..output import check_output
+    from ..plots import check_picture_path
+
+    check_picture_path(args.out)
+    inputs = [] if args.model is None else [os.path.join(args.model, f) for f in MODEL_FILES]
+    check_output(args.out, inputs + [p for p in [getattr(args, "data", None)] if p])
+
+
+def run(args):
+    from ..plots import MAX_GRAPH_WORDS, draw_unrolled_graph
+
+    check_out(args)  # before any training
     words = " ".join(args.sentence).split()
     if not words:
         raise BpttError("sentence: empty; give at least one word")
-    gold = None
-    if args.gold is not None:
-        gold = args.gold.split()
-        if len(gold) != len(words):
-            raise BpttError(f"--gold: {len(gold)} tags for {len(words)} words")
+    if len(words) > MAX_GRAPH_WORDS:  # before any training or loading
+        raise BpttError(
+            f"sentence: {len(words)} words; a graph shows at most {MAX_GRAPH_WORDS} (more is unreadable)"
+        )
+    if args.gold is not None and len(args.gold.split()) != len(words):
+        raise BpttError(f"--gold: {len(args.gold.split())} tags for {len(words)} words")
     if args.demo:
+        gold = None if args.gold is None else gold_iob2(args.gold.split(), ("O", "B-PER", "I-PER"))
         trace = demo_trace(words, gold, steps=args.steps, seed=args.seed)
     else:
         from ..tagging import load_tagger
 
-        trace = load_tagger(args.model).trace(words, gold=gold)
+        tagger = load_tagger(args.model)
+        known = tagger.cfg.tags if tagger.cfg.task == "ner" else ("O", "B-PER", "I-PER")
+        gold = None if args.gold is None else gold_iob2(args.gold.split(), known)
+        trace = tagger.trace(words, gold=gold)
     path = draw_unrolled_graph(trace, args.out)
     print(f"wrote {path}")
+
+
+def gold_iob2(gold, known):
+    """The --gold tags as IOB2, each checked: O or B-/I-/E-/S-TYPE (read as conlleval reads them,
+    in any scheme), whose IOB2 form is one of ``known``, the model's tags.
+
+    Returns: list of IOB2 tags.
+    """
+    from ..conll import split_tag, to_iob2
+
+    for i, tag in enumerate(gold):
+        try:
+            split_tag(tag)
+        except BpttError as e:
+            raise BpttError(f"--gold: tag {i + 1}: {e}") from None
+    iob2 = to_iob2(gold, "IOBES")  # every prefix B, I, E, S read by conlleval's rules
+    for i, (tag, t) in enumerate(zip(gold, iob2)):
+        if t not in known:
+            raise BpttError(
+                f"--gold: tag {i + 1}, {tag!r}: not a tag of this model (it tags {', '.join(known)})"
+            )
+    return iob2
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,12 +6,15 @@ import argparse
 import functools
 
 from ..errors import BpttError
-from .common import add_command, add_reader_options, blas_threads, strip_prefix_arg
+from .common import add_command, add_reader_options, add_seed_option, blas_threads, strip_prefix_arg
 
 EXAMPLES = """\
   # person names, the lecture's setting (sigmoid + logistic loss per word), 10 minutes:
   bptt train --train ../shared/data/conll2003/eng.train --dev ../shared/data/conll2003/eng.testa \\
              --task person --out runs/person --time-budget 10
+  # an LSTM instead of the lecture's RNN, its forget-gate bias 1 (also: --cell gru):
+  bptt train --train ../shared/data/conll2003/eng.train --dev ../shared/data/conll2003/eng.testa \\
+             --cell lstm --init forget1 --out runs/person-lstm
   # all entity types (softmax over IOB tags):
   bptt train --train ../shared/data/conll2003/eng.train --dev ../shared/data/conll2003/eng.testa \\
              --task ner --out runs/ner --time-budget 15
@@ -28,14 +31,16 @@ WITH_RESUME = ("resume", "quiet", "threads")
 
 
 def add_parser(sub):
-    from ..tagger import TaggerConfig
+    from ..cells import CELLS
+    from ..tagger import INITS, TaggerConfig
     from ..training.config import MAX_LAYERS, MAX_UNITS, TrainConfig
 
     p = add_command(
         sub,
         "train",
         "train a tagger on CoNLL files",
-        "Train a tagger (embeddings -> bidirectional RNN -> per-word output) by hand-written BPTT.\n"
+        "Train a tagger (embeddings -> bidirectional RNN, GRU or LSTM -> per-word output) by hand-written\n"
+        "BPTT.\n"
         "Evaluates on --dev after every epoch, keeps the best model, stops early when dev F1 stops\n"
         "improving or when --time-budget runs out, and writes model, log and curves to --out.\n"
         "--out must be new or empty (or hold this same run's run.json alone): a directory with a model\n"
@@ -84,7 +89,16 @@ def add_parser(sub):
     option(g, "hidden", f"RNN units per direction, at most {MAX_UNITS}", type=int)
     option(g, "layers", f"stacked bidirectional RNN layers, at most {MAX_LAYERS}", type=int)
     g.add_argument("--unidirectional", action="store_true", help="left-to-right only (the lecture's RNN)")
-    option(g, "activation", "the cell's g", choices=["tanh", "relu"])
+    option(g, "cell", "the word layers' cell: rnn (the lecture's), gru or lstm", choices=list(CELLS))
+    option(
+        g, "init", "the word cell's initialisation; forget1 (--cell lstm): forget-gate bias 1", choices=INITS
+    )
+    option(
+        g,
+        "activation",
+        "--cell rnn only: the vanilla cell's g, in the word layers and the character RNN",
+        choices=["tanh", "relu"],
+    )
     option(g, "word-dim", "word embedding size", type=int)
     option(g, "case-dim", "casing embedding size, 0 for none", type=int)
     option(g, "char-dim", "character embedding size, 0 for no character RNN", type=int)
@@ -114,7 +128,7 @@ def add_parser(sub):
         default=1,
         help="BLAS threads (default 1: the per-word matrices are small, one thread is fastest)",
     )
-    g.add_argument("--seed", type=int, default=0, help="random seed: same seed, same model (default 0)")
+    add_seed_option(g, "random seed: same seed, same model")
     # Options not typed stay out of the namespace, so that `run` knows which were given (--resume
     # refuses the others); `run` fills in their defaults, the ones --help shows.
     options = [a for a in p._actions if a.dest != "help"]
@@ -159,6 +173,8 @@ def configs(args):
             hidden=args.hidden,
             layers=args.layers,
             bidirectional=not args.unidirectional,
+            cell=args.cell,
+            init=args.init,
             activation=args.activation,
             dropout=args.dropout,
             word_dropout=args.word_dropout,

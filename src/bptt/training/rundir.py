@@ -12,9 +12,19 @@ import json
 import os
 import reprlib
 import shutil
+import stat
 
 from ..errors import BpttError
-from ..modelfiles import MODEL_FORMAT, file_checksum, load_document, save_document
+from ..modelfiles import (
+    CHECKPOINT,
+    CHECKPOINT_FILES,
+    CHECKPOINT_OLD,
+    CHECKPOINT_TMP_PREFIX,
+    MODEL_FORMAT,
+    file_checksum,
+    load_document,
+    save_document,
+)
 from ..tagger import TaggerConfig
 from .config import TrainConfig, check_sizes
 
@@ -38,11 +48,55 @@ RUN_FILES = (
 )
 
 
-def _leftover(name):
+# kept by --overwrite, and no reason to refuse a directory: `bptt report DIR` writes DIR/report.html, a
+# page the user asked for (describing the run it was made from); a new run never writes or deletes it
+KEPT_FILES = ("report.html",)
+
+
+def _leftover(name, files=RUN_FILES):
     """A temporary file of an interrupted write of a run: never anything of value."""
-    if name.startswith("checkpoint.tmp-"):
+    if files is RUN_FILES and name.startswith(CHECKPOINT_TMP_PREFIX):
         return True
-    return name.endswith(".tmp") and any(name.startswith(f".{f}.") for f in RUN_FILES)
+    return name.endswith(".tmp") and any(name.startswith(f".{f}.") for f in files)
+
+
+def _checkpoint_dirs(names):
+    """The names among ``names`` that a run deletes as a whole: its checkpoint directories."""
+    return [n for n in names if n in (CHECKPOINT, CHECKPOINT_OLD) or n.startswith(CHECKPOINT_TMP_PREFIX)]
+
+
+def check_checkpoint_dirs(out, names=None):
+    """Refuse checkpoint directories in ``out`` holding anything a checkpoint never holds.
+
+    A run replaces (and --overwrite deletes) checkpoint/, checkpoint.old/ and checkpoint.tmp-*/ as
+    wholes: each must be a directory (not a link) of `CHECKPOINT_FILES` and their temporary files,
+    so that a file the user put there is never deleted with it.
+    """
+    if names is None:
+        try:
+            names = os.listdir(out)
+        except OSError as e:
+            raise BpttError(f"{out}: cannot read the directory ({e.strerror})") from None
+    for name in sorted(_checkpoint_dirs(names)):
+        path = os.path.join(out, name)
+        if os.path.islink(path) or not os.path.isdir(path):
+            raise BpttError(
+                f"{out}: holds files that are not a bptt run's ({name}: a checkpoint is a directory);"
+                " choose a new or empty --out"
+            )
+        try:
+            inside = os.listdir(path)
+        except OSError as e:
+            raise BpttError(f"{path}: cannot read the directory ({e.strerror})") from None
+        foreign = sorted(
+            n for n in inside if n not in CHECKPOINT_FILES and not _leftover(n, CHECKPOINT_FILES)
+        )
+        if foreign:
+            shown = ", ".join(f"{name}/{n}" for n in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise BpttError(
+                f"{out}: holds files that are not a bptt run's ({shown}); a checkpoint holds only"
+                f" {' and '.join(CHECKPOINT_FILES)}: move them, or choose a new or empty --out"
+            )
 
 
 def check_out_dir(out, overwrite):
@@ -60,17 +114,19 @@ def check_out_dir(out, overwrite):
     if not os.path.isdir(out):
         raise BpttError(f"{out}: is not a directory (--out names the run's directory)")
     try:
-        names = sorted(n for n in os.listdir(out) if not _leftover(n))
+        listed = os.listdir(out)
     except OSError as e:
         raise BpttError(f"{out}: cannot read the directory ({e.strerror})") from None
-    if not names:
+    names = sorted(n for n in listed if not _leftover(n) and n not in KEPT_FILES)
+    if not names and not _checkpoint_dirs(listed):
         return False
     foreign = [n for n in names if n not in RUN_FILES]
     if foreign or not _says_bptt(out):
-        shown = ", ".join((foreign or names)[:3]) + (", ..." if len(foreign or names) > 3 else "")
+        shown = ", ".join((foreign or names or listed)[:3]) + (", ..." if len(foreign or names) > 3 else "")
         raise BpttError(
             f"{out}: holds files that are not a bptt run's ({shown}); choose a new or empty --out"
         )
+    check_checkpoint_dirs(out, listed)
     if overwrite:
         return False
     if any(n in MODEL_FILES for n in names):
@@ -119,7 +175,7 @@ def start_run_dir(out, doc, overwrite):
     try:
         os.makedirs(out, exist_ok=True)
         for name in os.listdir(out) if overwrite else ():
-            if name != RUN_FILE and (name in RUN_FILES or _leftover(name)):
+            if name != RUN_FILE and name not in KEPT_FILES and (name in RUN_FILES or _leftover(name)):
                 path = os.path.join(out, name)
                 if os.path.isdir(path) and not os.path.islink(path):
                     shutil.rmtree(path)
@@ -128,6 +184,25 @@ def start_run_dir(out, doc, overwrite):
     except OSError as e:
         raise BpttError(f"{out}: cannot prepare the output directory ({e.strerror or e})") from None
     save_document(os.path.join(out, RUN_FILE), RUN_FORMAT, RUN_FORMAT_VERSION, doc)
+
+
+def check_regular_files(tcfg):
+    """Refuse input files that are pipes, devices or sockets (``<(zcat train.gz)``, a named pipe).
+
+    Training reads the training file more than once (vocabulary, then the data) and records every
+    input's SHA-256 for --resume, which reads them again: a pipe would be drained, then wait forever.
+    """
+    for name in DATA_FILES:
+        path = getattr(tcfg, name)
+        try:
+            st = os.stat(path) if path is not None else None
+        except OSError:  # missing or unreadable: the reader says which
+            continue
+        if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+            raise BpttError(
+                f"{path}: not a regular file (a pipe or device); --{name} must be a regular file: training"
+                " reads it more than once and records its SHA-256 for --resume (decompress it to a file)"
+            )
 
 
 def data_checksums(tcfg):

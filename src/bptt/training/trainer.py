@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import reprlib
 import signal
 import time
 from dataclasses import asdict, replace
@@ -43,6 +44,7 @@ from ..errors import BpttError
 from ..metrics import evaluate, token_f1
 from ..modelfiles import atomic_write, load_checkpoint, save_checkpoint, save_model_dir
 from ..optim import clip_grad_norm, make_optimizer
+from ..report import check_record
 from ..resources import check_memory, gib
 from ..tagger import batch_indices, init_tagger_params, make_batch, tagger_loss
 from ..tagging import Tagger, batch_message_norms, check_length, tables_for
@@ -52,8 +54,10 @@ from .data import encode, read_embeddings, read_tagged, task_tags
 from .progress import Progress, fmt_time
 from .rundir import (
     DATA_FILES,
+    check_checkpoint_dirs,
     check_data,
     check_out_dir,
+    check_regular_files,
     data_checksums,
     read_run_file,
     same_run,
@@ -152,7 +156,7 @@ class Trainer:
         self.ema_updates = 0
         self.log = []
         # fixed probes of gradient flow, measured after every epoch: the first 64 sentences,
-        # and the 8 longest of them for the reach ‖∂a⟨1+d⟩/∂a⟨1⟩‖
+        # and the 8 longest of them for the reach ‖∂s⟨n⟩/∂s⟨n−d⟩‖ (s: the cell's whole state)
         probe_set = self.dev or self.train
         first = np.arange(min(64, len(probe_set.forms)))
         self.probe = make_batch(probe_set.forms, probe_set.labels, first)
@@ -189,18 +193,36 @@ class Trainer:
         save_checkpoint(self.out, arrays, self.state(inside_epoch))
 
     def restore(self):
+        """Load the checkpoint in ``out``, once every array and every field of its state is checked:
+        the arrays must be exactly this run's network, its average and its optimizer's state.
+        Returns: False when there is no checkpoint."""
         found = load_checkpoint(self.out)
         if found is None:
             return False
         arrays, state = found
+        where = os.path.join(self.out, "checkpoint")
+        check_state(state, os.path.join(where, "state.json"), self.tcfg, len(self.train.forms))
         for name in [f"param.{k}" for k in self.params] + [f"ema.{k}" for k in self.ema or ()]:
             want, got = self.params[name.split(".", 1)[1]], arrays.get(name)
             if got is None or got.shape != want.shape or got.dtype != want.dtype:
                 found = "missing" if got is None else f"{got.dtype}{list(got.shape)}"
                 raise BpttError(
-                    f"{os.path.join(self.out, 'checkpoint')}: {name} is {found}, this run's network needs"
+                    f"{where}: {name} is {found}, this run's network needs"
                     f" {want.dtype}{list(want.shape)} (a checkpoint of another run?)"
                 )
+        expected = {f"param.{k}" for k in self.params} | {f"ema.{k}" for k in self.ema or ()}
+        extra = sorted(k for k in arrays if k not in expected and not k.startswith("opt."))
+        if extra:
+            raise BpttError(
+                f"{where}: holds {extra[0]}, which this run's network does not have"
+                f"{f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''} (a checkpoint of another run?)"
+            )
+        try:
+            self.opt.check_state_dict(
+                {k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}, self.params
+            )
+        except BpttError as e:
+            raise BpttError(f"{where}: opt.{e} (a checkpoint of another run?)") from None
         for k in self.params:
             self.params[k] = arrays[f"param.{k}"]
             if self.ema is not None:
@@ -254,7 +276,8 @@ class Trainer:
         budget = None if t.time_budget is None else t.time_budget * 60
         p = self.progress
         p.line(
-            f"{self.mcfg.task} tagger: {len(self.train.forms):,} sentences ({self.train.n_tokens:,} words),"
+            f"{self.mcfg.task} tagger ({self.mcfg.cell} cell): {len(self.train.forms):,} sentences"
+            f" ({self.train.n_tokens:,} words),"
             f" vocabulary {len(self.vocab.words):,}, {sum(v.size for v in self.params.values()):,} parameters"
             + (f"; resumed after epoch {self.epoch}" if resumed else "")
             + (f" and {self.resume_at['batch']} batches of epoch {self.epoch + 1}" if self.resume_at else "")
@@ -459,6 +482,99 @@ class Trainer:
             plot_f1(self.log, os.path.join(self.out, "f1.png"))
 
 
+STATE_FIELDS = ("epoch", "best_f1", "bad_epochs", "train_seconds", "ema_updates", "rng", "log")
+INSIDE_FIELDS = ("batch", "rng_epoch", "seconds", "totals", "grad_norms")
+
+
+def check_state(state, where, tcfg, n_sentences):
+    """Check every field of a checkpoint's state (`Trainer.state`) before any is used.
+
+    state.json checks itself (self_sha256), but anyone can re-sign it: so each field's type and range
+    is checked here, against the run's settings (0 <= epoch <= epochs; a log of epochs 1..epoch; an
+    RNG state of the run's generator, PCG64; inside an epoch: its batch, totals and gradient norms).
+    Errors are one line naming the file and the field.
+    """
+
+    def fail(field, what, value):
+        raise BpttError(f"{where}: {field}: expected {what}, got {reprlib.repr(value)}")
+
+    def integer(field, value, low, high):
+        if type(value) is not int or not low <= value <= high:
+            fail(field, f"an integer from {low} to {high}", value)
+
+    def number(field, value, low, high=math.inf):
+        ok = type(value) in (int, float) and math.isfinite(value) and low <= value <= high
+        if not ok:
+            fail(field, f"a finite number >= {low}" + ("" if high == math.inf else f" and <= {high}"), value)
+
+    if not isinstance(state, dict):
+        fail("state", "an object", state)
+    unknown = [k for k in state if k not in STATE_FIELDS + ("inside_epoch",)]
+    if unknown:
+        raise BpttError(f"{where}: state: unknown field {reprlib.repr(unknown[0])}")
+    missing = [k for k in STATE_FIELDS if k not in state and k != "ema_updates"]
+    if missing:
+        raise BpttError(f"{where}: state: missing the field {missing[0]!r}")
+    inside = state.get("inside_epoch")
+    epoch = state["epoch"]
+    integer("epoch", epoch, 0, tcfg.epochs - (inside is not None))  # an epoch in progress is < epochs
+    number("best_f1", state["best_f1"], -1, 100)
+    integer("bad_epochs", state["bad_epochs"], 0, epoch)
+    number("train_seconds", state["train_seconds"], 0)
+    integer("ema_updates", state.get("ema_updates", 0), 0, 2**62)
+    check_rng_state(state["rng"], where, "rng")
+    log = state["log"]
+    if not isinstance(log, list) or len(log) != epoch:
+        fail("log", f"a list of {epoch} records (one per finished epoch)", log)
+    for i, record in enumerate(log):
+        check_record(record, i + 1, f"{where}: log[{i}]")
+    if inside is None:
+        return
+    if not isinstance(inside, dict) or sorted(inside) != sorted(INSIDE_FIELDS):
+        fail("inside_epoch", f"an object of {', '.join(INSIDE_FIELDS)}", inside)
+    integer("inside_epoch.batch", inside["batch"], 0, n_sentences)
+    check_rng_state(inside["rng_epoch"], where, "inside_epoch.rng_epoch")
+    number("inside_epoch.seconds", inside["seconds"], 0)
+    totals = inside["totals"]
+    if not isinstance(totals, dict) or sorted(totals) != sorted(EPOCH_TOTALS):
+        fail("inside_epoch.totals", f"an object of {', '.join(EPOCH_TOTALS)}", totals)
+    number("inside_epoch.totals.total_loss", totals["total_loss"], 0)
+    for k in EPOCH_TOTALS[1:]:
+        integer(f"inside_epoch.totals.{k}", totals[k], 0, 2**62)
+    norms = inside["grad_norms"]
+    if not isinstance(norms, list) or len(norms) > inside["batch"]:
+        fail("inside_epoch.grad_norms", f"a list of at most {inside['batch']} numbers (one per batch)", norms)
+    for i, v in enumerate(norms):
+        number(f"inside_epoch.grad_norms[{i}]", v, 0)
+
+
+def check_rng_state(value, where, field):
+    """A saved state of NumPy's PCG64 (the run's generator) exactly as ``bit_generator.state`` gives it."""
+    ints = {"state": 2**128, "inc": 2**128}
+    ok = (
+        isinstance(value, dict)
+        and sorted(value) == ["bit_generator", "has_uint32", "state", "uinteger"]
+        and value["bit_generator"] == "PCG64"
+        and isinstance(value["state"], dict)
+        and sorted(value["state"]) == sorted(ints)
+        and all(type(value["state"][k]) is int and 0 <= value["state"][k] < n for k, n in ints.items())
+        and value["has_uint32"] in (0, 1)
+        and type(value["has_uint32"]) is int
+        and type(value["uinteger"]) is int
+        and 0 <= value["uinteger"] < 2**32
+    )
+    if ok:
+        try:
+            np.random.PCG64().state = value
+        except (TypeError, ValueError, KeyError, OverflowError):
+            ok = False
+    if not ok:
+        raise BpttError(
+            f"{where}: {field}: expected the state of NumPy's PCG64 generator"
+            f" ({{bit_generator, state: {{state, inc}}, has_uint32, uinteger}}), got {reprlib.repr(value)}"
+        )
+
+
 def train(tcfg, mcfg, out, resume=False, progress=True, overwrite=False):
     """Train (or, with ``resume``, continue) a tagger into directory ``out``.
 
@@ -471,12 +587,15 @@ def train(tcfg, mcfg, out, resume=False, progress=True, overwrite=False):
     out = os.fspath(out)
     if resume:
         tcfg, mcfg, data = read_run_file(out)
+        check_regular_files(tcfg)
+        check_checkpoint_dirs(out)  # saving replaces the checkpoint as a whole: nothing else may be in it
         check_data(tcfg, data)
     else:
         # absolute paths: --resume from another working directory must read the same files
         tcfg = replace(tcfg, **{n: os.path.abspath(getattr(tcfg, n)) for n in DATA_FILES if getattr(tcfg, n)})
         check_sizes(mcfg)
         only_run_file = check_out_dir(out, overwrite)
+        check_regular_files(tcfg)
     trainer = Trainer(tcfg, mcfg, out, progress=progress)
     trainer.read_data()
     trainer.check_memory()
