@@ -345,6 +345,7 @@ def test_open_output_refuses_a_write_protected_file_in_binary_too(tmp_path, monk
     assert path.read_bytes() == b"old"
 
 
+@pytest.mark.slow
 def test_pictures_and_pages_are_written_through_links(d, capsys, tmp_path):
     for name, argv in [("graph.svg", ["graph", "--model", d / "model", "Harry Potter"]),
                        ("page.html", ["report", d / "model"])]:  # fmt: skip
@@ -363,6 +364,7 @@ def test_a_picture_never_goes_over_an_input(d, capsys, run_dir, tmp_path):
     assert (run_dir / "weights.safetensors").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_overwrite_keeps_report_html(d, capsys, run_dir):
     rc, _, err = run(capsys, "report", run_dir)
     assert rc == 0, err

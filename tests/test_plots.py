@@ -36,6 +36,7 @@ def make_trace(words=WORDS, gold=True):
     }
 
 
+@pytest.mark.slow
 def test_unrolled_graph_png_and_svg(tmp_path):
     trace = make_trace(WORDS + ["$5", "<tag>&"])  # mathtext and markup must come out verbatim
     w, h = png_ok(draw_unrolled_graph(trace, tmp_path / "g.png"), 1200, 700)
@@ -49,6 +50,7 @@ def test_unrolled_graph_png_and_svg(tmp_path):
     assert w > 1.3 * w3 and abs(h - h3) < 0.2 * h
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_unrolled_graph_of_a_gated_cell(tmp_path, cell):
     """The legend gives the cell's equations; an LSTM's trace adds the lane of c⟨t⟩, coloured by ‖∂L/∂c‖."""
@@ -166,6 +168,7 @@ def test_gradient_flow(tmp_path):
         plot_gradient_flow(log, tmp_path / "f.png", probe=np.zeros((2, 2, 2)))
 
 
+@pytest.mark.slow
 def test_cli_graph_demo(tmp_path, capsys):
     out = tmp_path / "graph.svg"
     sentence = "Ada Lovelace wrote the first program ."
@@ -194,6 +197,7 @@ def test_cli_graph_demo(tmp_path, capsys):
     assert "expected a file name ending in .png or .svg" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_gradflow_demo_logs_the_ledger(tmp_path):
     from bptt.cli.gradflow import demo_log
 

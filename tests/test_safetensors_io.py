@@ -257,6 +257,7 @@ FUZZ_BYTES = ref_save(FUZZ_ARRAYS, metadata={"v": "1"})
 HEADER_END = 8 + struct.unpack("<Q", FUZZ_BYTES[:8])[0]
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @given(
     edits=st.lists(
@@ -289,6 +290,7 @@ def test_fuzz_mutations_load_exactly_or_raise_bptt_error(edits, cut, extra):
         assert_same(got, FUZZ_ARRAYS)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(header=st.binary(max_size=64), body=st.binary(max_size=64), length=st.integers(0, 2**64 - 1))
 def test_fuzz_random_bytes_raise_only_bptt_error(header, body, length):
