@@ -39,6 +39,22 @@ def initial_state(cell, rng, batch=B, n_a=N_A):
     return rng.standard_normal((batch, n_a))
 
 
+def cell_inputs(cell, rng):
+    """``cell_params``, X (T, B, n_x), the initial state, dA (T, B, n_a) and a carry-in state gradient."""
+    p = cell_params(cell, rng)
+    X = rng.standard_normal((T, B, N_X))
+    state0 = initial_state(cell, rng)
+    dA = rng.standard_normal((T, B, N_A))
+    return p, X, state0, dA, initial_state(cell, rng)
+
+
+def random_labels(rng, output, n_y, length=T, batch=B):
+    """Labels for ``output``: class ids (T, B) for softmax, 0/1 floats (T, B, n_y) for sigmoid."""
+    if output == "softmax":
+        return rng.integers(0, n_y, size=(length, batch))
+    return rng.integers(0, 2, size=(length, batch, n_y)).astype(np.float64)
+
+
 def state_parts(cell, s):
     """A state (or its gradient) as a tuple of arrays: (a, c) for the LSTM, (a,) otherwise."""
     return tuple(s) if cell == "lstm" else (s,)

@@ -9,7 +9,19 @@ from hypothesis import strategies as st
 
 import bptt
 from bptt.cells import CELLS, get_cell
-from tests.conftest import N_A, N_X, B, T, cell_params, initial_state, make_params, ragged_mask
+from tests.conftest import (
+    N_A,
+    N_X,
+    B,
+    T,
+    cell_inputs,
+    cell_params,
+    initial_state,
+    make_params,
+    model_params,
+    ragged_mask,
+    random_labels,
+)
 from tests.conftest import state_parts as parts
 from tests.helpers import torch_twin, torch_twin_grads
 
@@ -113,13 +125,10 @@ def test_gradcheck_sequence_every_array(rng, step_kernels, cell, carry, masked):
 @pytest.mark.parametrize("masked", [False, True])
 def test_gradcheck_sequence_loss(rng, step_kernels, cell, output, masked):
     n_y = 3
-    p = {**cell_params(cell, rng), "W_ya": rng.standard_normal((n_y, N_A)), "b_y": rng.standard_normal(n_y)}
+    p = model_params(cell, rng, n_y=n_y)
     X = rng.standard_normal((T, B, N_X))
     state0 = initial_state(cell, rng)
-    if output == "softmax":
-        Y = rng.integers(0, n_y, size=(T, B))
-    else:
-        Y = rng.integers(0, 2, size=(T, B, n_y)).astype(np.float64)
+    Y = random_labels(rng, output, n_y, T, B)
     mask = ragged_mask([3, 5, 1], T) if masked else None
 
     def fun(arrs):
@@ -152,11 +161,7 @@ def test_gradcheck_catches_a_wrong_lstm_gradient(rng):
 @pytest.mark.parametrize("cell", GATED)
 def test_step_functions_equal_sequence_functions(rng, step_kernels, cell):
     """Looping the step pair gives the sequence pair: states, dX, initial-state gradients, grads, messages."""
-    p = cell_params(cell, rng)
-    X = rng.standard_normal((T, B, N_X))
-    state0 = initial_state(cell, rng)
-    dA = rng.standard_normal((T, B, N_A))
-    d_state_T = initial_state(cell, rng)  # a carry-in gradient for every part of the state
+    p, X, state0, dA, d_state_T = cell_inputs(cell, rng)  # a carry-in gradient for every part of the state
     c = get_cell(cell)
     A, cache = c.fast_forward(X, state0, p, None)
     dX, d_state0, grads, M = c.fast_backward(dA, cache, d_state_T, messages=True)
@@ -198,11 +203,7 @@ def test_step_functions_equal_sequence_functions(rng, step_kernels, cell):
 def test_padded_batch_equals_sequences_one_by_one(rng, step_kernels, cell):
     """Masked steps carry the state (a, and c), add nothing, and pass every message through."""
     lengths = [5, 2, 4]
-    p = cell_params(cell, rng)
-    X = rng.standard_normal((T, B, N_X))
-    state0 = initial_state(cell, rng)
-    dA = rng.standard_normal((T, B, N_A))
-    d_T = initial_state(cell, rng)  # reaches the last real state of each sequence
+    p, X, state0, dA, d_T = cell_inputs(cell, rng)  # reaches the last real state of each sequence
     A, cache = bptt.rnn_forward(X, state0, p, mask=ragged_mask(lengths, T), cell=cell)
     dX, d0, grads = bptt.rnn_backward(dA, cache, d_T)
 
@@ -231,11 +232,7 @@ def test_padded_batch_equals_sequences_one_by_one(rng, step_kernels, cell):
 
 @pytest.mark.parametrize("cell", GATED)
 def test_fast_path_leaves_inputs_untouched(rng, step_kernels, cell):
-    p = cell_params(cell, rng)
-    X = rng.standard_normal((T, B, N_X))
-    state0 = initial_state(cell, rng)
-    dA = rng.standard_normal((T, B, N_A))
-    d_T = initial_state(cell, rng)
+    p, X, state0, dA, d_T = cell_inputs(cell, rng)
     mask = ragged_mask([5, 2, 4], T)
     inputs = [X, dA, *parts(cell, state0), *parts(cell, d_T), *p.values()]
     copies = [x.copy() for x in inputs]
@@ -353,6 +350,16 @@ def as_pair(cell, s):
     return s if cell == "lstm" else (s, None)
 
 
+def assert_gradients_match_twin(cell, dX, d0, grads, Xt, h0, c0, module):
+    """bptt's dX, initial-state gradients and parameter gradients equal the torch twin's, to 1e-10."""
+    np.testing.assert_allclose(dX, Xt.grad.numpy(), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(as_pair(cell, d0)[0], h0.grad.numpy()[0], rtol=0, atol=1e-10)
+    if cell == "lstm":
+        np.testing.assert_allclose(d0[1], c0.grad.numpy()[0], rtol=0, atol=1e-10)
+    for k, ref in torch_twin_grads(module, cell).items():
+        np.testing.assert_allclose(grads[k], ref, rtol=1e-10, atol=1e-10, err_msg=k)
+
+
 def torch_states(cell, *states):
     """Initial states, one per direction, as leaf tensors (directions, B, n_a): h0, and c0 (LSTM) or None."""
     stacks = [np.stack(x) for x in zip(*(parts(cell, s) for s in states))]  # one stack per part of the state
@@ -396,12 +403,7 @@ def test_packed_variable_lengths_match_torch(step_kernels, cfg, data):
     np.testing.assert_allclose(A[-1], h_n.detach().numpy()[0], rtol=0, atol=1e-10)  # the last real states
     if cell == "lstm":
         np.testing.assert_allclose(cache.C[-1], c_n.detach().numpy()[0], rtol=0, atol=1e-10)
-    np.testing.assert_allclose(dX, Xt.grad.numpy(), rtol=0, atol=1e-10)
-    np.testing.assert_allclose(as_pair(cell, d0)[0], h0.grad.numpy()[0], rtol=0, atol=1e-10)
-    if cell == "lstm":
-        np.testing.assert_allclose(d0[1], c0.grad.numpy()[0], rtol=0, atol=1e-10)
-    for k, ref in torch_twin_grads(module, cell).items():
-        np.testing.assert_allclose(grads[k], ref, rtol=1e-10, atol=1e-10, err_msg=k)
+    assert_gradients_match_twin(cell, dX, d0, grads, Xt, h0, c0, module)
 
 
 def reverse_within_lengths(X, lengths):
@@ -478,12 +480,7 @@ def test_full_length_run_of_a_torch_initialised_module(step_kernels, cfg):
     out, _ = module(Xt, hx)
     (out * torch.from_numpy(R)).sum().backward()
     np.testing.assert_allclose(A, out.detach().numpy(), rtol=0, atol=1e-10)
-    np.testing.assert_allclose(dX, Xt.grad.numpy(), rtol=0, atol=1e-10)
-    np.testing.assert_allclose(as_pair(cell, d0)[0], h0.grad.numpy()[0], rtol=0, atol=1e-10)
-    if cell == "lstm":
-        np.testing.assert_allclose(d0[1], c0.grad.numpy()[0], rtol=0, atol=1e-10)
-    for k, ref in torch_twin_grads(module, cell).items():
-        np.testing.assert_allclose(grads[k], ref, rtol=1e-10, atol=1e-10, err_msg=k)
+    assert_gradients_match_twin(cell, dX, d0, grads, Xt, h0, c0, module)
     back = bptt.params_to_torch(p, cell)  # and back: the same module output from bptt's weights
     twin = kind(n_x, n_a, dtype=torch.float64)
     twin.load_state_dict({k: torch.tensor(v) for k, v in back.items()})

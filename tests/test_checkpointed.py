@@ -10,7 +10,17 @@ from bptt.checkpointed import (
     rnn_backward_checkpointed,
     rnn_forward_checkpointed,
 )
-from tests.conftest import N_A, N_X, B, initial_state, make_params, model_params, ragged_mask, state_parts
+from tests.conftest import (
+    N_A,
+    N_X,
+    B,
+    initial_state,
+    make_params,
+    model_params,
+    ragged_mask,
+    random_labels,
+    state_parts,
+)
 
 T = 11  # prime, so most k leave a short last segment
 
@@ -54,10 +64,7 @@ def test_sequence_loss_equals_full_bptt(rng, k, masked, output, cell):
     p = model_params(cell, rng, n_y=n_y)
     X = rng.standard_normal((T, B, N_X))
     state0 = initial_state(cell, rng)
-    if output == "softmax":
-        Y = rng.integers(0, n_y, size=(T, B))
-    else:
-        Y = rng.integers(0, 2, size=(T, B, n_y)).astype(np.float64)
+    Y = random_labels(rng, output, n_y, T, B)
     mask = ragged_mask([4, 11, 9], T) if masked else None
     kw = dict(a0=state0, mask=mask, output=output, reduction="mean", cell=cell)
     L, grads = bptt.sequence_loss(p, X, Y, **kw)

@@ -7,8 +7,7 @@ import pytest
 import bptt
 import bptt.rnn
 from bptt.cells import get_cell
-from bptt.cells import gru as cells_gru
-from bptt.cells import lstm as cells_lstm
+from bptt.cells.base import LOOPS, gated_loop
 from bptt.rnn import _backward, _forward, _relu, _tanh, _tanh_kernels, _tanh_prime
 from tests.conftest import N_A, N_X, B, T, compiled_kernels, make_params, ragged_mask, rnn_inputs
 
@@ -382,10 +381,9 @@ def test_gated_compiled_loops_equal_numpy_loops(K, rng, cell, batch, masked, dty
     c0, dc_T = (rng.standard_normal((batch, N_A)).astype(dtype) for _ in range(2))
     state0, d_state_T = ((a0, c0), (da_T, dc_T)) if cell == "lstm" else (a0, da_T)
     mask = ragged_mask([5, 2, 4, 1, 5, 3, 5, 4][:batch], T) if masked else None
-    module = cells_lstm if cell == "lstm" else cells_gru
     forward, backward = c.fast_forward, c.fast_backward
     out = {}
-    for loop in module.LOOPS:
+    for loop in LOOPS:
         A, cache = forward(X, state0, p, mask, loop=loop)
         dX, d0, grads, M = backward(dA, cache, d_state_T, messages=True, loop=loop)
         out[loop] = {"A": A, "dX": dX, "d0": d0, "M": M, **grads}
@@ -408,14 +406,14 @@ def parts(x):
 def test_gated_loop_choice(K):
     """Small unmasked steps take the product inside the kernel; masks and large steps a BLAS GEMM."""
     no_skips, skips = [None] * 3, [None, np.ones((1, 1), bool), None]
-    for module in (cells_gru, cells_lstm):
-        assert module._loop(1, 8, no_skips, K) == "gemv"
-        assert module._loop(1, 8, skips, K) == "compiled"  # the message passes on in the next call
-        assert module._loop(1, 8, skips, K, loop="gemv") == "compiled"
-        assert module._loop(64, 256, no_skips, K) == "compiled"
-        assert module._loop(1, 8, no_skips, None) == "numpy"
+    for gates in (3, 4):  # GRU, LSTM
+        assert gated_loop(1, 8, gates, no_skips, K) == "gemv"
+        assert gated_loop(1, 8, gates, skips, K) == "compiled"  # the message passes on in the next call
+        assert gated_loop(1, 8, gates, skips, K, loop="gemv") == "compiled"
+        assert gated_loop(64, 256, gates, no_skips, K) == "compiled"
+        assert gated_loop(1, 8, gates, no_skips, None) == "numpy"
         with pytest.raises(bptt.BpttError, match="loop: the compiled loops need"):
-            module._loop(1, 8, no_skips, None, loop="compiled")
+            gated_loop(1, 8, gates, no_skips, None, loop="compiled")
 
 
 @pytest.mark.parametrize("cell", GATED)

@@ -16,6 +16,7 @@ from tests.conftest import (
     make_params,
     model_params,
     ragged_mask,
+    random_labels,
     state_parts,
 )
 
@@ -25,10 +26,7 @@ CELLS = [("rnn", "tanh"), ("rnn", "relu"), ("gru", "tanh"), ("lstm", "tanh")]
 
 def _batch(rng, output, T=T, B=B, n_y=N_Y):
     X = rng.standard_normal((T, B, N_X))
-    if output == "softmax":
-        Y = rng.integers(0, n_y, size=(T, B))
-    else:
-        Y = rng.integers(0, 2, size=(T, B, n_y)).astype(np.float64)
+    Y = random_labels(rng, output, n_y, T, B)
     return X, Y
 
 

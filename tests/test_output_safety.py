@@ -145,7 +145,8 @@ def test_output_to_a_fifo_writes_into_it(d, model, tmp_path, capsys):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     got = []
-    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))  # blocks until bptt writes
+    # blocks until bptt opens the FIFO; a daemon, so a failed command cannot leave it hanging the run
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
     reader.start()
     rc, _, _ = cli(capsys, "evaluate", "--model", model, "--data", d / "dev.txt", "--output", fifo)
     reader.join(TIMEOUT)
@@ -244,7 +245,7 @@ def test_a_pipe_is_answered_line_by_line(model):
             p.stdin.write(line)
             p.stdin.flush()
             got = []
-            reader = threading.Thread(target=lambda: got.append(p.stdout.readline()))
+            reader = threading.Thread(target=lambda: got.append(p.stdout.readline()), daemon=True)
             reader.start()
             reader.join(TIMEOUT)  # returns as soon as the line is read
             if not got:

@@ -5,7 +5,17 @@ import pytest
 
 import bptt
 from bptt.rnn import _TANH_VIA_EXP, LOOPS, _backward, _forward, _loop
-from tests.conftest import N_A, N_X, B, T, compiled_kernels, make_params, ragged_mask, rnn_inputs
+from tests.conftest import (
+    N_A,
+    N_X,
+    B,
+    T,
+    compiled_kernels,
+    make_params,
+    ragged_mask,
+    random_labels,
+    rnn_inputs,
+)
 
 ACTS = ["tanh", "relu"]
 
@@ -69,10 +79,7 @@ def test_gradcheck_sequence_loss(rng, activation, output, masked):
     p = make_params(n_y=n_y)
     X = rng.standard_normal((T, B, N_X))
     a0 = rng.standard_normal((B, N_A))
-    if output == "softmax":
-        Y = rng.integers(0, n_y, size=(T, B))
-    else:
-        Y = rng.integers(0, 2, size=(T, B, n_y)).astype(np.float64)
+    Y = random_labels(rng, output, n_y, T, B)
     mask = ragged_mask([3, 5, 1], T) if masked else None
 
     def fun(arrs):

@@ -57,7 +57,8 @@ work, written into preallocated (T, B, ·) buffers. That elementwise work runs
   once before the loop) and the cell update; the backward takes the factors for all steps at once
   before its loop, so a step is one GEMM and six elementwise calls.
 
-``_loop`` says which loops run; the tests run each of them and hold them to the same results.
+``gated_loop`` (cells.base) says which loops run; the tests run each of them and hold them
+to the same results.
 """
 
 from __future__ import annotations
@@ -67,9 +68,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import rnn as _rnn  # _rnn._kernels: the compiled step kernels, looked up per call
 from ..backend import array_namespace
-from ..errors import BpttError, check_array, check_choice
+from ..errors import BpttError, check_array
 from ..heads import sigmoid
 from ..rnn import _saturating, _skipped, _step_g, _tanh
 from .base import (
@@ -79,8 +79,11 @@ from .base import (
     check_sequence,
     check_state,
     check_upstream,
+    gated_loop,
+    input_projections,
     previous,
     sigmoid_,
+    step_kernels,
     uniform,
 )
 
@@ -193,47 +196,6 @@ def lstm_forward(X, state0, params, mask=None):
     return _lstm_forward(X, state0, params, mask)
 
 
-# The compiled step with the recurrent product inside (no BLAS call) pays for up to this many rows
-# and multiply-adds B·4n_a² a step (see _loop). Forward + backward, gemv loops / BLAS loops, one
-# thread, interleaved (GRU and LSTM, float32 and float64, T = 200, 2026-11-30, machine loaded):
-# 0.76–0.88 at B ≤ 2 with up to 4,096 multiply-adds; 0.75–1.0 at B = 1 up to n_a = 90; 1.05–1.6
-# at B = 2, n_a ≥ 48 and at B = 4 (the kernel reads W once per row, BLAS once per step)
-_GEMV_MAX_B = 2
-_GEMV_MAX_MACS = 1 << 12
-
-LOOPS = ("numpy", "compiled", "gemv")
-
-
-def _step_kernels(X):
-    """``bptt._kernels`` where they apply (NumPy float32/float64 arrays), else None."""
-    kernels = _rnn._kernels
-    if kernels is None or type(X) is not np.ndarray or X.dtype.char not in "fd":
-        return None
-    return kernels
-
-
-def _loop(B, n_a, skips, kernels, loop=None):
-    """Which loops run the recurrence: "numpy", "compiled" or "gemv"; ``loop`` forces one (tests).
-
-    - "numpy": a GEMM and NumPy's elementwise calls a step, each way; any B, skipped steps allowed.
-    - "compiled": a GEMM and one compiled call a step, each way; skipped steps allowed.
-    - "gemv": small steps, one compiled call a step each way that also takes the product with W_aa
-      (a BLAS call costs more than its arithmetic there). It passes the message on inside the next
-      step's call, so it takes no skipped steps: a batch that skips any entry runs "compiled".
-    """
-    if loop is not None:
-        check_choice("loop", loop, LOOPS)
-        if loop != "numpy" and kernels is None:
-            raise BpttError("loop: the compiled loops need the compiled kernels (bptt._kernels)")
-        if loop == "gemv" and any(s is not None for s in skips):
-            return "compiled"
-        return loop
-    if kernels is None:
-        return "numpy"
-    small = B <= _GEMV_MAX_B and B * 4 * n_a * n_a <= _GEMV_MAX_MACS
-    return "gemv" if small and all(s is None for s in skips) else "compiled"
-
-
 def _lstm_forward(X, state0, p, mask=None, loop=None):
     """``lstm_forward`` without the checks: the fast path used inside training."""
     xp = array_namespace(X)
@@ -241,17 +203,13 @@ def _lstm_forward(X, state0, p, mask=None, loop=None):
     n_a = p["W_aa"].shape[1]
     skips = _skipped(mask, T)
     a0, c0 = (s.astype(X.dtype, copy=False) for s in state0)
-    G = xp.empty((T, B, 4 * n_a), dtype=X.dtype)  # the gates [i | f | g | o]: pre-activations first
-    kernels = _step_kernels(G)
-    # (n_x, 4n_a); with the kernels a dense copy: BLAS takes up to 1.9x as long on the view for few rows
-    W_ax_T = p["W_ax"].T if kernels is None else np.ascontiguousarray(p["W_ax"].T)
-    # every input projection W_ax x⟨t⟩ + b_a at once: one GEMM, written into G
-    xp.dot(X.reshape(T * B, n_x), W_ax_T, out=G.reshape(T * B, 4 * n_a))  # (T*B, 4n_a)
-    G += p["b_a"]
+    kernels = step_kernels(X)
+    # (T, B, 4n_a): the gates [i | f | g | o], pre-activations first
+    G = input_projections(X, p["W_ax"], p["b_a"], kernels)
     A = xp.empty((T, B, n_a), dtype=X.dtype)
     C = xp.empty((T, B, n_a), dtype=X.dtype)
     tanh_C = xp.empty((T, B, n_a), dtype=X.dtype)
-    loop = _loop(B, n_a, skips, kernels, loop)
+    loop = gated_loop(B, n_a, 4, skips, kernels, loop)
     if loop == "numpy":
         _forward_numpy(G, A, C, tanh_C, a0, c0, p["W_aa"], skips)
     else:
@@ -384,8 +342,8 @@ def _lstm_backward(dA, cache, d_state_T=None, messages=False, need_dX=True, loop
     da_T, dc_T = (None, None) if d_state_T is None else d_state_T
     if mask is not None:
         dA = dA * mask[:, :, None]  # skipped steps ignore their output gradient
-    kernels = _step_kernels(A)
-    loop = _loop(B, n_a, skips, kernels, loop)
+    kernels = step_kernels(A)
+    loop = gated_loop(B, n_a, 4, skips, kernels, loop)
     if loop == "numpy":
         D, da0, dc0 = _backward_numpy(dA, cache, skips, da_T, dc_T, M_a, M_c)
     else:
