@@ -2,12 +2,12 @@
 
 Both train on the same CoNLL-2003 minibatches (same order, same padding) in one process,
 alternating in rounds: word + casing embeddings, a bidirectional character RNN (final
-states), dropout, stacked bidirectional tanh RNNs (bptt's default configuration: 2 layers
-of 128 units per direction), a per-word linear output with the logistic loss
+states), dropout, stacked bidirectional recurrent layers of the chosen cell (``--cell``:
+tanh RNN, GRU or LSTM; bptt's default configuration: 2 layers of 128 units per direction), a per-word linear output with the logistic loss
 (person) or softmax cross-entropy (ner), Adam, gradient clipping. Prints words/s of each
 and the ratio.
 
-    python benchmarks/bench_tagger.py --task person --threads 1
+    python benchmarks/bench_tagger.py --task person --threads 1 [--cell lstm]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def parse():
     p.add_argument("--threads", type=int, default=1, help="BLAS threads for NumPy and torch (default 1)")
     p.add_argument("--batches", type=int, default=60, help="batches per round (default 60)")
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--cell", choices=["rnn", "gru", "lstm"], default="rnn", help="the word layers' cell")
     p.add_argument("--no-chars", action="store_true", help="without the character RNN")
     p.add_argument("--json", action="store_true")
     return p.parse_args()
@@ -62,7 +63,7 @@ class TorchTagger(torch.nn.Module):
             self.char_rnn = torch.nn.RNN(cfg.char_dim, cfg.char_hidden, bidirectional=True)
             n_x += 2 * cfg.char_hidden
         # dropout between stacked layers, as bptt applies it on every layer's input
-        self.rnn = torch.nn.RNN(
+        self.rnn = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cfg.cell](
             n_x,
             cfg.hidden,
             num_layers=cfg.layers,
@@ -106,7 +107,7 @@ def torch_inputs(batch, tables, cfg):
 
 def main():
     torch.set_num_threads(ARGS.threads)
-    mcfg = TaggerConfig(task=ARGS.task)
+    mcfg = TaggerConfig(task=ARGS.task, cell=ARGS.cell)
     if ARGS.no_chars:
         mcfg.char_dim = mcfg.char_hidden = 0
     tr = Trainer(TrainConfig(train=ARGS.data, dev=None), mcfg, "/tmp/bench-tagger-unused", progress=False)
@@ -164,6 +165,7 @@ def main():
         theirs.append(run_torch(k0))
     result = {
         "task": cfg.task,
+        "cell": cfg.cell,
         "chars": bool(cfg.char_dim),
         "threads": ARGS.threads,
         "bptt_words_per_s": statistics.median(ours),
@@ -178,7 +180,7 @@ def main():
         print(json.dumps(result))
     else:
         print(
-            f"tagger training throughput, task {cfg.task}, chars {result['chars']}, {ARGS.threads} thread(s),"
+            f"tagger training throughput, task {cfg.task}, cell {cfg.cell}, chars {result['chars']}, {ARGS.threads} thread(s),"
             f" {ARGS.rounds} rounds of {ARGS.batches} batches of 32 sentences"
         )
         print(f"  bptt (NumPy, hand-written BPTT): {result['bptt_words_per_s']:>9,.0f} words/s")

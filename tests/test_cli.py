@@ -120,6 +120,13 @@ def test_model_beats_a_trivial_baseline(person_model, conll_slice, capsys):
     seqeval = pytest.importorskip("seqeval.metrics")
     assert ours.f1 == pytest.approx(100 * seqeval.f1_score(gold, pred), abs=1e-9)
     assert f"{ours.f1:.2f}" in printed
+    from bptt import load_tagger
+    from bptt.metrics import unseen_span
+
+    unseen = evaluate(gold, pred, keep=unseen_span([s.words for s in dev], load_tagger(person_model).vocab))
+    assert 0 < unseen.gold < ours.gold  # the slice's dev file has names the training slice lacks
+    line = next(x for x in printed.splitlines() if x.startswith("unseen names"))
+    assert f"{unseen.gold} of {ours.gold} gold" in line and f"FB1: {unseen.f1:6.2f}" in line
     from bptt.conll import to_iob2
     from bptt.training import person_only
 

@@ -12,7 +12,8 @@ from sklearn.metrics import precision_recall_fscore_support
 
 from bptt.conll import from_iob2, read_conll, spans, to_iob2
 from bptt.errors import BpttError
-from bptt.metrics import Scores, TypeScores, chunks, evaluate, token_f1
+from bptt.metrics import Scores, TypeScores, chunks, evaluate, token_f1, unseen_span
+from bptt.vocab import Vocab
 from tests.conftest import data_file
 
 TYPES = ["PER", "LOC", "ORG"]
@@ -56,6 +57,18 @@ def test_token_f1_worked_example():
     assert f == pytest.approx(2 * (500 / 6) * 100 / (500 / 6 + 100), abs=1e-12)
     p, r, f = token_f1(GOLD, PRED, positive=lambda t: t.endswith("PER"))
     assert (p, r, f) == (100.0, 100.0, 100.0)  # PER tokens: gold 0,1 | 2; predicted the same
+
+
+def test_unseen_names_only():
+    words = [["Harry", "Potter", "met", "Oslo"], ["Acme", "and", "Ron"]]
+    vocab = Vocab.build([["harry", "met", "and", "acme"]])  # "Potter", "Oslo", "Ron" never seen
+    keep = unseen_span(words, vocab)
+    assert [keep(0, 0, 2), keep(0, 3, 4), keep(1, 0, 1), keep(1, 2, 3)] == [False, True, False, True]
+    # kept: gold LOC 3-4 | PER 2-3; predicted ORG 3-4 | PER 2-3: one of two right
+    s = evaluate(GOLD, PRED, keep=keep)
+    assert (s.correct, s.gold, s.predicted, s.tokens) == (1, 2, 2, 7)
+    assert (s.precision, s.recall, s.f1) == (50.0, 50.0, 50.0)
+    assert s.per_type["PER"] == TypeScores(100.0, 100.0, 100.0, support=1, predicted=1)
 
 
 def test_empty_and_no_entities():

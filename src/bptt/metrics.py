@@ -98,10 +98,13 @@ def _pairs(gold_seqs, pred_seqs):
         yield i, g, p
 
 
-def evaluate(gold_seqs, pred_seqs):
+def evaluate(gold_seqs, pred_seqs, keep=None):
     """Score predicted tag sequences against gold ones, as conlleval does.
 
     Shapes: gold_seqs, pred_seqs: lists of sentences, each a list of tags (same lengths).
+    keep: optional ``keep(i, start, end) -> bool``: score only the gold and predicted chunks it
+        keeps (e.g. names none of whose words were seen in training). It must depend on the span,
+        not on the tags, so that a correct prediction is kept exactly when its gold chunk is.
     Returns: Scores.
     """
     n_correct, n_gold, n_pred = Counter(), Counter(), Counter()
@@ -109,6 +112,9 @@ def evaluate(gold_seqs, pred_seqs):
     for i, g, p in _pairs(gold_seqs, pred_seqs):
         gold_chunks = set(spans(g, f"gold_seqs[{i}]"))
         pred_chunks = set(spans(p, f"pred_seqs[{i}]"))
+        if keep is not None:
+            gold_chunks = {c for c in gold_chunks if keep(i, c[1], c[2])}
+            pred_chunks = {c for c in pred_chunks if keep(i, c[1], c[2])}
         n_gold.update(t for t, _, _ in gold_chunks)
         n_pred.update(t for t, _, _ in pred_chunks)
         n_correct.update(t for t, _, _ in gold_chunks & pred_chunks)
@@ -149,3 +155,15 @@ def token_f1(gold_seqs, pred_seqs, positive=lambda tag: tag != "O"):
             n_pred += in_pred
     precision, recall = _percent(tp, n_pred), _percent(tp, n_gold)
     return precision, recall, _f1(precision, recall)
+
+
+def unseen_span(sentences, vocab):
+    """A ``keep`` for `evaluate`: spans none of whose words is in ``vocab`` (a ``bptt.vocab.Vocab``).
+
+    Shapes: sentences: list of word lists, the ones scored. With no pretrained vectors the
+    vocabulary is the training file's words, so this keeps the names the model never saw.
+    """
+    from .vocab import normalize
+
+    known = [[normalize(w) in vocab.word_id for w in s] for s in sentences]
+    return lambda i, start, end: not any(known[i][start:end])

@@ -20,7 +20,9 @@ def add_parser(sub):
         "evaluate",
         "score a model on a tagged CoNLL file",
         "Print entity-level precision, recall and F1 per type and overall (as conlleval computes\n"
-        "them) and token accuracy; for the person task also token-level F1.",
+        "them) and token accuracy; for the person task also token-level F1. Then the same scores\n"
+        "on the unseen names only: entities none of whose words is in the model's vocabulary\n"
+        "(the words of its training file), the measure of what generalises.",
         EXAMPLES,
         run,
     )
@@ -68,7 +70,7 @@ def _evaluate(args, report):
     which conlleval reads), the prediction in the same scheme.
     """
     from ..conll import detect_scheme, from_iob2, read_conll, to_iob2
-    from ..metrics import evaluate, token_f1
+    from ..metrics import evaluate, token_f1, unseen_span
     from ..tagging import check_length, load_tagger
     from ..training import person_only
 
@@ -93,6 +95,15 @@ def _evaluate(args, report):
             f"token level (is the word part of a name?): precision {p:6.2f}%  recall {r:6.2f}%  F1 {f:6.2f}",
             file=report,
         )
+    unseen = evaluate(gold, pred, keep=unseen_span([s.words for s in sentences], tagger.vocab))
+    print(
+        f"unseen names (no word in the training vocabulary): {unseen.gold} of {scores.gold} gold, "
+        f"{unseen.predicted} predicted; precision: {unseen.precision:6.2f}%; recall: {unseen.recall:6.2f}%; "
+        f"FB1: {unseen.f1:6.2f}",
+        file=report,
+    )
+    for t, s in unseen.per_type.items() if len(unseen.per_type) > 1 else ():
+        print(f"{t:>17}: precision: {s.precision:6.2f}%; recall: {s.recall:6.2f}%; FB1: {s.f1:6.2f}  {s.support}", file=report)
     if scheme == "IOBES":  # conlleval reads E- and S- otherwise: IOB2 both
         return [(s.words, g, y) for s, g, y in zip(sentences, gold, pred)]
     keep = person_only if tagger.cfg.task == "person" else list  # the gold tags as written in the file
