@@ -1,6 +1,6 @@
 """Checkpointed vs full BPTT: stored activations, tracemalloc peak and time at T = 1,000 and 10,000.
 
-The code is ``bptt.bench.memory_benchmark``; this script is ``bptt bench --memory``:
+The code is ``bptt.bench.memory.memory_benchmark``; this script is ``bptt bench --memory``:
 
     flock /tmp/bptt-heavy.lock python benchmarks/bench_memory.py
     python benchmarks/bench_memory.py --lengths 1000 --rounds 3 --json

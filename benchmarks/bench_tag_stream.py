@@ -53,7 +53,7 @@ def train(work, size):
 
 def write_input(path, n):
     """n lines of text: the sentences of eng.train, cycled. Returns the number of words."""
-    from bptt.conll import iter_conll
+    from bptt.io.conll import iter_conll
 
     sentences = [" ".join(s.words) for s in iter_conll(os.path.join(DATA, "eng.train"))]
     words = 0

@@ -3,9 +3,9 @@
 Both train on the same CoNLL-2003 minibatches (same order, same padding) in one process,
 alternating in rounds: word + casing embeddings, a bidirectional character RNN (final
 states), dropout, stacked bidirectional recurrent layers of the chosen cell (``--cell``:
-tanh RNN, GRU or LSTM; bptt's default configuration: 2 layers of 128 units per direction), a per-word linear output with the logistic loss
-(person) or softmax cross-entropy (ner), Adam, gradient clipping. Prints words/s of each
-and the ratio.
+tanh RNN, GRU or LSTM; bptt's default configuration: 2 layers of 128 units per direction),
+a per-word linear output with the logistic loss (person) or softmax cross-entropy (ner), Adam,
+gradient clipping. Prints words/s of each and the ratio.
 
     python benchmarks/bench_tagger.py --task person --threads 1 [--cell lstm]
 """
@@ -44,9 +44,9 @@ for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bptt.optim import clip_grad_norm, make_optimizer  # noqa: E402
-from bptt.tagger import TaggerConfig, batch_indices, make_batch, tagger_loss  # noqa: E402
+from bptt.models.tagger_network import TaggerConfig, batch_indices, make_batch, tagger_loss  # noqa: E402
 from bptt.training import TrainConfig, Trainer  # noqa: E402
+from bptt.training.optim import clip_grad_norm, make_optimizer  # noqa: E402
 
 
 class TorchTagger(torch.nn.Module):
@@ -180,7 +180,8 @@ def main():
         print(json.dumps(result))
     else:
         print(
-            f"tagger training throughput, task {cfg.task}, cell {cfg.cell}, chars {result['chars']}, {ARGS.threads} thread(s),"
+            f"tagger training throughput, task {cfg.task}, cell {cfg.cell}, chars {result['chars']},"
+            f" {ARGS.threads} thread(s),"
             f" {ARGS.rounds} rounds of {ARGS.batches} batches of 32 sentences"
         )
         print(f"  bptt (NumPy, hand-written BPTT): {result['bptt_words_per_s']:>9,.0f} words/s")

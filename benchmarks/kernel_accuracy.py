@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from bptt import rnn
+from bptt.drivers import rnn
 
 CHUNK = 1 << 24
 

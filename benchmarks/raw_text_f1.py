@@ -1,6 +1,6 @@
 """Tagging raw text against tagging CoNLL's own tokens: entity F1 by character spans.
 
-Each sentence of a CoNLL file is turned back into plain text by `bptt.text.detokenize` (its gold
+Each sentence of a CoNLL file is turned back into plain text by `bptt.io.text.detokenize` (its gold
 entities become character spans of that text) and tagged twice, by the code of
 ``bptt tag --format json`` (`Tagger.tag_segmented`):
 
@@ -62,9 +62,9 @@ def main():
     args = parse()
     import warnings
 
-    from bptt.conll import detect_scheme, read_conll, spans, to_iob2
-    from bptt.tagging import load_tagger
-    from bptt.text import detokenize, pretokenized
+    from bptt.io.conll import detect_scheme, read_conll, spans, to_iob2
+    from bptt.io.text import detokenize, pretokenized
+    from bptt.models.tagger import load_tagger
 
     tagger = load_tagger(args.model)
     sentences = read_conll(args.data)[: args.max_sentences]

@@ -88,24 +88,24 @@ def data_file(*parts):
 
 def compiled_kernels():
     """bptt._kernels; skip when not built, unless BPTT_REQUIRE_KERNELS is set (CI builds them)."""
-    import bptt.rnn
+    import bptt.drivers.rnn
 
-    if bptt.rnn._kernels is None:
+    if bptt.drivers.rnn._kernels is None:
         if os.environ.get("BPTT_REQUIRE_KERNELS"):
             pytest.fail("bptt._kernels is not built (or BPTT_NO_KERNELS is set)")
         pytest.skip("bptt._kernels is not built")
-    return bptt.rnn._kernels
+    return bptt.drivers.rnn._kernels
 
 
 @pytest.fixture(params=["compiled", "numpy"])
 def step_kernels(request, monkeypatch):
     """Run a test with the compiled tanh step kernels, then again with the NumPy loops only."""
-    import bptt.rnn
+    import bptt.drivers.rnn
 
     if request.param == "compiled":
         compiled_kernels()
     else:
-        monkeypatch.setattr(bptt.rnn, "_kernels", None)
+        monkeypatch.setattr(bptt.drivers.rnn, "_kernels", None)
     return request.param
 
 

@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from bptt.conll import read_conll
+from bptt.io.conll import read_conll
 
 # ------------------------------------------------------------------------------- command line on CoNLL slices
 
@@ -68,7 +68,7 @@ def snapshot(directory):
 
 def assert_same_weights(a, b):
     """The model directories ``a`` and ``b`` hold the same weights, bit for bit."""
-    from bptt.safetensors_io import load_safetensors
+    from bptt.io.safetensors_io import load_safetensors
 
     wa, _ = load_safetensors(a / "weights.safetensors")
     wb, _ = load_safetensors(b / "weights.safetensors")

@@ -3,7 +3,7 @@
 Inputs: tag reads CoNLL on standard input too, refuses text arguments with --input, reads a pipe or a
 device given as --input and names a directory; training refuses pipes (it reads its files more than
 once); closed standard streams are one line. Sizes: gradflow's --K, demo's --sentences and graph's
-words are bounded before any work. Outputs (one place, `bptt.output`): a write-protected file is
+words are bounded before any work. Outputs (one place, `bptt.io.output`): a write-protected file is
 refused, pictures and pages are written through links and never over an input. Run directories:
 --overwrite deletes only what a run wrote (never a file put in checkpoint/) and keeps report.html.
 --resume checks every field of a re-signed checkpoint, and that its arrays are exactly the network's.
@@ -25,17 +25,17 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-import bptt.output
-from bptt import bench
+from bptt.bench import memory
 from bptt.cli import main
 from bptt.cli.graph import gold_iob2
 from bptt.errors import BpttError
-from bptt.modelfiles import load_checkpoint, load_model_dir, save_checkpoint, save_document
-from bptt.synthetic import make_corpus
-from bptt.tagger import TaggerConfig
+from bptt.io.modelfiles import load_checkpoint, load_model_dir, save_checkpoint, save_document
+from bptt.io.output import open_output
+from bptt.io.synthetic import make_corpus
+from bptt.models.tagger_network import TaggerConfig
 from bptt.training import RUN_FORMAT, RUN_FORMAT_VERSION, read_run_file
+from bptt.training.checkpoint import check_state
 from bptt.training.rundir import check_out_dir, check_regular_files
-from bptt.training.trainer import check_state
 from tests.helpers import MINI, error_line, snapshot, write_conll
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
@@ -232,7 +232,7 @@ def test_gradflow_K_is_bounded_and_capped_at_the_longest_sentence(d, capsys, tmp
     refused(capsys, "gradflow", "--model", d / "model", "--data", d / "dev.txt", "--K", 10**9,
             "--out", tmp_path / "g.png", expect=["--K", "at most 10,000"])  # fmt: skip
     from bptt.cli.gradflow import reach_probe
-    from bptt.conll import read_conll
+    from bptt.io.conll import read_conll
 
     probe = reach_probe(d / "model", d / "dev.txt", 3, 10_000)  # (3, longest), not (3, 10,000)
     assert probe.shape == (3, max(len(s.words) for s in read_conll(d / "dev.txt")[:3]))
@@ -268,7 +268,7 @@ def test_graph_is_bounded_to_a_readable_sentence(d, capsys, tmp_path):
     words = " ".join(["word"] * 201)
     refused(capsys, "graph", "--model", d / "model", words, "--out", tmp_path / "g.svg",
             expect=["201 words", "at most 200"])  # fmt: skip
-    from bptt.plots import draw_unrolled_graph
+    from bptt.pictures.plots import draw_unrolled_graph
 
     trace = {
         "words": ["w"] * 201,
@@ -340,7 +340,7 @@ def test_open_output_refuses_a_write_protected_file_in_binary_too(tmp_path, monk
     path = tmp_path / "x.png"
     path.write_bytes(b"old")
     deny_access(monkeypatch, path, os.W_OK)
-    with pytest.raises(BpttError, match="write-protected"), bptt.output.open_output(path, binary=True) as f:
+    with pytest.raises(BpttError, match="write-protected"), open_output(path, binary=True) as f:
         f.write(b"new")
     assert path.read_bytes() == b"old"
 
@@ -520,7 +520,7 @@ def test_resume_refuses_a_re_signed_state_and_writes_nothing(capsys, run_dir):
 
 
 def _resign_run_json(run_dir, section, field, value):
-    from bptt.modelfiles import load_document
+    from bptt.io.modelfiles import load_document
 
     doc = load_document(run_dir / "run.json", RUN_FORMAT, RUN_FORMAT_VERSION)
     doc[section][field] = value
@@ -556,18 +556,18 @@ def test_the_optimizer_state_must_match_the_network(edit, expected, capsys, run_
 
 def test_memory_benchmark_skips_a_budget_below_what_any_segment_keeps():
     lines = []
-    report = bench.memory_benchmark(
+    report = memory.memory_benchmark(
         (30,), B=1, n_x=2, n_a=2, n_y=2, dtype="float64", rounds=1, budgets=(None, 0.1), log=lines.append
     )
     assert [r["budget"] for r in report["results"]] == [None]  # 10% of 30 states < the 11 it keeps at least
     assert report["skipped"] == [{"T": 30, "budget": 0.1, "least_states": 11}]
     assert "skipped" in lines[-1] and "memory_budget" not in lines[-1]
-    assert lines == bench.format_memory_report(report).splitlines()
+    assert lines == memory.format_memory_report(report).splitlines()
 
 
 def test_least_stored_states_is_the_minimum_over_every_segment_length():
     for T in [1, 2, 3, 30, 99, 100, 101, 1000, 4097]:
-        assert bench.least_stored_states(T) == min(-(-T // k) + min(k, T) for k in range(1, T + 1))
+        assert memory.least_stored_states(T) == min(-(-T // k) + min(k, T) for k in range(1, T + 1))
 
 
 @pytest.mark.slow

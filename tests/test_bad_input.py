@@ -20,7 +20,7 @@ import pytest
 import bptt
 from bptt.cli import main
 from bptt.errors import BpttError
-from bptt.synthetic import make_corpus
+from bptt.io.synthetic import make_corpus
 from tests.helpers import MINI, write_conll
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
@@ -414,9 +414,9 @@ def check(fun=None, arrays=None, **kw):
 
 
 def tiny_tagger():
-    from bptt.tagger import TaggerConfig, init_tagger_params
-    from bptt.tagging import Tagger
-    from bptt.vocab import Vocab
+    from bptt.models.tagger import Tagger
+    from bptt.models.tagger_network import TaggerConfig, init_tagger_params
+    from bptt.models.vocab import Vocab
 
     cfg = TaggerConfig(word_dim=4, case_dim=2, char_dim=2, char_hidden=2, hidden=3)
     vocab = Vocab.build([["John", "Smith", "went", "home"]])
@@ -499,8 +499,8 @@ API_CASES = {
     "init_params: n_x not an int": (lambda: bptt.init_params(2.5, 4, 2), ["n_x", "2.5"]),
     "read_conll: path not a path": (lambda: bptt.read_conll(123), ["path"]),
     "read_conll: tag_column not an int": (lambda: bptt.read_conll(__file__, tag_column="x"), ["tag_column"]),
-    "to_iob2: unknown scheme": (lambda: bptt.conll.to_iob2(["O"], "BIO"), ["scheme", "BIO"]),
-    "to_iob2: invalid tag": (lambda: bptt.conll.to_iob2(["O", "Q-PER"], "IOB2"), ["tags[1]", "Q-PER"]),
+    "to_iob2: unknown scheme": (lambda: bptt.io.conll.to_iob2(["O"], "BIO"), ["scheme", "BIO"]),
+    "to_iob2: invalid tag": (lambda: bptt.io.conll.to_iob2(["O", "Q-PER"], "IOB2"), ["tags[1]", "Q-PER"]),
     "evaluate: lengths differ": (lambda: bptt.evaluate([["O"]], [["O", "O"]]), ["sentence 0", "1 tags", "2"]),
     "Tagger.predict: empty sentence": (
         lambda: tiny_tagger().predict([["Hi"], []]),
@@ -511,7 +511,7 @@ API_CASES = {
         ["sentences[0]", "10001"],
     ),
     "load_tagger: no directory": (
-        lambda: bptt.tagging.load_tagger("/nonexistent/model"),
+        lambda: bptt.models.tagger.load_tagger("/nonexistent/model"),
         ["/nonexistent/model"],
     ),
 }
@@ -543,7 +543,7 @@ def test_step_losses_passes_non_finite_logits_through():
 
 @pytest.mark.slow
 def test_one_word_sentences_train_evaluate_and_tag(d, tmp_path, capsys):
-    from bptt.conll import Sentence
+    from bptt.io.conll import Sentence
 
     corpus = [Sentence([w], [t], 0) for s in make_corpus(80, seed=4) for w, t in zip(s.words, s.tags)]
     one, m = tmp_path / "one.txt", tmp_path / "m"
@@ -560,8 +560,8 @@ def test_one_word_sentences_train_evaluate_and_tag(d, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_10000_word_sentence_trains_and_tags(d, tmp_path, capsys):
-    from bptt.conll import Sentence
-    from bptt.tagging import load_tagger
+    from bptt.io.conll import Sentence
+    from bptt.models.tagger import load_tagger
 
     corpus = make_corpus(1000, seed=5)
     words, tags = [w for s in corpus for w in s.words], [t for s in corpus for t in s.tags]

@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from bptt import bench
+from bptt.bench import memory, speed
 from bptt.cli import main
+from bptt.drivers.rnn import _TANH_VIA_EXP, _tanh
 from bptt.errors import BpttError
-from bptt.rnn import _TANH_VIA_EXP, _tanh
 
 
 @pytest.fixture
@@ -18,7 +18,7 @@ def torch():
     return pytest.importorskip("torch")
 
 
-TINY = bench.BenchConfig(
+TINY = speed.BenchConfig(
     shapes=((3, 2, 4, 5), (4, 1, 3, 2)),
     dtypes=("float64",),
     probe=False,
@@ -32,7 +32,7 @@ TINY = bench.BenchConfig(
 @pytest.mark.slow
 def test_report_structure_and_table(torch):
     lines = []
-    report = bench.run_benchmark(TINY, log=lines.append)
+    report = speed.run_benchmark(TINY, log=lines.append)
     assert set(report) == {"machine", "config", "gemm_gflops", "results"}
     assert report["machine"]["threads"] >= 1 and report["machine"]["torch"] == torch.__version__
     assert set(report["gemm_gflops"]) == {"float64"} and report["gemm_gflops"]["float64"] > 0
@@ -44,51 +44,51 @@ def test_report_structure_and_table(torch):
         assert r["bptt_ms"] > 0 and r["torch_ms"] > 0 and r["gemm_fraction"] > 0
         assert r["bptt_us_per_step"] == pytest.approx(r["bptt_ms"] * 1e3 / r["T"])
         assert r["grad_error"] < 1e-12  # checked against torch before timing
-    assert lines[-3:-2] == [bench.HEADER] and len(lines) == 3 + len(rows)
-    table = bench.format_report(report).splitlines()
-    assert table[2] == bench.HEADER and table[3:] == lines[-2:]
+    assert lines[-3:-2] == [speed.HEADER] and len(lines) == 3 + len(rows)
+    table = speed.format_report(report).splitlines()
+    assert table[2] == speed.HEADER and table[3:] == lines[-2:]
     json.dumps(report)  # JSON-ready
 
 
 @pytest.mark.slow
 def test_probe_is_timed_against_small_numpy_calls(torch):
-    config = bench.BenchConfig(shapes=(), dtypes=("float32",), rounds=2, min_time=0, pause=0)
-    report = bench.run_benchmark(config)
+    config = speed.BenchConfig(shapes=(), dtypes=("float32",), rounds=2, min_time=0, pause=0)
+    report = speed.run_benchmark(config)
     (r,) = report["results"]
-    assert r["probe"] and (r["T"], r["B"], r["n_x"], r["n_a"]) == bench.PROBE
+    assert r["probe"] and (r["T"], r["B"], r["n_x"], r["n_a"]) == speed.PROBE
     assert r["call_us"] > 0 and r["gemm_fraction"] == 0 and report["gemm_gflops"] == {"float32": 0.0}
     # a ratio of two timings: its size depends on the machine and its load, so only its sign is checked
     # here; BENCHMARKS.md records measured values
     assert r["calls_per_step"] > 0 and np.isfinite(r["calls_per_step"])
-    assert "calls per step" in bench.format_row(r)
+    assert "calls per step" in speed.format_row(r)
 
 
 def test_flops_count_forward_once_and_backward_twice():
     T, B, n_x, n_a = 2, 3, 4, 5
     forward = 2 * T * B * (n_x + n_a) * n_a
-    assert bench.flops(T, B, n_x, n_a) == 3 * forward
-    assert bench.flops(T, B, n_x, n_a, gates=4) == 4 * 3 * forward  # an LSTM's GEMMs are 4n_a wide
+    assert speed.flops(T, B, n_x, n_a) == 3 * forward
+    assert speed.flops(T, B, n_x, n_a, gates=4) == 4 * 3 * forward  # an LSTM's GEMMs are 4n_a wide
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_both_sides_compute_the_same_gradients(torch, dtype):
-    case = bench.Case(torch, (5, 3, 4, 6), dtype, seed=1)
-    assert bench.check_gradients(case) <= bench.GRAD_TOL[dtype]
+    case = speed.Case(torch, (5, 3, 4, 6), dtype, seed=1)
+    assert speed.check_gradients(case) <= speed.GRAD_TOL[dtype]
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_gated_cells_compute_the_same_gradients_as_their_twins(torch, cell, dtype):
-    case = bench.Case(torch, (5, 3, 4, 6), dtype, seed=1, cell=cell)
-    assert type(case.module).__name__ == bench.TWINS[cell]
+    case = speed.Case(torch, (5, 3, 4, 6), dtype, seed=1, cell=cell)
+    assert type(case.module).__name__ == speed.TWINS[cell]
     dX, grads = case.run_bptt()
     assert set(grads) == set(case.params)  # every parameter is compared, b_hn included
     assert dX.shape == case.X.shape and all(g.dtype == np.dtype(dtype) for g in grads.values())
-    assert bench.check_gradients(case) <= bench.GRAD_TOL[dtype]
+    assert speed.check_gradients(case) <= speed.GRAD_TOL[dtype]
 
 
 def test_gated_gradient_mismatch_names_the_cell(torch):
-    case = bench.Case(torch, (5, 3, 4, 6), "float64", seed=1, cell="gru")
+    case = speed.Case(torch, (5, 3, 4, 6), "float64", seed=1, cell="gru")
     right = case.run_bptt
 
     def wrong():
@@ -97,32 +97,32 @@ def test_gated_gradient_mismatch_names_the_cell(torch):
 
     case.run_bptt = wrong
     with pytest.raises(BpttError, match="gru gradients differ from torch at T=5, B=3"):
-        bench.check_gradients(case)
+        speed.check_gradients(case)
 
 
 def test_unknown_cell_is_refused():
     with pytest.raises(BpttError, match="cell: expected one of rnn, gru, lstm, got 'rnn2'"):
-        bench.check_config(bench.BenchConfig(cells=("rnn2",)))
+        speed.check_config(speed.BenchConfig(cells=("rnn2",)))
 
 
 @pytest.mark.slow
 def test_report_has_a_row_per_cell_shape_and_dtype(torch):
-    config = bench.BenchConfig(
+    config = speed.BenchConfig(
         **{**TINY.__dict__, "cells": ("gru", "lstm"), "dtypes": ("float32", "float64")}
     )
     lines = []
-    report = bench.run_benchmark(config, log=lines.append)
+    report = speed.run_benchmark(config, log=lines.append)
     rows = report["results"]
     assert [(r["cell"], r["dtype"]) for r in rows] == [
         (cell, dtype) for cell in ("gru", "lstm") for dtype in ("float32", "float64") for _ in TINY.shapes
     ]
     for r in rows:  # checked against torch before timing
-        assert r["grad_error"] <= bench.GRAD_TOL[r["dtype"]] and r["ratio"] > 0
+        assert r["grad_error"] <= speed.GRAD_TOL[r["dtype"]] and r["ratio"] > 0
         gates = 3 if r["cell"] == "gru" else 4
-        gflop = bench.flops(r["T"], r["B"], r["n_x"], r["n_a"], gates) / 1e9
+        gflop = speed.flops(r["T"], r["B"], r["n_x"], r["n_a"], gates) / 1e9
         assert r["gflops"] == pytest.approx(gflop / (r["bptt_ms"] / 1e3))
     assert "torch.nn.GRU/torch.nn.LSTM" in lines[0]
-    assert lines[3:] == [bench.format_row(r) for r in rows] and lines[3].startswith("gru  float32")
+    assert lines[3:] == [speed.format_row(r) for r in rows] and lines[3].startswith("gru  float32")
 
 
 @pytest.mark.slow
@@ -142,7 +142,7 @@ def test_cli_unknown_cell_is_refused(capsys):
 
 
 def test_gradient_mismatch_stops_the_benchmark(torch):
-    case = bench.Case(torch, (5, 3, 4, 6), "float64", seed=1)
+    case = speed.Case(torch, (5, 3, 4, 6), "float64", seed=1)
     right = case.run_bptt
 
     def wrong():
@@ -151,7 +151,7 @@ def test_gradient_mismatch_stops_the_benchmark(torch):
 
     case.run_bptt = wrong
     with pytest.raises(BpttError, match="gradients differ from torch at T=5, B=3"):
-        bench.check_gradients(case)
+        speed.check_gradients(case)
 
 
 @pytest.mark.slow
@@ -170,7 +170,7 @@ def test_cli_table_streams_rows(torch, capsys):
         == 0
     )
     out = capsys.readouterr().out.splitlines()
-    assert bench.HEADER in out and out[-1].startswith("rnn  float32      2    1    2    2")
+    assert speed.HEADER in out and out[-1].startswith("rnn  float32      2    1    2    2")
 
 
 @pytest.mark.parametrize("shape", ["1,2", "1,2,3,x", "0,1,1,1"])
@@ -190,7 +190,7 @@ def test_missing_torch_is_one_line_error(monkeypatch, capsys):
 @pytest.mark.slow
 def test_memory_benchmark_structure():
     lines = []
-    report = bench.memory_benchmark(
+    report = memory.memory_benchmark(
         (30,), B=2, n_x=3, n_a=4, n_y=3, dtype="float64", rounds=1, budgets=(None, 0.5), log=lines.append
     )
     row, budgeted = report["results"]
@@ -205,11 +205,11 @@ def test_memory_benchmark_structure():
     assert budgeted["stored_checkpointed"] == (3 + 6) * 2 * 4 * 8
     for r in report["results"]:
         assert r["grad_error"] < 1e-12 and r["loss_error"] < 1e-12
-    assert lines == bench.format_memory_report(report).splitlines()
+    assert lines == memory.format_memory_report(report).splitlines()
 
 
 def test_peak_bytes_sees_numpy_allocations():
-    assert bench._peak_bytes(lambda: np.ones(10**6)) >= 8 * 10**6
+    assert memory._peak_bytes(lambda: np.ones(10**6)) >= 8 * 10**6
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -12,12 +12,12 @@ import pytest
 
 from bptt.cells import get_cell
 from bptt.cli import main
-from bptt.ledger import jacobian_reach, reach_by_distance
-from bptt.modelfiles import load_checkpoint
-from bptt.tagger import TaggerConfig, init_tagger_params, param_shapes, tagger_forward
-from bptt.tagging import Tagger
+from bptt.diagnostics.ledger import jacobian_reach, reach_by_distance
+from bptt.io.modelfiles import load_checkpoint
+from bptt.models.tagger import Tagger
+from bptt.models.tagger_network import TaggerConfig, init_tagger_params, param_shapes, tagger_forward
+from bptt.models.vocab import Vocab
 from bptt.training import TrainConfig, memory_needed
-from bptt.vocab import Vocab
 from tests.conftest import data_file
 from tests.helpers import (
     MINI,

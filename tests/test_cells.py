@@ -494,14 +494,14 @@ def test_full_length_run_of_a_torch_initialised_module(step_kernels, cfg):
 @pytest.mark.parametrize("masked", [False, True])
 def test_vanilla_cell_through_the_new_api_is_the_old_api(rng, activation, masked):
     """cell="rnn" runs the same code: bit-identical states, gradients and messages."""
-    p = {k: v for k, v in make_params().items() if k in bptt.rnn.RNN_KEYS}
+    p = {k: v for k, v in make_params().items() if k in bptt.drivers.rnn.RNN_KEYS}
     X = rng.standard_normal((T, B, N_X))
     a0 = rng.standard_normal((B, N_A))
     dA = rng.standard_normal((T, B, N_A))
     da_T = rng.standard_normal((B, N_A))
     mask = ragged_mask([5, 2, 4], T) if masked else None
-    A_old, cache_old = bptt.rnn._forward(X, a0, p, mask, activation)
-    old = bptt.rnn._backward(dA, cache_old, da_T, messages=True)
+    A_old, cache_old = bptt.drivers.rnn._forward(X, a0, p, mask, activation)
+    old = bptt.drivers.rnn._backward(dA, cache_old, da_T, messages=True)
 
     A, cache = bptt.rnn_forward(X, a0, p, mask, cell="rnn", activation=activation)
     np.testing.assert_array_equal(A, A_old)
@@ -586,7 +586,7 @@ def bad_cases():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((T, B, N_X))
     lstm, gru = cell_params("lstm", rng), cell_params("gru", rng)
-    vanilla = {k: v for k, v in make_params().items() if k in bptt.rnn.RNN_KEYS}
+    vanilla = {k: v for k, v in make_params().items() if k in bptt.drivers.rnn.RNN_KEYS}
     a0 = np.zeros((B, N_A))
     _, lstm_cache = bptt.rnn_forward(X, None, lstm, cell="lstm")
     dA = np.zeros((T, B, N_A))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import bptt
-from bptt.checkpointed import (
+from bptt.drivers.checkpointed import (
     checkpoint_interval,
     checkpointed_sequence_loss,
     rnn_backward_checkpointed,

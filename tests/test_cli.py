@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bptt.cli import COMMANDS, main
-from bptt.metrics import evaluate
+from bptt.models.metrics import evaluate
 from tests.conftest import data_file
 from tests.helpers import TINY, write_slice
 
@@ -121,13 +121,13 @@ def test_model_beats_a_trivial_baseline(person_model, conll_slice, capsys):
     assert ours.f1 == pytest.approx(100 * seqeval.f1_score(gold, pred), abs=1e-9)
     assert f"{ours.f1:.2f}" in printed
     from bptt import load_tagger
-    from bptt.metrics import unseen_span
+    from bptt.models.metrics import unseen_span
 
     unseen = evaluate(gold, pred, keep=unseen_span([s.words for s in dev], load_tagger(person_model).vocab))
     assert 0 < unseen.gold < ours.gold  # the slice's dev file has names the training slice lacks
     line = next(x for x in printed.splitlines() if x.startswith("unseen names"))
     assert f"{unseen.gold} of {ours.gold} gold" in line and f"FB1: {unseen.f1:6.2f}" in line
-    from bptt.conll import to_iob2
+    from bptt.io.conll import to_iob2
     from bptt.training import person_only
 
     base = evaluate([person_only(to_iob2(s.tags, "IOB1")) for s in dev], title_case_baseline(dev))
@@ -168,7 +168,7 @@ def test_tag_reads_stdin_streaming(person_model):
 
 
 def test_resume_gives_a_bit_identical_model(conll_slice, tmp_path, monkeypatch):
-    from bptt.safetensors_io import load_safetensors
+    from bptt.io.safetensors_io import load_safetensors
     from bptt.training import Trainer
 
     d, _ = conll_slice

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bptt.conll import (
+from bptt.errors import BpttError
+from bptt.io.conll import (
     SchemeWarning,
     Sentence,
     detect_scheme,
@@ -18,7 +19,6 @@ from bptt.conll import (
     to_iob2,
     write_conll,
 )
-from bptt.errors import BpttError
 from tests.conftest import data_file
 
 TYPES = ["PER", "LOC", "ORG"]

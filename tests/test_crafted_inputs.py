@@ -18,15 +18,15 @@ import numpy as np
 import pytest
 
 import bptt.resources
-from bptt import bench
+from bptt.bench import memory, speed
 from bptt.cli import main
 from bptt.errors import BpttError
-from bptt.modelfiles import save_model_dir
-from bptt.report import read_log
-from bptt.safetensors_io import load_safetensors, save_safetensors
-from bptt.tagger import TaggerConfig, init_tagger_params, param_shapes
-from bptt.tagging import load_tagger
-from bptt.vocab import Vocab
+from bptt.io.modelfiles import save_model_dir
+from bptt.io.safetensors_io import load_safetensors, save_safetensors
+from bptt.models.tagger import load_tagger
+from bptt.models.tagger_network import TaggerConfig, init_tagger_params, param_shapes
+from bptt.models.vocab import Vocab
+from bptt.pictures.report import read_log
 from tests.conftest import data_file
 from tests.helpers import error_line
 
@@ -377,7 +377,7 @@ def test_sample_json_of_wrong_types_is_one_line(tmp_path, capsys):
 
 
 def test_a_log_too_large_to_plot_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr("bptt.report.MAX_CELLS", 10)
+    monkeypatch.setattr("bptt.pictures.report.MAX_CELLS", 10)
     log = write_log(tmp_path / "run", '{"epoch": 1, "reach": [1, 1, 1, 1, 1, 1]}', '{"epoch": 2}')
     with pytest.raises(BpttError, match=re.escape(f"{log}: 2 epochs × 6 positions of gradient flow")):
         read_log(log)
@@ -402,18 +402,19 @@ def eight_gib(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("started benchmarking")
 
-    monkeypatch.setattr(bench, "import_torch", refuse)
-    monkeypatch.setattr(bench, "Case", refuse)
-    monkeypatch.setattr(bench, "init_params", refuse)
+    monkeypatch.setattr(speed, "import_torch", refuse)
+    monkeypatch.setattr(speed, "Case", refuse)
+    monkeypatch.setattr(speed, "init_params", refuse)
+    monkeypatch.setattr(memory, "init_params", refuse)
 
 
 def test_bench_shapes_that_cannot_fit_are_refused_up_front(eight_gib, capsys):
-    need = bench.case_bytes((100_000, 10_000, 1000, 1000), "float64") + 3 * 1024**2 * 8
+    need = speed.case_bytes((100_000, 10_000, 1000, 1000), "float64") + 3 * 1024**2 * 8
     assert refused(capsys, "bench", "--shape", "100000,10000,1000,1000") == (
         f"shape 100000,10000,1000,1000 in float64: needs about {need / 2**30:,.1f} GiB of memory,"
         " more than the 8.0 GiB available"
     )
-    need = bench.case_bytes((10**40, 1, 1, 1), "float32") + 3 * 1024**2 * 4
+    need = speed.case_bytes((10**40, 1, 1, 1), "float32") + 3 * 1024**2 * 4
     assert refused(capsys, "bench", "--shape", f"{10**40},1,1,1", "--dtype", "float32").endswith(
         f"needs about 2^{need.bit_length() - 1} bytes of memory, more than the 8.0 GiB available"
     )
@@ -439,10 +440,10 @@ def test_bench_zero_and_negative_sizes(eight_gib, capsys, argv, expected):
 
 def test_bench_api_checks_its_arguments_and_lets_small_shapes_through(eight_gib):
     with pytest.raises(BpttError, match=r"^B: expected a positive integer, got 0$"):
-        bench.memory_benchmark((10,), B=0)
+        memory.memory_benchmark((10,), B=0)
     with pytest.raises(BpttError, match=r"^budgets: expected None or fractions in \(0, 1\], got \(0,\)$"):
-        bench.memory_benchmark((10,), budgets=(0,))
-    bench.check_config(bench.BenchConfig())  # the default shapes fit in 8 GiB
+        memory.memory_benchmark((10,), budgets=(0,))
+    speed.check_config(speed.BenchConfig())  # the default shapes fit in 8 GiB
 
 
 def test_available_memory_reads_the_system():
@@ -458,7 +459,7 @@ TRAIN_OPTIONS = ["--hidden", "8", "--word-dim", "8", "--char-dim", "4", "--char-
 
 def write_slice(src, dst, n):
     """The first n sentences of a CoNLL file."""
-    from bptt.conll import read_conll
+    from bptt.io.conll import read_conll
 
     with open(dst, "w") as f:
         for s in read_conll(src)[:n]:

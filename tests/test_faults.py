@@ -15,8 +15,8 @@ import pytest
 
 import bptt.training.trainer
 from bptt.cli import main
-from bptt.modelfiles import load_checkpoint
-from bptt.safetensors_io import load_safetensors
+from bptt.io.modelfiles import load_checkpoint
+from bptt.io.safetensors_io import load_safetensors
 from tests.conftest import data_file
 from tests.helpers import TINY, assert_same_weights, start_with_fault, write_slice
 

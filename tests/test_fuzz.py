@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bptt.cli import main
-from bptt.conll import DOCSTART, read_conll, split_tag
 from bptt.errors import BpttError
-from bptt.synthetic import make_corpus
-from bptt.tagging import load_tagger
-from bptt.text import segment
+from bptt.io.conll import DOCSTART, read_conll, split_tag
+from bptt.io.synthetic import make_corpus
+from bptt.io.text import segment
+from bptt.models.tagger import load_tagger
 from bptt.training import read_embeddings
 from tests.helpers import MINI, write_conll
 

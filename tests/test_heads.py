@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import bptt
-from bptt.heads import step_losses
+from bptt.heads.classification import step_losses
 
 torch = pytest.importorskip("torch")
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 import bptt
-import bptt.rnn
+import bptt.drivers.rnn
 from bptt.cells import get_cell
 from bptt.cells.base import LOOPS, gated_loop
-from bptt.rnn import _backward, _forward, _relu, _tanh, _tanh_kernels, _tanh_prime
+from bptt.drivers.rnn import _backward, _forward, _relu, _tanh, _tanh_kernels, _tanh_prime
 from tests.conftest import N_A, N_X, B, T, compiled_kernels, make_params, ragged_mask, rnn_inputs
 
 DTYPES = [np.float32, np.float64]
@@ -154,13 +154,13 @@ def test_kernels_apply_to_tanh_on_numpy_floats_only(K):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_compiled_loops_equal_numpy_loops(K, rng, monkeypatch, batch, masked, dtype):
     """Every number the loops return — states, messages, gradients — with and without the kernels."""
-    p = {k: v.astype(dtype) for k, v in make_params().items() if k in bptt.rnn.RNN_KEYS}
+    p = {k: v.astype(dtype) for k, v in make_params().items() if k in bptt.drivers.rnn.RNN_KEYS}
     X, a0, dA, da_T = rnn_inputs(rng, T, batch, dtype)
     mask = ragged_mask([5, 2, 4], T) if masked else None
     out = {}
     for name in ("compiled", "numpy"):
         if name == "numpy":
-            monkeypatch.setattr(bptt.rnn, "_kernels", None)
+            monkeypatch.setattr(bptt.drivers.rnn, "_kernels", None)
         A, cache = _forward(X, a0, p, mask, "tanh")
         dX, da0, grads, M = _backward(dA, cache, da_T, messages=True)
         out[name] = {"A": A, "dX": dX, "da0": da0, "M": M, **grads}
@@ -184,7 +184,7 @@ def test_compiled_loops_propagate_nan(K):
 @pytest.mark.parametrize("batch", [1, B])
 def test_any_memory_layout_of_the_inputs(K, rng, batch):
     """Fortran-ordered or transposed inputs give the numbers C-ordered ones give, in every loop."""
-    p = {k: v for k, v in make_params().items() if k in bptt.rnn.RNN_KEYS}
+    p = {k: v for k, v in make_params().items() if k in bptt.drivers.rnn.RNN_KEYS}
     X, a0, dA, _ = rnn_inputs(rng, T, batch)
     A, cache = _forward(X, a0, p, None, "tanh")
     expected = _backward(dA, cache)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import bptt
-from bptt.ledger import jacobian_reach, reach_by_distance
-from bptt.rnn import ACTIVATIONS, RNNCache
+from bptt.diagnostics.ledger import jacobian_reach, reach_by_distance
+from bptt.drivers.rnn import ACTIVATIONS, RNNCache
 from tests.conftest import (
     N_A,
     N_X,

@@ -10,10 +10,10 @@ from seqeval.metrics import accuracy_score, classification_report, f1_score, pre
 from seqeval.metrics.sequence_labeling import get_entities
 from sklearn.metrics import precision_recall_fscore_support
 
-from bptt.conll import from_iob2, read_conll, spans, to_iob2
 from bptt.errors import BpttError
-from bptt.metrics import Scores, TypeScores, chunks, evaluate, token_f1, unseen_span
-from bptt.vocab import Vocab
+from bptt.io.conll import from_iob2, read_conll, spans, to_iob2
+from bptt.models.metrics import Scores, TypeScores, chunks, evaluate, token_f1, unseen_span
+from bptt.models.vocab import Vocab
 from tests.conftest import data_file
 
 TYPES = ["PER", "LOC", "ORG"]

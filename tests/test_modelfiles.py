@@ -17,14 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bptt import BpttError
-from bptt.modelfiles import (
-    atomic_open,
-    atomic_write,
-    load_checkpoint,
-    load_model_dir,
-    save_checkpoint,
-    save_model_dir,
-)
+from bptt.io.atomic import atomic_open, atomic_write
+from bptt.io.modelfiles import load_checkpoint, load_model_dir, save_checkpoint, save_model_dir
 from tests.helpers import Evil, assert_same, craft, entry, sample_arrays, training_arrays, training_state
 
 CONFIG = {"n_x": 4, "n_a": 6, "scheme": "IOB2", "lr": 0.05, "layers": [1, 2], "char": {"dim": 8}}
@@ -513,7 +507,7 @@ def test_crash_at_every_file_system_call_leaves_a_good_checkpoint(tmp_path, monk
 SAVER = textwrap.dedent(
     """
     import sys
-    from bptt.modelfiles import save_checkpoint
+    from bptt.io.modelfiles import save_checkpoint
     from tests.helpers import training_arrays, training_state
     directory, step = sys.argv[1], int(sys.argv[2])
     while True:

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from bptt.layers import RowGrad
-from bptt.optim import SGD, Adam, clip_grad_norm, global_norm
+from bptt.models.layers import RowGrad
+from bptt.training.optim import SGD, Adam, clip_grad_norm, global_norm
 
 torch = pytest.importorskip("torch")
 

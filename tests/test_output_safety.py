@@ -20,9 +20,9 @@ import pytest
 from bptt.cli import main
 from bptt.cli.common import PipeLines
 from bptt.cli.tag import inline
-from bptt.conll import SchemeWarning, Sentence, detect_scheme, from_iob2, read_conll, to_iob2
 from bptt.errors import BpttError
-from bptt.tagging import Tagger, load_tagger, word_batches
+from bptt.io.conll import SchemeWarning, Sentence, detect_scheme, from_iob2, read_conll, to_iob2
+from bptt.models.tagger import Tagger, load_tagger, word_batches
 from tests.conftest import data_file
 from tests.helpers import TINY, write_conll, write_slice
 
@@ -285,8 +285,8 @@ def test_pipe_lines_know_what_has_arrived():
 
 def random_tagger(task="ner"):
     """A tagger with random weights (no training): tagging is deterministic all the same."""
-    from bptt.tagger import TaggerConfig, init_tagger_params
-    from bptt.vocab import Vocab
+    from bptt.models.tagger_network import TaggerConfig, init_tagger_params
+    from bptt.models.vocab import Vocab
 
     tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"] if task == "ner" else ["O", "PER"]
     cfg = TaggerConfig(task=task, tags=tags, word_dim=6, case_dim=2, char_dim=3, char_hidden=3, hidden=5)
@@ -323,21 +323,21 @@ def test_word_batches_bound_the_padded_words():
 
 
 def test_predict_in_word_bounded_batches_equals_one_by_one(monkeypatch):
-    import bptt.tagging
+    import bptt.models.tagger
 
     tagger = random_tagger()
     rng = np.random.default_rng(0)
     words = ["John", "Smith", "lives", "in", "Paris", ".", "Zork"]
     sentences = [list(rng.choice(words, size=n)) for n in (1, 30, 2, 17, 5, 60, 3, 3, 40)]
     shapes = []
-    real = bptt.tagging.make_batch
+    real = bptt.models.tagger.make_batch
 
     def make_batch(*args):
         batch = real(*args)
         shapes.append(batch.forms.shape)  # (T, B)
         return batch
 
-    monkeypatch.setattr(bptt.tagging, "make_batch", make_batch)
+    monkeypatch.setattr(bptt.models.tagger, "make_batch", make_batch)
     together = tagger.predict(sentences, batch_size=8, max_words=64)
     assert shapes and all(T * B <= 64 or B == 1 for T, B in shapes), shapes
     assert together == [tagger.predict([s])[0] for s in sentences]
@@ -348,9 +348,9 @@ def test_predict_in_word_bounded_batches_equals_one_by_one(monkeypatch):
 
 def test_an_ner_model_has_both_iob2_tags_of_every_type():
     """A dev file may write a multi-word LOC the training slice only has as one-word LOCs."""
-    from bptt.tagger import TaggerConfig
+    from bptt.models.tagger_network import TaggerConfig
+    from bptt.models.vocab import FormTable, Vocab
     from bptt.training import encode, task_tags
-    from bptt.vocab import FormTable, Vocab
 
     train = [["I-LOC", "O", "I-PER", "I-PER"]]  # IOB1: LOC only one word long
     tags = task_tags("ner", [to_iob2(t, "IOB1") for t in train], "train.txt")

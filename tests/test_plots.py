@@ -7,7 +7,7 @@ import pytest
 
 import bptt
 from bptt.cli import main
-from bptt.plots import (
+from bptt.pictures.plots import (
     draw_unrolled_graph,
     percent_factor,
     plot_curves,

@@ -12,7 +12,7 @@ import pytest
 
 import bptt
 from bptt.cli import main
-from bptt.report import read_log, write_report
+from bptt.pictures.report import read_log, write_report
 from tests.helpers import fake_log, png_ok, svg_texts
 
 NASTY = "<script>alert('x')</script>"
@@ -91,7 +91,7 @@ def test_report_is_self_contained_and_escaped(tmp_path):
 
 
 def test_report_scores_in_percent_whether_logged_as_fractions_or_not(tmp_path):
-    from bptt.report import _per_type, _summary
+    from bptt.pictures.report import _per_type, _summary
 
     tables = []
     for percent in (False, True):
@@ -174,7 +174,7 @@ def test_report_renders_in_a_headless_browser(tmp_path):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """A real tiny tagger trained for two epochs on the synthetic corpus."""
-    from bptt.synthetic import make_corpus
+    from bptt.io.synthetic import make_corpus
 
     d = tmp_path_factory.mktemp("tiny")
     data = d / "train.txt"

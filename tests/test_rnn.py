@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import bptt
-from bptt.rnn import _TANH_VIA_EXP, LOOPS, _backward, _forward, _loop
+from bptt.drivers.rnn import _TANH_VIA_EXP, LOOPS, _backward, _forward, _loop
 from tests.conftest import (
     N_A,
     N_X,
@@ -22,7 +22,7 @@ ACTS = ["tanh", "relu"]
 
 def loops_for(activation):
     """The loops that can run ``activation`` here: "gemv" only for tanh with the compiled kernels."""
-    has_gemv = activation == "tanh" and bptt.rnn._kernels is not None
+    has_gemv = activation == "tanh" and bptt.drivers.rnn._kernels is not None
     return [loop for loop in LOOPS if loop != "gemv" or has_gemv]
 
 
@@ -56,7 +56,7 @@ def test_gradcheck_rnn_every_array(
     rng, monkeypatch, step_kernels, activation, masked, use_da_T, g_prime_per_step
 ):
     if g_prime_per_step:  # the large-state backward, forced at this small size
-        monkeypatch.setattr(bptt.rnn, "_G_PRIME_PER_STEP", 1)
+        monkeypatch.setattr(bptt.drivers.rnn, "_G_PRIME_PER_STEP", 1)
     p = make_params()
     arrays = {
         "X": rng.standard_normal((T, B, N_X)),
@@ -255,13 +255,13 @@ def test_every_loop_equals_the_general_loops(rng, step_kernels, activation, batc
 def test_gradcheck_small_step_loops(rng, activation, loop):
     if loop == "gemv":
         compiled_kernels()
-    p = {k: v for k, v in make_params().items() if k in bptt.rnn.RNN_KEYS}
+    p = {k: v for k, v in make_params().items() if k in bptt.drivers.rnn.RNN_KEYS}
     arrays = {"X": rng.standard_normal((T, 1, N_X)), "a0": rng.standard_normal((1, N_A)), **p}
     R = rng.standard_normal((T, 1, N_A))
     da_T = rng.standard_normal((1, N_A))
 
     def fun(arrs):
-        q = {k: arrs[k] for k in bptt.rnn.RNN_KEYS}
+        q = {k: arrs[k] for k in bptt.drivers.rnn.RNN_KEYS}
         A, cache = _forward(arrs["X"], arrs["a0"], q, None, activation, loop=loop)
         dX, da0, grads, _ = _backward(R, cache, da_T, loop=loop)
         return float((A * R).sum() + (A[-1] * da_T).sum()), {**grads, "X": dX, "a0": da0}
@@ -298,7 +298,7 @@ def test_g_prime_step_by_step_equals_g_prime_at_once(rng, monkeypatch, step_kern
     mask = ragged_mask([5, 2, 4], T) if masked else None
     A, cache = _forward(X, a0, p, mask, activation)
     at_once = _backward(dA, cache, da_T, messages=True)
-    monkeypatch.setattr(bptt.rnn, "_G_PRIME_PER_STEP", 1)
+    monkeypatch.setattr(bptt.drivers.rnn, "_G_PRIME_PER_STEP", 1)
     step_by_step = _backward(dA, cache, da_T, messages=True)
     for ours, theirs in zip(step_by_step, at_once):
         for key in ours if isinstance(ours, dict) else [None]:

@@ -16,7 +16,7 @@ from safetensors.numpy import save as ref_save
 from safetensors.numpy import save_file as ref_save_file
 
 from bptt import BpttError, load_safetensors, save_safetensors
-from bptt.safetensors_io import read_safetensors
+from bptt.io.safetensors_io import read_safetensors
 from tests.helpers import Evil, assert_same, craft, entry, sample_arrays
 
 

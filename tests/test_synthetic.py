@@ -2,9 +2,9 @@
 
 import pytest
 
-from bptt.conll import spans, to_iob2
 from bptt.errors import BpttError
-from bptt.synthetic import DEMO_SENTENCES, FIRST_NAMES, SURNAMES, TEMPLATES, make_corpus
+from bptt.io.conll import spans, to_iob2
+from bptt.io.synthetic import DEMO_SENTENCES, FIRST_NAMES, SURNAMES, TEMPLATES, make_corpus
 
 
 @pytest.fixture(scope="module")

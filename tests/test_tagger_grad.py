@@ -3,16 +3,11 @@
 import numpy as np
 import pytest
 
-from bptt.gradcheck import gradcheck
-from bptt.layers import (
-    birnn_backward,
-    birnn_forward,
-    dropout_backward,
-    dropout_forward,
-    embedding_backward,
-)
-from bptt.tagger import Tables, TaggerConfig, init_tagger_params, make_batch, tagger_loss
-from bptt.vocab import FormTable, Vocab
+from bptt.diagnostics.gradcheck import gradcheck
+from bptt.drivers.bidirectional import birnn_backward, birnn_forward
+from bptt.models.layers import dropout_backward, dropout_forward, embedding_backward
+from bptt.models.tagger_network import Tables, TaggerConfig, init_tagger_params, make_batch, tagger_loss
+from bptt.models.vocab import FormTable, Vocab
 from tests.conftest import cell_params
 from tests.helpers import torch_twin, torch_twin_grads
 
@@ -151,7 +146,7 @@ def test_truncated_training_gradients(cell):
 def test_viterbi_returns_the_best_valid_iob2_sequence(rng):
     from itertools import product
 
-    from bptt.tagger import allowed_transitions, viterbi
+    from bptt.models.tagger_network import allowed_transitions, viterbi
 
     tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
     allowed = allowed_transitions(tags)

@@ -1,6 +1,6 @@
 """Raw text in, right names out: the tokenizer follows CoNLL-2003, offsets lead back to the text.
 
-`bptt.text` cuts raw text as the training data is cut (every expected token list below is written
+`bptt.io.text` cuts raw text as the training data is cut (every expected token list below is written
 out), gives each token its place in the text, splits sentences, and undoes the cutting
 (``detokenize``). `Tagger.tag` / `tag_many` and ``bptt tag`` tag raw text by one code path and point
 every entity at the characters it came from.
@@ -15,10 +15,9 @@ from hypothesis import strategies as st
 
 from bptt.cli import main
 from bptt.cli.tag import inline_text
-from bptt.conll import read_conll, spans
 from bptt.errors import BpttError
-from bptt.tagging import Entity, Tagger, load_tagger
-from bptt.text import (
+from bptt.io.conll import read_conll, spans
+from bptt.io.text import (
     ABBREVIATIONS,
     detokenize,
     pretokenized,
@@ -27,7 +26,8 @@ from bptt.text import (
     tokenize,
     vocabulary_abbreviations,
 )
-from bptt.vocab import normalize
+from bptt.models.tagger import Entity, Tagger, load_tagger
+from bptt.models.vocab import normalize
 from tests.conftest import data_file
 from tests.helpers import TINY, write_slice
 
@@ -204,8 +204,8 @@ def test_the_abbreviations_of_a_vocabulary():
 
 def random_tagger(train_words=("John", "Smith", "lives", "in", "Paris", ".", "Zork.", "Corp.")):
     """A tagger with random weights (no training) whose vocabulary holds ``train_words``."""
-    from bptt.tagger import TaggerConfig, init_tagger_params
-    from bptt.vocab import Vocab
+    from bptt.models.tagger_network import TaggerConfig, init_tagger_params
+    from bptt.models.vocab import Vocab
 
     tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
     cfg = TaggerConfig(task="ner", tags=tags, word_dim=6, case_dim=2, char_dim=3, char_hidden=3, hidden=5)

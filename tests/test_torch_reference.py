@@ -86,7 +86,7 @@ def test_forward_and_every_gradient_match_torch(cfg, data):
         np.testing.assert_allclose(grads[k], g_ref[k], rtol=1e-10, atol=1e-10, err_msg=k)
 
 
-# each loop of bptt.rnn, chosen by shape in use, forced here at one small shape, with and without
+# each loop of bptt.drivers.rnn, chosen by shape in use, forced here at one small shape, with and without
 # the compiled kernels (with them, "fused" runs its forward and the general backward)
 LOOPS = {"general": {}, "fused": {}, "gemv": {}, "g′ step by step": {"_G_PRIME_PER_STEP": 1}}
 
@@ -99,7 +99,7 @@ LOOPS = {"general": {}, "fused": {}, "gemv": {}, "g′ step by step": {"_G_PRIME
 @pytest.mark.parametrize("B", [1, 3])
 def test_every_loop_matches_torch(rng, monkeypatch, step_kernels, loop, B):
     for name, value in LOOPS[loop].items():
-        monkeypatch.setattr(bptt.rnn, name, value)
+        monkeypatch.setattr(bptt.drivers.rnn, name, value)
     T, n_x, n_a = 6, 4, 5
     p = {
         "W_ax": rng.standard_normal((n_a, n_x)),
@@ -109,9 +109,9 @@ def test_every_loop_matches_torch(rng, monkeypatch, step_kernels, loop, B):
     X = rng.standard_normal((T, B, n_x))
     a0 = rng.standard_normal((B, n_a))
     R = rng.standard_normal((T, B, n_a))
-    forced = loop if loop in bptt.rnn.LOOPS else "general"
-    A, cache = bptt.rnn._forward(X, a0, p, None, "tanh", loop=forced)
-    dX, da0, grads, _ = bptt.rnn._backward(R, cache, loop=forced)
+    forced = loop if loop in bptt.drivers.rnn.LOOPS else "general"
+    A, cache = bptt.drivers.rnn._forward(X, a0, p, None, "tanh", loop=forced)
+    dX, da0, grads, _ = bptt.drivers.rnn._backward(R, cache, loop=forced)
 
     rnn = torch_rnn(p)
     Xt = torch.tensor(X, requires_grad=True)

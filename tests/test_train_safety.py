@@ -26,8 +26,8 @@ import pytest
 import bptt.resources
 import bptt.training.trainer
 from bptt.cli import main
-from bptt.modelfiles import load_checkpoint, load_document, save_document
-from bptt.tagger import TaggerConfig, init_tagger_params
+from bptt.io.modelfiles import load_checkpoint, load_document, save_document
+from bptt.models.tagger_network import TaggerConfig, init_tagger_params
 from bptt.training import RUN_FORMAT, RUN_FORMAT_VERSION, TrainConfig, memory_needed
 from tests.conftest import data_file
 from tests.helpers import MINI, assert_same_weights, error_line, snapshot, write_slice

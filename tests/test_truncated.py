@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import bptt
-from bptt.truncated import rnn_backward_truncated, truncated_sequence_loss
+from bptt.drivers.truncated import rnn_backward_truncated, truncated_sequence_loss
 from tests.conftest import N_A, N_X, B, initial_state, make_params, model_params, ragged_mask, state_parts
 from tests.helpers import torch_twin, torch_twin_grads
 

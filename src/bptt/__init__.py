@@ -14,25 +14,32 @@ from .cells import (
     params_from_torch,
     params_to_torch,
 )
-from .checkpointed import (
+from .diagnostics.gradcheck import GradcheckReport, gradcheck
+from .diagnostics.ledger import Ledger, ledger
+from .drivers.checkpointed import (
     checkpoint_interval,
     checkpointed_sequence_loss,
     rnn_backward_checkpointed,
     rnn_forward_checkpointed,
 )
-from .conll import iter_conll, read_conll
+from .drivers.rnn import RNNCache, rnn_backward, rnn_forward, rnn_step_backward, rnn_step_forward
+from .drivers.truncated import rnn_backward_truncated, truncated_sequence_loss
 from .errors import BpttError
-from .gradcheck import GradcheckReport, gradcheck
-from .heads import output_backward, output_forward, output_logits, sigmoid, softmax, step_losses
-from .ledger import Ledger, ledger
-from .metrics import Scores, evaluate
-from .model import PARAM_KEYS, init_params, sequence_loss
-from .optim import SGD, Adam, clip_grad_norm, global_norm
-from .rnn import RNNCache, rnn_backward, rnn_forward, rnn_step_backward, rnn_step_forward
-from .safetensors_io import load_safetensors, save_safetensors
-from .tagging import Entity, Tagger, load_tagger
-from .text import Token, detokenize, split_sentences, tokenize
-from .truncated import rnn_backward_truncated, truncated_sequence_loss
+from .heads.classification import (
+    output_backward,
+    output_forward,
+    output_logits,
+    sigmoid,
+    softmax,
+    step_losses,
+)
+from .io.conll import iter_conll, read_conll
+from .io.safetensors_io import load_safetensors, save_safetensors
+from .io.text import Token, detokenize, split_sentences, tokenize
+from .models.lecture import PARAM_KEYS, init_params, sequence_loss
+from .models.metrics import Scores, evaluate
+from .models.tagger import Entity, Tagger, load_tagger
+from .training.optim import SGD, Adam, clip_grad_norm, global_norm
 
 __version__ = "0.1.0"
 

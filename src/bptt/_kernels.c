@@ -1,7 +1,7 @@
 /* bptt._kernels: a recurrent step's elementwise work, one pass each way.
  *
  * The recurrence's GEMMs stay in NumPy (its BLAS); what is left per step is elementwise.
- * The vanilla tanh cell (bptt.rnn):
+ * The vanilla tanh cell (bptt.drivers.rnn):
  *   forward    a⟨t⟩  = tanh(z⟨t⟩ + r)                 r = W_aa a⟨t−1⟩, z⟨t⟩ = W_ax x⟨t⟩ + b_a
  *   backward   da⟨t⟩ = dA[t] + da_next                 the whole message reaching a⟨t⟩
  *              dz⟨t⟩ = da⟨t⟩ ⊙ (1 − a⟨t⟩²)             through tanh, from the saved output
@@ -21,7 +21,7 @@
  * an optional (x, W): then the recurrent product r = x W is computed in the same call (small steps).
  *
  * Optional: when this module is missing bptt computes the same equations in NumPy
- * (bptt.rnn, bptt.cells), and the tests hold the two to agree within a few ulp.
+ * (bptt.drivers.rnn, bptt.cells), and the tests hold the two to agree within a few ulp.
  *
  * tanh(x) = m / (m + 2) with m = e^{2x} − 1, which keeps full relative precision near 0.
  * m comes from 2x = n ln2 + r, |r| ≤ ln2/2:  e^{2x} − 1 = 2^n (e^r − 1) + (2^n − 1), with

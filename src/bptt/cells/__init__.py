@@ -1,7 +1,7 @@
 """Recurrent cells, each described once by a ``Cell``, and the registry the drivers look them up in.
 
     cell=    gates              state     equations in       PyTorch twin
-    "rnn"    1                  a         bptt.rnn           torch.nn.RNN   (adapter: cells/vanilla.py)
+    "rnn"    1                  a         bptt.drivers.rnn   torch.nn.RNN   (adapter: cells/vanilla.py)
     "gru"    3: r | z | n       a         bptt.cells.gru     torch.nn.GRU   (PyTorch's GRU, not Cho's)
     "lstm"   4: i | f | g | o   (a, c)    bptt.cells.lstm    torch.nn.LSTM
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..drivers.rnn import ACTIVATIONS, RNNCache
 from ..errors import BpttError, check_choice
-from ..rnn import ACTIVATIONS, RNNCache
 from .base import Cell, check_params
 from .gru import GRU, GRUCache, gru_backward, gru_forward, gru_step_backward, gru_step_forward
 from .lstm import LSTM, LSTMCache, lstm_backward, lstm_forward, lstm_step_backward, lstm_step_forward

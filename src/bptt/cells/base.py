@@ -30,10 +30,10 @@ from typing import Callable
 
 import numpy as np
 
-from .. import rnn as _rnn
 from ..backend import array_namespace
+from ..drivers import rnn as _rnn
+from ..drivers.rnn import check_mask
 from ..errors import BpttError, check_array, check_choice
-from ..rnn import check_mask
 
 CORE_KEYS = ("W_ax", "W_aa", "b_a")
 _SHARED = ("params", "g_prime")  # the fields of a cache that every step shares: not cut by ``Cell.window``

@@ -40,7 +40,7 @@ gates: [dr̂ | dẑ | dh_n | dn̂] = da⟨t⟩ ⊙ [F_r | F_z | F_h | F_n] with
 and the step's state Jacobian is the same sum: ∂a⟨t⟩/∂a⟨t−1⟩ = diag(z) + diag(F_r) W_hr +
 diag(F_z) W_hz + diag(F_h) W_hn (so da_next = da⟨t⟩ ∂a⟨t⟩/∂a⟨t−1⟩).
 
-Masks (T, B), as in ``bptt.rnn``: a skipped step carries a⟨t−1⟩ unchanged, adds nothing to any
+Masks (T, B), as in ``bptt.drivers.rnn``: a skipped step carries a⟨t−1⟩ unchanged, adds nothing to any
 gradient, ignores dA[t] and passes the message through — in the backward its factors are 0 and
 its z is 1, so the loop has no mask work at all.
 
@@ -69,9 +69,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ..backend import array_namespace
+from ..drivers.rnn import _saturating, _skipped, _step_g, _tanh
 from ..errors import BpttError, check_array
-from ..heads import sigmoid
-from ..rnn import _saturating, _skipped, _step_g, _tanh
+from ..heads.classification import sigmoid
 from .base import (
     Cell,
     check_params,

@@ -38,7 +38,7 @@ and the same factors give the step's state Jacobian, for the state vector [a; c]
     ∂c⟨t⟩/∂a⟨t−1⟩ = Σ_{k=i,f,g} diag(F_k) W_hk =: J_ca      ∂c⟨t⟩/∂c⟨t−1⟩ = diag(f)
     ∂a⟨t⟩/∂a⟨t−1⟩ = diag(F_o) W_ho + diag(K_o) J_ca         ∂a⟨t⟩/∂c⟨t−1⟩ = diag(K_o ⊙ f)
 
-Masks (T, B), as in ``bptt.rnn``: a skipped step carries both a⟨t−1⟩ and c⟨t−1⟩ unchanged, adds
+Masks (T, B), as in ``bptt.drivers.rnn``: a skipped step carries both a⟨t−1⟩ and c⟨t−1⟩ unchanged, adds
 nothing to any gradient, ignores dA[t] and passes both messages through (in the backward its
 factors are 0 and its f is 1).
 
@@ -69,9 +69,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ..backend import array_namespace
+from ..drivers.rnn import _saturating, _skipped, _step_g, _tanh
 from ..errors import BpttError, check_array
-from ..heads import sigmoid
-from ..rnn import _saturating, _skipped, _step_g, _tanh
+from ..heads.classification import sigmoid
 from .base import (
     Cell,
     check_pair,

@@ -1,7 +1,7 @@
-"""The vanilla cell as a registry entry: a thin adapter to ``bptt.rnn``, used unchanged.
+"""The vanilla cell as a registry entry: a thin adapter to ``bptt.drivers.rnn``, used unchanged.
 
 The equations, the loops and their fast paths (compiled kernels, one GEMM per step for short
-states) live in ``bptt.rnn``; this module only describes them as a ``Cell``, one per activation
+states) live in ``bptt.drivers.rnn``; this module only describes them as a ``Cell``, one per activation
 g (tanh or relu), and adds the state Jacobian:
 
     ∂a⟨t⟩/∂a⟨t−1⟩ = diag(g′(z⟨t⟩)) W_aa          g′ from the saved output a⟨t⟩
@@ -14,7 +14,15 @@ from functools import partial
 import numpy as np
 
 from ..backend import array_namespace
-from ..rnn import ACTIVATIONS, RNNCache, _backward, _forward, check_sequence_inputs, rnn_backward, rnn_forward
+from ..drivers.rnn import (
+    ACTIVATIONS,
+    RNNCache,
+    _backward,
+    _forward,
+    check_sequence_inputs,
+    rnn_backward,
+    rnn_forward,
+)
 from .base import Cell, uniform
 
 

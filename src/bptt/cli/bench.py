@@ -85,27 +85,27 @@ def parse_sizes(name, text, count=None):
 
 
 def run(args):
-    from .. import bench
+    from ..bench import memory, speed  # only here: no other code imports the benchmarks (or torch)
 
     log = None if args.json else print  # the table streams out row by row
     if args.memory:
         lengths = parse_sizes("--lengths", args.lengths)
         rounds = args.rounds if args.rounds is not None else 3 if args.quick else 11
-        report = bench.memory_benchmark(lengths, rounds=rounds, log=log)
+        report = memory.memory_benchmark(lengths, rounds=rounds, log=log)
     else:
-        config = bench.BenchConfig(probe=not args.no_probe, threads=args.threads)
+        config = speed.BenchConfig(probe=not args.no_probe, threads=args.threads)
         if args.shape:
             config.shapes = tuple(parse_sizes("--shape", s, 4) for s in args.shape)
         if args.dtype:
             config.dtypes = tuple(dict.fromkeys(args.dtype))
         if args.cell:
-            cells = [c for name in args.cell for c in (bench.CELL_NAMES if name == "all" else [name])]
+            cells = [c for name in args.cell for c in (speed.CELL_NAMES if name == "all" else [name])]
             config.cells = tuple(dict.fromkeys(cells))
         if args.quick:
             config.rounds, config.min_time, config.pause = 3, 0.05, 0.05
         if args.rounds is not None:
             config.rounds = args.rounds
-        report = bench.run_benchmark(config, log=log)
+        report = speed.run_benchmark(config, log=log)
     if args.json:
         print(json.dumps(report, indent=2))
     return 0

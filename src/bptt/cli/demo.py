@@ -90,11 +90,11 @@ def run(args):
 
 
 def _run(args):
-    from ..metrics import evaluate
-    from ..synthetic import DEMO_SENTENCES, make_corpus
-    from ..tagger import TaggerConfig
-    from ..tagging import load_tagger
-    from ..text import detokenize
+    from ..io.synthetic import DEMO_SENTENCES, make_corpus
+    from ..io.text import detokenize
+    from ..models.metrics import evaluate
+    from ..models.tagger import load_tagger
+    from ..models.tagger_network import TaggerConfig
     from ..training import TrainConfig, person_only, train
     from .tag import inline_text
 

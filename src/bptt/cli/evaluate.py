@@ -47,8 +47,8 @@ def run(args):
 def _run(args):
     import contextlib
 
-    from ..conll import write_conll
-    from ..output import is_stdout, open_output
+    from ..io.conll import write_conll
+    from ..io.output import is_stdout, open_output
 
     inputs = [args.data, *(f"{args.model}/{f}" for f in ("config.json", "vocab.json", "weights.safetensors"))]
     to_stdout = args.output is not None and is_stdout(args.output)
@@ -69,9 +69,9 @@ def _evaluate(args, report):
     Returns: the (words, gold, predicted) rows of --output: gold as in the file (IOBES as IOB2,
     which conlleval reads), the prediction in the same scheme.
     """
-    from ..conll import detect_scheme, from_iob2, read_conll, to_iob2
-    from ..metrics import evaluate, token_f1, unseen_span
-    from ..tagging import check_length, load_tagger
+    from ..io.conll import detect_scheme, from_iob2, read_conll, to_iob2
+    from ..models.metrics import evaluate, token_f1, unseen_span
+    from ..models.tagger import check_length, load_tagger
     from ..training import person_only
 
     tagger = load_tagger(args.model)
@@ -103,7 +103,8 @@ def _evaluate(args, report):
         file=report,
     )
     for t, s in unseen.per_type.items() if len(unseen.per_type) > 1 else ():
-        print(f"{t:>17}: precision: {s.precision:6.2f}%; recall: {s.recall:6.2f}%; FB1: {s.f1:6.2f}  {s.support}", file=report)
+        scores_t = f"precision: {s.precision:6.2f}%; recall: {s.recall:6.2f}%; FB1: {s.f1:6.2f}"
+        print(f"{t:>17}: {scores_t}  {s.support}", file=report)
     if scheme == "IOBES":  # conlleval reads E- and S- otherwise: IOB2 both
         return [(s.words, g, y) for s, g, y in zip(sentences, gold, pred)]
     keep = person_only if tagger.cfg.task == "person" else list  # the gold tags as written in the file

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BpttError
-from ..tagging import MAX_WORDS
+from ..models.tagger import MAX_WORDS
 from .common import add_seed_option
 from .graph import add_source_arguments, check_out
 
@@ -48,7 +48,7 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..plots import plot_gradient_flow
+    from ..pictures.plots import plot_gradient_flow
 
     check_out(args)  # before any training
     if args.sentences < 1 or args.K < 1:
@@ -61,7 +61,7 @@ def run(args):
     if args.demo:
         records, probe = demo_log(args.epochs, seed=args.seed)
     else:
-        from ..report import read_log
+        from ..pictures.report import read_log
 
         if not Path(args.model).is_dir():
             raise BpttError(f"--model: {args.model} is not a directory")
@@ -74,8 +74,8 @@ def run(args):
 
 def reach_probe(model_dir, data, n_sentences, K):
     """Reach by distance on each of the first sentences of ``data``. Returns: (N, K)."""
-    from ..conll import iter_conll
-    from ..tagging import load_tagger
+    from ..io.conll import iter_conll
+    from ..models.tagger import load_tagger
 
     tagger = load_tagger(model_dir)
     sentences = []
@@ -104,9 +104,9 @@ def demo_log(epochs=15, seed=0, T=30, delay=6, n_a=16, steps_per_epoch=20, max_n
     Returns: the log records (as the tagger's log.jsonl has them) and the last probe's reach
     by distance (K,), both measured with the ledger on a fixed probe batch.
     """
-    from ..ledger import ledger, reach_by_distance
-    from ..model import init_params, sequence_loss
-    from ..optim import Adam, clip_grad_norm
+    from ..diagnostics.ledger import ledger, reach_by_distance
+    from ..models.lecture import init_params, sequence_loss
+    from ..training.optim import Adam, clip_grad_norm
 
     if epochs < 1:
         raise BpttError(f"--epochs: expected a positive number, got {epochs}")

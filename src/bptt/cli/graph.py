@@ -51,11 +51,11 @@ def add_source_arguments(p, demo_help):
 
 def check_out(args):
     """Refuse ``--out`` before any work: not a picture's name, a directory, write-protected, or one
-    of the model's files (`bptt.output.check_output`, as the picture is written)."""
+    of the model's files (`bptt.io.output.check_output`, as the picture is written)."""
     import os
 
-    from ..output import check_output
-    from ..plots import check_picture_path
+    from ..io.output import check_output
+    from ..pictures.plots import check_picture_path
 
     check_picture_path(args.out)
     inputs = [] if args.model is None else [os.path.join(args.model, f) for f in MODEL_FILES]
@@ -63,7 +63,7 @@ def check_out(args):
 
 
 def run(args):
-    from ..plots import MAX_GRAPH_WORDS, draw_unrolled_graph
+    from ..pictures.plots import MAX_GRAPH_WORDS, draw_unrolled_graph
 
     check_out(args)  # before any training
     words = " ".join(args.sentence).split()
@@ -79,7 +79,7 @@ def run(args):
         gold = None if args.gold is None else gold_iob2(args.gold.split(), ("O", "B-PER", "I-PER"))
         trace = demo_trace(words, gold, steps=args.steps, seed=args.seed)
     else:
-        from ..tagging import load_tagger
+        from ..models.tagger import load_tagger
 
         tagger = load_tagger(args.model)
         known = tagger.cfg.tags if tagger.cfg.task == "ner" else ("O", "B-PER", "I-PER")
@@ -95,7 +95,7 @@ def gold_iob2(gold, known):
 
     Returns: list of IOB2 tags.
     """
-    from ..conll import split_tag, to_iob2
+    from ..io.conll import split_tag, to_iob2
 
     for i, tag in enumerate(gold):
         try:
@@ -141,9 +141,9 @@ def train_demo_model(steps=300, seed=0, n_a=24, batch_size=32):
 
     Returns: params (float64).
     """
-    from ..model import init_params, sequence_loss
-    from ..optim import Adam, clip_grad_norm
-    from ..synthetic import make_corpus
+    from ..io.synthetic import make_corpus
+    from ..models.lecture import init_params, sequence_loss
+    from ..training.optim import Adam, clip_grad_norm
 
     if steps < 0:
         raise BpttError(f"--steps: expected a non-negative number, got {steps}")
@@ -170,7 +170,7 @@ def train_demo_model(steps=300, seed=0, n_a=24, batch_size=32):
 
 def demo_trace(words, gold=None, steps=300, seed=0):
     """Train the demo model and trace ``words`` through it (tags "PER" and "O")."""
-    from ..plots import trace_from_params
+    from ..pictures.plots import trace_from_params
 
     params = train_demo_model(steps, seed)
     Y = None if gold is None else np.array([tag.endswith("PER") for tag in gold], dtype=float)

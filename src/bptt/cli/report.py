@@ -29,7 +29,7 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..report import write_report
+    from ..pictures.report import write_report
 
     out = args.out if args.out is not None else Path(args.dir) / "report.html"
     path = write_report(args.dir, out)

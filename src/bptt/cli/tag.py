@@ -69,7 +69,7 @@ def add_parser(sub):
 
 def _checked(located):
     """(line, Segmented) for each (place, line, Segmented), refusing a sentence too long to tag."""
-    from ..tagging import check_length
+    from ..models.tagger import check_length
 
     for place, line, seg in located:
         for a, b in seg.sentences:
@@ -80,7 +80,7 @@ def _checked(located):
 def _lines(stream, name, tagger):
     """(``name:LINE``, LINE, Segmented) for each line of a binary stream of UTF-8 text, blank ones
     too; the line without its line ending. The stream is closed at the end."""
-    from ..conll import text_lines
+    from ..io.conll import text_lines
 
     with contextlib.closing(stream):
         for lineno, line in text_lines(stream, name, "text"):
@@ -91,8 +91,8 @@ def _lines(stream, name, tagger):
 
 def _conll(stream, name, strip):
     """(``name:LINE``, LINE, Segmented) for each CoNLL sentence of a binary stream, its words as they are."""
-    from ..conll import iter_conll_stream
-    from ..text import pretokenized
+    from ..io.conll import iter_conll_stream
+    from ..io.text import pretokenized
 
     with contextlib.closing(stream):
         for s in iter_conll_stream(stream, name, strip_prefix=strip, require_tags=False):
@@ -129,7 +129,7 @@ def sentences_from(args, tagger):
 
 def inline(words, tags_iob2):
     """Words with each entity bracketed and typed: ``[Harry Potter]PER``."""
-    from ..conll import spans
+    from ..io.conll import spans
 
     out = list(words)
     for typ, start, end in spans(tags_iob2):
@@ -156,8 +156,8 @@ def run(args):
 def _run(args):
     import itertools
 
-    from ..output import open_output
-    from ..tagging import load_tagger
+    from ..io.output import open_output
+    from ..models.tagger import load_tagger
 
     tagger = load_tagger(args.model)
     located, source, ready = sentences_from(args, tagger)

@@ -32,7 +32,7 @@ WITH_RESUME = ("resume", "quiet", "threads")
 
 def add_parser(sub):
     from ..cells import CELLS
-    from ..tagger import INITS, TaggerConfig
+    from ..models.tagger_network import INITS, TASKS, TaggerConfig
     from ..training.config import MAX_LAYERS, MAX_UNITS, TrainConfig
 
     p = add_command(
@@ -56,7 +56,7 @@ def add_parser(sub):
     g.add_argument("--dev", metavar="FILE", help="development file, scored after every epoch")
     g.add_argument(
         "--task",
-        choices=["person", "ner"],
+        choices=list(TASKS),
         default="person",
         help="person: is each word part of a person's name (default); ner: every entity type",
     )
@@ -143,7 +143,7 @@ def _option(name):
 
 def configs(args):
     """The run's TrainConfig and TaggerConfig from the options, each checked (errors name the option)."""
-    from ..tagger import TaggerConfig
+    from ..models.tagger_network import TaggerConfig
     from ..training import TrainConfig
 
     try:

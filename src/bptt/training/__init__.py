@@ -1,30 +1,53 @@
-"""Training a tagger: settings, data, the loop with its checkpoints, and the run's directory.
+"""Training: settings, data, the loop with its checkpoints, and the run's directory.
+
+    config.py       ``TrainConfig``: the run's settings, and the sizes a network may have
+    data.py         reading the tagged training, dev and embedding files
+    optim.py        SGD (with momentum), Adam (lazy rows for embeddings), gradient clipping
+    trainer.py      ``train`` and the ``Trainer``: epochs, updates, early stopping, signals
+    evaluation.py   what is measured after every epoch: dev scores and the gradient flow
+    checkpoint.py   the training state a checkpoint holds, checked field by field before a resume
+    rundir.py       the run's directory: run.json, what may be written over, the input files' checksums
+    progress.py     the progress line
 
 ``train(tcfg, mcfg, out)`` is the one entry; `Trainer` runs the epochs, and its ``train_step`` is
 the seam where one batch becomes a loss and gradients (what data-parallel training replaces).
+
+The names below are imported when first used, so that ``import bptt`` (which takes the optimizers
+from ``bptt.training.optim``) does not load the whole training loop.
 """
 
-from .config import OPTIMIZERS, TrainConfig, check_sizes, memory_needed
-from .data import Corpus, encode, person_only, read_embeddings, read_tagged, task_tags
-from .rundir import RUN_FILE, RUN_FORMAT, RUN_FORMAT_VERSION, read_run_file
-from .trainer import Stop, Trainer, train
+import importlib
 
-__all__ = [
-    "OPTIMIZERS",
-    "RUN_FILE",
-    "RUN_FORMAT",
-    "RUN_FORMAT_VERSION",
-    "Corpus",
-    "Stop",
-    "TrainConfig",
-    "Trainer",
-    "check_sizes",
-    "encode",
-    "memory_needed",
-    "person_only",
-    "read_embeddings",
-    "read_run_file",
-    "read_tagged",
-    "task_tags",
-    "train",
-]
+# name -> the module of this package that defines it
+_EXPORTS = {
+    "OPTIMIZERS": "config",
+    "TrainConfig": "config",
+    "check_sizes": "config",
+    "memory_needed": "config",
+    "Corpus": "data",
+    "encode": "data",
+    "person_only": "data",
+    "read_embeddings": "data",
+    "read_tagged": "data",
+    "task_tags": "data",
+    "RUN_FILE": "rundir",
+    "RUN_FORMAT": "rundir",
+    "RUN_FORMAT_VERSION": "rundir",
+    "read_run_file": "rundir",
+    "Stop": "trainer",
+    "Trainer": "trainer",
+    "train": "trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_EXPORTS))

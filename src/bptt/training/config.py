@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ..config import Checked, number, one_of, string
 from ..errors import BpttError
-from ..tagger import param_shapes
+from ..models.tagger_network import param_shapes
 
 OPTIMIZERS = ("adam", "momentum", "sgd")
 

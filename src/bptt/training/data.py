@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..conll import detect_scheme, read_conll, text_lines, to_iob2
 from ..errors import BpttError
+from ..io.conll import detect_scheme, read_conll, text_lines, to_iob2
 
 
 class Corpus:

@@ -15,7 +15,8 @@ import shutil
 import stat
 
 from ..errors import BpttError
-from ..modelfiles import (
+from ..io.atomic import is_temporary
+from ..io.modelfiles import (
     CHECKPOINT,
     CHECKPOINT_FILES,
     CHECKPOINT_OLD,
@@ -25,7 +26,7 @@ from ..modelfiles import (
     load_document,
     save_document,
 )
-from ..tagger import TaggerConfig
+from ..models.tagger_network import TaggerConfig
 from .config import TrainConfig, check_sizes
 
 # ---------------------------------------------------------------------------------- the run's directory
@@ -34,8 +35,8 @@ RUN_FILE = "run.json"
 RUN_FORMAT, RUN_FORMAT_VERSION = "bptt-run", 1
 DATA_FILES = ("train", "dev", "embeddings")  # the fields of TrainConfig that name input files
 MODEL_FILES = ("config.json", "vocab.json", "weights.safetensors")
-# every name a run writes in its directory; their temporary files are ".NAME.*.tmp" and
-# "checkpoint.tmp-*" (`bptt.modelfiles`)
+# every name a run writes in its directory; their temporary files are ".NAME.*.tmp" (`bptt.io.atomic`)
+# and "checkpoint.tmp-*" (`bptt.io.modelfiles`)
 RUN_FILES = (
     RUN_FILE,
     *MODEL_FILES,
@@ -57,7 +58,7 @@ def _leftover(name, files=RUN_FILES):
     """A temporary file of an interrupted write of a run: never anything of value."""
     if files is RUN_FILES and name.startswith(CHECKPOINT_TMP_PREFIX):
         return True
-    return name.endswith(".tmp") and any(name.startswith(f".{f}.") for f in files)
+    return is_temporary(name, files)
 
 
 def _checkpoint_dirs(names):

@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import reprlib
 import signal
 import time
 from dataclasses import asdict, replace
@@ -41,16 +40,17 @@ import numpy as np
 
 from .. import faults
 from ..errors import BpttError
-from ..metrics import evaluate, token_f1
-from ..modelfiles import atomic_write, load_checkpoint, save_checkpoint, save_model_dir
-from ..optim import clip_grad_norm, make_optimizer
-from ..report import check_record
+from ..io.atomic import atomic_write
+from ..io.modelfiles import save_model_dir
+from ..models.tagger import Tagger, check_length, tables_for
+from ..models.tagger_network import batch_indices, init_tagger_params, make_batch, tagger_loss
+from ..models.vocab import FormTable, Vocab
 from ..resources import check_memory, gib
-from ..tagger import batch_indices, init_tagger_params, make_batch, tagger_loss
-from ..tagging import Tagger, batch_message_norms, check_length, tables_for
-from ..vocab import FormTable, Vocab
+from .checkpoint import EPOCH_TOTALS, load_training_state, save_training_state
 from .config import check_sizes, memory_needed
 from .data import encode, read_embeddings, read_tagged, task_tags
+from .evaluation import dev_scores, gradient_flow, make_probes
+from .optim import clip_grad_norm, make_optimizer
 from .progress import Progress, fmt_time
 from .rundir import (
     DATA_FILES,
@@ -64,7 +64,6 @@ from .rundir import (
     start_run_dir,
 )
 
-PROBE_K = 40  # positions of the gradient-flow probe
 EMA_EVERY = 4  # steps between updates of the weights' moving average (decay ema**4 each time)
 DIVERGED = 10  # an epoch whose loss per word is over this many times a uniform guess's has diverged
 
@@ -77,8 +76,6 @@ class Stop(KeyboardInterrupt):
         self.signum = signum  # the command exits with 128 + signum, as if the signal had ended it
 
 
-# the running totals of an epoch, saved with a checkpoint taken inside it
-EPOCH_TOTALS = ("total_loss", "tokens", "n_sentences", "n_clipped", "n_bad", "n_skipped", "n_steps")
 
 
 class Trainer:
@@ -155,13 +152,7 @@ class Trainer:
         self.epoch, self.best_f1, self.bad_epochs, self.train_seconds = 0, -1.0, 0, 0.0
         self.ema_updates = 0
         self.log = []
-        # fixed probes of gradient flow, measured after every epoch: the first 64 sentences,
-        # and the 8 longest of them for the reach ‖∂s⟨n⟩/∂s⟨n−d⟩‖ (s: the cell's whole state)
-        probe_set = self.dev or self.train
-        first = np.arange(min(64, len(probe_set.forms)))
-        self.probe = make_batch(probe_set.forms, probe_set.labels, first)
-        longest = sorted(first, key=lambda i: -len(probe_set.forms[i]))[:8]
-        self.reach_probe = [probe_set.sentences[i].words for i in longest]
+        self.probes = make_probes(self.dev or self.train)  # fixed sentences for the gradient flow
 
     def model_config(self):
         return {
@@ -186,48 +177,15 @@ class Trainer:
         }
 
     def save_checkpoint(self, inside_epoch=None):
-        arrays = {f"param.{k}": v for k, v in self.params.items()}
-        if self.ema is not None:
-            arrays.update({f"ema.{k}": v for k, v in self.ema.items()})
-        arrays.update({f"opt.{k}": v for k, v in self.opt.state_dict().items()})
-        save_checkpoint(self.out, arrays, self.state(inside_epoch))
+        save_training_state(self.out, self.params, self.ema, self.opt, self.state(inside_epoch))
 
     def restore(self):
-        """Load the checkpoint in ``out``, once every array and every field of its state is checked:
-        the arrays must be exactly this run's network, its average and its optimizer's state.
+        """Load the checkpoint in ``out`` (every array and field checked: `load_training_state`).
         Returns: False when there is no checkpoint."""
-        found = load_checkpoint(self.out)
-        if found is None:
+        n_sentences = len(self.train.forms)
+        state = load_training_state(self.out, self.params, self.ema, self.opt, self.tcfg, n_sentences)
+        if state is None:
             return False
-        arrays, state = found
-        where = os.path.join(self.out, "checkpoint")
-        check_state(state, os.path.join(where, "state.json"), self.tcfg, len(self.train.forms))
-        for name in [f"param.{k}" for k in self.params] + [f"ema.{k}" for k in self.ema or ()]:
-            want, got = self.params[name.split(".", 1)[1]], arrays.get(name)
-            if got is None or got.shape != want.shape or got.dtype != want.dtype:
-                found = "missing" if got is None else f"{got.dtype}{list(got.shape)}"
-                raise BpttError(
-                    f"{where}: {name} is {found}, this run's network needs"
-                    f" {want.dtype}{list(want.shape)} (a checkpoint of another run?)"
-                )
-        expected = {f"param.{k}" for k in self.params} | {f"ema.{k}" for k in self.ema or ()}
-        extra = sorted(k for k in arrays if k not in expected and not k.startswith("opt."))
-        if extra:
-            raise BpttError(
-                f"{where}: holds {extra[0]}, which this run's network does not have"
-                f"{f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''} (a checkpoint of another run?)"
-            )
-        try:
-            self.opt.check_state_dict(
-                {k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}, self.params
-            )
-        except BpttError as e:
-            raise BpttError(f"{where}: opt.{e} (a checkpoint of another run?)") from None
-        for k in self.params:
-            self.params[k] = arrays[f"param.{k}"]
-            if self.ema is not None:
-                self.ema[k] = arrays[f"ema.{k}"]
-        self.opt.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("opt.")})
         self.epoch, self.best_f1 = state["epoch"], state["best_f1"]
         self.bad_epochs, self.train_seconds = state["bad_epochs"], state["train_seconds"]
         self.ema_updates = state.get("ema_updates", 0)
@@ -254,19 +212,9 @@ class Trainer:
             e += (1 - decay) * v
 
     # ---------------------------------------------------------------- evaluation
-    def predict(self, corpus):
-        tagger = Tagger(self.weights, self.mcfg, self.vocab, self.scheme)
-        return tagger.predict([s.words for s in corpus.sentences], batch_size=256)
-
-    def evaluate(self, corpus):
-        pred = self.predict(corpus)
-        scores = evaluate(corpus.gold, pred)
-        record = scores.to_dict()
-        if self.mcfg.task == "person":
-            record["token_precision"], record["token_recall"], record["token_f1"] = token_f1(
-                corpus.gold, pred
-            )
-        return record, pred
+    def tagger(self):
+        """The weights evaluated and saved, as a `Tagger`."""
+        return Tagger(self.weights, self.mcfg, self.vocab, self.scheme)
 
     # ---------------------------------------------------------------- the loop
     def run(self, resume=False):
@@ -316,7 +264,11 @@ class Trainer:
         self.progress.line(f"{signal.Signals(signum).name}: saving the training state, then stopping")
 
     def run_epoch(self, budget):
-        t, m = self.tcfg, self.mcfg
+        """One epoch (or, resumed inside one, the rest of it), then `end_epoch`.
+
+        Returns: why the run stops (the time budget is spent), or None to go on.
+        """
+        t = self.tcfg
         self.opt.lr = t.lr / (1 + t.lr_decay * self.epoch)
         lengths = [len(f) for f in self.train.forms]
         at, self.resume_at = self.resume_at, None
@@ -329,60 +281,88 @@ class Trainer:
             rng.bit_generator.state = at["rng_epoch"]
             batches = batch_indices(lengths, t.batch_size, rng)
         start = time.monotonic() - at["seconds"]
-        totals = at["totals"]
-        total_loss, tokens, n_sentences, n_clipped, n_bad, n_skipped, n_steps = map(totals.get, EPOCH_TOTALS)
+        totals = {k: at["totals"][k] for k in EPOCH_TOTALS}  # the running totals, updated by `update`
         grad_norms = list(at["grad_norms"])
         stop_reason = None
         for i in range(at["batch"], len(batches)):
             faults.point(f"batch:{self.epoch + 1}:{i}")  # test-only (BPTT_FAULT); a no-op otherwise
             if self.stop_signal is not None:  # SIGINT/SIGTERM: save the state before batch i, then stop
-                running = (total_loss, tokens, n_sentences, n_clipped, n_bad, n_skipped, n_steps)
                 self.save_checkpoint(
                     {
                         **at,
                         "batch": i,
                         "seconds": time.monotonic() - start,
-                        "totals": dict(zip(EPOCH_TOTALS, running)),
+                        "totals": dict(totals),
                         "grad_norms": grad_norms,
                     }
                 )
                 raise Stop(self.stop_signal)
-            index = batches[i]
-            batch = make_batch(self.train.forms, self.train.labels, index)
-            L, grads = self.train_step(self.params, batch)
-            norm = clip_grad_norm(grads, t.clip)
-            if not (math.isfinite(L) and math.isfinite(norm)):
-                n_bad += 1  # a non-finite step never reaches the weights
-                n_skipped += 1
-                self.progress.line(
-                    f"warning: skipped an update with a non-finite loss or gradient ({n_bad} in a row)",
-                    always=True,
-                )
-                if n_bad >= t.max_bad_steps:
-                    raise self.diverged(f"{n_bad} updates in a row had a non-finite loss or gradient")
+            batch = make_batch(self.train.forms, self.train.labels, batches[i])
+            if not self.update(batch, totals, grad_norms):
                 continue
-            n_bad = 0
-            n_clipped += bool(t.clip) and norm > t.clip
-            grad_norms.append(norm)
-            self.opt.step(self.params, grads)
-            n_steps += 1
-            if self.ema is not None and n_steps % EMA_EVERY == 0:
-                self.update_ema()
-            total_loss += L * len(index)
-            n_sentences += len(index)
-            tokens += int(batch.lengths.sum())
             elapsed = time.monotonic() - start
             if i % 10 == 0:
                 left = (len(batches) - i - 1) * elapsed / (i + 1)
                 self.progress.update(
                     f"epoch {self.epoch + 1} {100 * (i + 1) // len(batches):3d}%"
-                    f"  loss {total_loss / max(1, n_sentences):.3f}"
-                    f"  {tokens / max(elapsed, 1e-9):,.0f} words/s  epoch left {fmt_time(left)}"
+                    f"  loss {totals['total_loss'] / max(1, totals['n_sentences']):.3f}"
+                    f"  {totals['tokens'] / max(elapsed, 1e-9):,.0f} words/s  epoch left {fmt_time(left)}"
                     f"  best dev F1 {max(self.best_f1, 0):.2f}"
                 )
             if budget is not None and self.train_seconds + elapsed >= budget:
                 stop_reason = f"time budget of {t.time_budget:g} minutes"
                 break
+        self.end_epoch(totals, grad_norms, start, budget)
+        return stop_reason
+
+    def train_step(self, params, batch):
+        """One batch's loss (the mean sentence loss) and its BPTT gradients; nothing is updated.
+
+        The seam where data-parallel training plugs in: each process computes its share, the
+        gradients are summed, and every process applies the same update.
+        Returns: (L, grads) with grads keyed like params (embedding tables as sparse row gradients).
+        """
+        t = self.tcfg
+        L, grads, _ = tagger_loss(
+            params, self.mcfg, batch, self.tables, rng=self.rng, truncate=t.bptt_steps or None
+        )
+        return L, grads
+
+    def update(self, batch, totals, grad_norms):
+        """One update from one batch (`train_step`, clipping, the optimizer, the average), counted in
+        ``totals`` and ``grad_norms``; a non-finite loss or gradient skips it, and too many in a row end
+        the run. Returns: whether the weights were updated."""
+        t = self.tcfg
+        L, grads = self.train_step(self.params, batch)
+        norm = clip_grad_norm(grads, t.clip)
+        if not (math.isfinite(L) and math.isfinite(norm)):
+            totals["n_bad"] += 1  # a non-finite step never reaches the weights
+            totals["n_skipped"] += 1
+            self.progress.line(
+                f"warning: skipped an update with a non-finite loss or gradient ({totals['n_bad']} in a row)",
+                always=True,
+            )
+            if totals["n_bad"] >= t.max_bad_steps:
+                raise self.diverged(f"{totals['n_bad']} updates in a row had a non-finite loss or gradient")
+            return False
+        totals["n_bad"] = 0
+        totals["n_clipped"] += bool(t.clip) and norm > t.clip
+        grad_norms.append(norm)
+        self.opt.step(self.params, grads)
+        totals["n_steps"] += 1
+        if self.ema is not None and totals["n_steps"] % EMA_EVERY == 0:
+            self.update_ema()
+        n = len(batch.index)
+        totals["total_loss"] += L * n
+        totals["n_sentences"] += n
+        totals["tokens"] += int(batch.lengths.sum())
+        return True
+
+    def end_epoch(self, totals, grad_norms, start, budget):
+        """After the last batch: refuse a diverged epoch, then measure (gradient flow, dev scores), log,
+        keep the model if it is the best so far, and save the checkpoint."""
+        m = self.mcfg
+        total_loss, tokens, n_steps = totals["total_loss"], totals["tokens"], totals["n_steps"]
         # a loss per word far above a uniform guess's (log 2 for name-or-not, log K for K tags) means the
         # weights have blown up, even when every step was finite: stop before this epoch is saved
         uniform = math.log(max(2, m.n_y))
@@ -396,22 +376,19 @@ class Trainer:
         faults.point(f"eval:{self.epoch}")
         record = {
             "epoch": self.epoch,
-            "train_loss": total_loss / max(1, n_sentences),
+            "train_loss": total_loss / max(1, totals["n_sentences"]),
             "seconds": seconds,
             "tokens_per_s": tokens / max(seconds, 1e-9),
             "lr": self.opt.lr,
             "grad_norm": float(np.mean(grad_norms)) if grad_norms else float("nan"),
-            "clip_fraction": n_clipped / max(1, n_steps),
-            "skipped_steps": n_skipped,
+            "clip_fraction": totals["n_clipped"] / max(1, n_steps),
+            "skipped_steps": totals["n_skipped"],
         }
-        total, count = batch_message_norms(self.weights, m, self.probe, self.tables, PROBE_K)
-        with np.errstate(invalid="ignore"):
-            record["message_norms"] = [float(v) for v in (total / count) if np.isfinite(v)]
-        reach = Tagger(self.weights, m, self.vocab).reach_profile(self.reach_probe, K=PROBE_K)
-        record["reach"] = [float(v) for v in reach if np.isfinite(v)]
+        tagger = self.tagger()
+        record.update(gradient_flow(tagger, self.probes, self.tables))  # message_norms, reach
         improved = False
         if self.dev is not None:
-            record["dev"], pred = self.evaluate(self.dev)
+            record["dev"], pred = dev_scores(tagger, self.dev)
             f1 = record["dev"]["f1"]
             improved = f1 > self.best_f1
             if improved:
@@ -439,20 +416,6 @@ class Trainer:
             f"{dev_text}{' *' if improved and dev_text else ''}"
             f"  ({fmt_time(self.train_seconds)}){budget_text}"
         )
-        return stop_reason
-
-    def train_step(self, params, batch):
-        """One batch's loss (the mean sentence loss) and its BPTT gradients; nothing is updated.
-
-        The seam where data-parallel training plugs in: each process computes its share, the
-        gradients are summed, and every process applies the same update.
-        Returns: (L, grads) with grads keyed like params (embedding tables as sparse row gradients).
-        """
-        t = self.tcfg
-        L, grads, _ = tagger_loss(
-            params, self.mcfg, batch, self.tables, rng=self.rng, truncate=t.bptt_steps or None
-        )
-        return L, grads
 
     def diverged(self, what):
         """The error that ends a diverging run: what happened and what is kept."""
@@ -474,105 +437,12 @@ class Trainer:
         text = "".join(json.dumps(r) + "\n" for r in self.log)
         atomic_write(os.path.join(self.out, "log.jsonl"), text.encode())
         try:
-            from ..plots import plot_f1, plot_loss
+            from ..pictures.plots import plot_f1, plot_loss
         except ImportError:  # plotting is optional for training
             return
         plot_loss(self.log, os.path.join(self.out, "loss.png"))
         if any("dev" in r for r in self.log):
             plot_f1(self.log, os.path.join(self.out, "f1.png"))
-
-
-STATE_FIELDS = ("epoch", "best_f1", "bad_epochs", "train_seconds", "ema_updates", "rng", "log")
-INSIDE_FIELDS = ("batch", "rng_epoch", "seconds", "totals", "grad_norms")
-
-
-def check_state(state, where, tcfg, n_sentences):
-    """Check every field of a checkpoint's state (`Trainer.state`) before any is used.
-
-    state.json checks itself (self_sha256), but anyone can re-sign it: so each field's type and range
-    is checked here, against the run's settings (0 <= epoch <= epochs; a log of epochs 1..epoch; an
-    RNG state of the run's generator, PCG64; inside an epoch: its batch, totals and gradient norms).
-    Errors are one line naming the file and the field.
-    """
-
-    def fail(field, what, value):
-        raise BpttError(f"{where}: {field}: expected {what}, got {reprlib.repr(value)}")
-
-    def integer(field, value, low, high):
-        if type(value) is not int or not low <= value <= high:
-            fail(field, f"an integer from {low} to {high}", value)
-
-    def number(field, value, low, high=math.inf):
-        ok = type(value) in (int, float) and math.isfinite(value) and low <= value <= high
-        if not ok:
-            fail(field, f"a finite number >= {low}" + ("" if high == math.inf else f" and <= {high}"), value)
-
-    if not isinstance(state, dict):
-        fail("state", "an object", state)
-    unknown = [k for k in state if k not in STATE_FIELDS + ("inside_epoch",)]
-    if unknown:
-        raise BpttError(f"{where}: state: unknown field {reprlib.repr(unknown[0])}")
-    missing = [k for k in STATE_FIELDS if k not in state and k != "ema_updates"]
-    if missing:
-        raise BpttError(f"{where}: state: missing the field {missing[0]!r}")
-    inside = state.get("inside_epoch")
-    epoch = state["epoch"]
-    integer("epoch", epoch, 0, tcfg.epochs - (inside is not None))  # an epoch in progress is < epochs
-    number("best_f1", state["best_f1"], -1, 100)
-    integer("bad_epochs", state["bad_epochs"], 0, epoch)
-    number("train_seconds", state["train_seconds"], 0)
-    integer("ema_updates", state.get("ema_updates", 0), 0, 2**62)
-    check_rng_state(state["rng"], where, "rng")
-    log = state["log"]
-    if not isinstance(log, list) or len(log) != epoch:
-        fail("log", f"a list of {epoch} records (one per finished epoch)", log)
-    for i, record in enumerate(log):
-        check_record(record, i + 1, f"{where}: log[{i}]")
-    if inside is None:
-        return
-    if not isinstance(inside, dict) or sorted(inside) != sorted(INSIDE_FIELDS):
-        fail("inside_epoch", f"an object of {', '.join(INSIDE_FIELDS)}", inside)
-    integer("inside_epoch.batch", inside["batch"], 0, n_sentences)
-    check_rng_state(inside["rng_epoch"], where, "inside_epoch.rng_epoch")
-    number("inside_epoch.seconds", inside["seconds"], 0)
-    totals = inside["totals"]
-    if not isinstance(totals, dict) or sorted(totals) != sorted(EPOCH_TOTALS):
-        fail("inside_epoch.totals", f"an object of {', '.join(EPOCH_TOTALS)}", totals)
-    number("inside_epoch.totals.total_loss", totals["total_loss"], 0)
-    for k in EPOCH_TOTALS[1:]:
-        integer(f"inside_epoch.totals.{k}", totals[k], 0, 2**62)
-    norms = inside["grad_norms"]
-    if not isinstance(norms, list) or len(norms) > inside["batch"]:
-        fail("inside_epoch.grad_norms", f"a list of at most {inside['batch']} numbers (one per batch)", norms)
-    for i, v in enumerate(norms):
-        number(f"inside_epoch.grad_norms[{i}]", v, 0)
-
-
-def check_rng_state(value, where, field):
-    """A saved state of NumPy's PCG64 (the run's generator) exactly as ``bit_generator.state`` gives it."""
-    ints = {"state": 2**128, "inc": 2**128}
-    ok = (
-        isinstance(value, dict)
-        and sorted(value) == ["bit_generator", "has_uint32", "state", "uinteger"]
-        and value["bit_generator"] == "PCG64"
-        and isinstance(value["state"], dict)
-        and sorted(value["state"]) == sorted(ints)
-        and all(type(value["state"][k]) is int and 0 <= value["state"][k] < n for k, n in ints.items())
-        and value["has_uint32"] in (0, 1)
-        and type(value["has_uint32"]) is int
-        and type(value["uinteger"]) is int
-        and 0 <= value["uinteger"] < 2**32
-    )
-    if ok:
-        try:
-            np.random.PCG64().state = value
-        except (TypeError, ValueError, KeyError, OverflowError):
-            ok = False
-    if not ok:
-        raise BpttError(
-            f"{where}: {field}: expected the state of NumPy's PCG64 generator"
-            f" ({{bit_generator, state: {{state, inc}}, has_uint32, uinteger}}), got {reprlib.repr(value)}"
-        )
 
 
 def train(tcfg, mcfg, out, resume=False, progress=True, overwrite=False):

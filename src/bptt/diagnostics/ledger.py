@@ -1,6 +1,6 @@
 """The per-step gradient ledger: what backpropagation through time adds up, step by step.
 
-The lecture model (see ``model.py``) shares its parameters over time, so each gradient is a
+The lecture model (see ``bptt.models.lecture``) shares its parameters over time, so each gradient is a
 sum of one contribution per step. For the vanilla cell, all are read off the dz⟨t⟩ BPTT computes:
 
     dz⟨t⟩ = ∂L/∂a⟨t⟩ ⊙ g′(z⟨t⟩)                  ∂L/∂a⟨t⟩ the whole message reaching a⟨t⟩
@@ -26,7 +26,7 @@ the state unchanged, so its J_s = I, and s⟨T⟩ is then the last real state of
 sequence. Reach that dies away over a few steps is the vanishing gradient; reach that grows
 with the distance is the exploding one. The Frobenius norm (``norm="fro"``) bounds the
 spectral one from above by at most √n_s. ``jacobian_reach`` is the one reach computation:
-the tagger's probes (``bptt.tagging``) use it too.
+the tagger's probes (``Tagger.reach_profile``, ``bptt.models.tagger``) use it too.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .cells import get_cell
-from .errors import check_choice
-from .heads import output_backward, output_logits, sigmoid, softmax, step_losses
-from .model import check_model_inputs
+from ..cells import get_cell
+from ..errors import check_choice
+from ..heads.classification import output_backward, output_logits, sigmoid, softmax, step_losses
+from ..models.lecture import check_model_inputs
 
 NORMS = ("spectral", "fro")
 

@@ -33,7 +33,7 @@ import re
 import warnings
 from typing import Iterator, NamedTuple
 
-from .errors import BpttError, check_choice
+from ..errors import BpttError, check_choice
 
 SCHEMES = ("IOB1", "IOB2", "IOBES")
 DOCSTART = "-DOCSTART-"

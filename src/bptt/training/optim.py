@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backend import array_namespace
-from .errors import BpttError
-from .layers import RowGrad
+from ..backend import array_namespace
+from ..errors import BpttError
+from ..models.layers import RowGrad
 
 
 def _values(g):

@@ -51,11 +51,11 @@ import math
 import numbers
 from typing import NamedTuple
 
-from .backend import array_namespace
-from .cells import Cell, get_cell
-from .cells.base import check_carry
-from .errors import BpttError, check_array
-from .model import check_model_inputs
+from ..backend import array_namespace
+from ..cells import Cell, get_cell
+from ..cells.base import check_carry
+from ..errors import BpttError, check_array
+from ..models.lecture import check_model_inputs
 from .rnn import carry_in
 from .truncated import check_length, loss_and_bptt
 

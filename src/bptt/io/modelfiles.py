@@ -3,7 +3,7 @@
 A model directory (written by training, read by tagging)::
 
     model/
-      weights.safetensors   the parameters (`bptt.safetensors_io`)
+      weights.safetensors   the parameters (`bptt.io.safetensors_io`)
       vocab.json            the vocabularies
       config.json           written last: "format": "bptt-model", "format_version", "bptt_version",
                             the hyper-parameters (the caller's config), "checksums" {file: {"sha256":
@@ -25,10 +25,10 @@ Nothing here unpickles or evaluates. Every file name is a constant of this modul
 from a file, so a crafted config cannot point a load anywhere else, and a symbolic link leading out of
 the directory is refused. Loading checks presence, size and SHA-256 of each file before parsing it.
 
-Atomicity. Every file is written to a temporary name in its own directory, flushed, fsynced, renamed
-over its target (`os.replace`) and the directory fsynced: readers see the old file or the new, never
-half of one. Overwriting a model directory replaces its files one by one, config.json last; a crash
-in between leaves checksums that do not match, reported as a corrupt directory, never a silent mix.
+Atomicity. Every file is written by `bptt.io.atomic` (a temporary name in its own directory, renamed
+over its target): readers see the old file or the new, never half of one. Overwriting a model directory
+replaces its files one by one, config.json last; a crash in between leaves checksums that do not
+match, reported as a corrupt directory, never a silent mix.
 A checkpoint is replaced as a whole directory:
 
     1. write checkpoint.tmp-XXXX/ completely (each file fsynced, then the directory);
@@ -44,7 +44,6 @@ back to checkpoint.old/. One process saves a given checkpoint at a time.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import hashlib
 import json
@@ -55,8 +54,9 @@ import warnings
 
 import numpy as np
 
-from . import faults
-from .errors import BpttError, check_choice
+from .. import faults
+from ..errors import BpttError
+from .atomic import atomic_write, fsync_dir, umask
 from .safetensors_io import open_regular, parse_json, read_safetensors, save_safetensors
 
 MODEL_FORMAT = "bptt-model"
@@ -71,101 +71,6 @@ CHECKPOINT_OLD, CHECKPOINT_TMP_PREFIX = _OLD, _TMP_PREFIX  # a save's previous a
 CHECKPOINT_FILES = (ARRAYS, STATE)  # every name a checkpoint directory holds (besides their temporary files)
 _RESERVED = ("format", "format_version", "bptt_version", "checksums", "self_sha256")  # not the caller's
 _MAX_CONFIG_BYTES = 16 * 2**20  # config.json and state.json hold hyper-parameters and counters, not data
-
-
-# ---------------------------------------------------------------------------------------------- atomic files
-
-
-@contextlib.contextmanager
-def atomic_open(path, mode="wb"):
-    """Open a temporary file beside ``path``; on a clean exit make it ``path``, atomically and durably.
-
-    Flushes, fsyncs, renames over ``path`` (`os.replace`) and fsyncs the directory. On an exception
-    the temporary file is removed and ``path`` is untouched. OS errors become `BpttError` naming ``path``.
-    mode: ``"wb"`` (bytes) or ``"w"`` (UTF-8 text).
-    """
-    check_choice("mode", mode, ("wb", "w"))
-    label = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(label))
-    try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(label)}.", suffix=".tmp")
-    except OSError as e:
-        raise BpttError(f"{label}: cannot write: {e.strerror or e}") from None
-    name = os.path.basename(label)
-    try:
-        faults.point(f"write:{name}")
-        text = {"encoding": "utf-8", "newline": "\n"} if mode == "w" else {}
-        with os.fdopen(fd, mode, **text) as f:
-            yield _HalfWrite(f, name) if faults.armed(f"mid-write:{name}") else f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
-        faults.point(f"rename:{name}")
-        os.replace(tmp, label)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise BpttError(f"{label}: cannot write: {e.strerror or e}") from None
-        raise
-    _fsync_dir(directory)
-
-
-class _HalfWrite:
-    """A file whose first write stops halfway at the fault point ``mid-write:NAME`` (`bptt.faults`)."""
-
-    def __init__(self, f, name):
-        self.f, self.name, self.first = f, name, True
-
-    def write(self, data):
-        if not self.first:
-            return self.f.write(data)
-        self.first = False
-        if not isinstance(data, str):
-            data = memoryview(data).cast("B")  # bytes or an array: a flat view of its bytes
-        half = len(data) // 2
-        self.f.write(data[:half])
-        self.f.flush()
-        faults.point(f"mid-write:{self.name}")
-        return self.f.write(data[half:])
-
-    def __getattr__(self, name):  # everything else is the file's
-        return getattr(self.f, name)
-
-
-def atomic_write(path, data):
-    """Write the bytes ``data`` to ``path`` atomically and durably (see `atomic_open`)."""
-    with atomic_open(path) as f:
-        f.write(data)
-
-
-def _fsync_dir(directory):
-    """Make renames and creations in ``directory`` durable (a no-op where directories cannot be opened)."""
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:  # the write itself succeeded; only its durability is left to the system
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems refuse fsync on directories
-        pass
-    finally:
-        os.close(fd)
-
-
-def _umask():
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)  # no way to read it without setting it elsewhere
-    os.umask(mask)
-    return mask
 
 
 # ---------------------------------------------------------------------------------------- model directories
@@ -242,7 +147,7 @@ def save_checkpoint(directory, arrays, state):
         shutil.rmtree(stale, ignore_errors=True)
     try:
         tmp = tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=label)
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give what mkdir would
+        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes 0700; give what mkdir would
     except OSError as e:
         raise BpttError(f"{label}: cannot write: {e.strerror or e}") from None
     try:
@@ -256,15 +161,15 @@ def save_checkpoint(directory, arrays, state):
             "state": state,
         }
         atomic_write(os.path.join(tmp, STATE), _manifest("state", doc, indent=1))
-        _fsync_dir(tmp)  # 1. the new checkpoint is complete on disk
+        fsync_dir(tmp)  # 1. the new checkpoint is complete on disk
         if os.path.lexists(final):
             if os.path.lexists(old):
                 shutil.rmtree(old)  # safe: checkpoint/ is complete
             os.replace(final, old)  # 2.
-            _fsync_dir(label)
+            fsync_dir(label)
             faults.point("checkpoint:swap")
         os.replace(tmp, final)  # 3.
-        _fsync_dir(label)
+        fsync_dir(label)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise BpttError(f"{final}: cannot write: {e.strerror or e}") from None
@@ -543,6 +448,6 @@ def _makedirs(label):
 
 
 def _bptt_version():
-    from . import __version__  # here, not at the top: the package may import this module first
+    from .. import __version__  # here, not at the top: the package may import this module first
 
     return __version__

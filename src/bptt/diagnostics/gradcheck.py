@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import BpttError, check_array
+from ..errors import BpttError, check_array
 
 
 @dataclass

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import random
 
+from ..errors import BpttError, check_choice
 from .conll import Sentence
-from .errors import BpttError, check_choice
 
 SPLITS = ("train", "test")
 

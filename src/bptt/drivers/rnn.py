@@ -49,11 +49,11 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .backend import array_namespace
-from .errors import BpttError, check_array, check_choice
+from ..backend import array_namespace
+from ..errors import BpttError, check_array, check_choice
 
 try:  # the optional compiled step kernels (src/bptt/_kernels.c); NumPy does the same without them
-    from . import _kernels
+    from .. import _kernels
 except ImportError:  # not built: no C compiler at install time
     _kernels = None
 if os.environ.get("BPTT_NO_KERNELS", "") not in ("", "0"):
@@ -206,8 +206,8 @@ def check_rnn_params(params, sizes=None, name="params"):
     sizes = {} if sizes is None else sizes
     W_aa = params["W_aa"]
     if getattr(W_aa, "ndim", 0) == 2 and W_aa.shape[0] != W_aa.shape[1]:  # a gated cell's, or no cell's
-        from .cells import get_cell
-        from .cells.base import check_params
+        from ..cells import get_cell
+        from ..cells.base import check_params
 
         check_params(get_cell("rnn"), params, {}, name)  # says which cell they look like
     check_array(f"{name}['W_aa']", W_aa, ("n_a", "n_a"), sizes=sizes)
@@ -261,7 +261,7 @@ def rnn_forward(X, state0, params, mask=None, activation="tanh", cell="rnn"):
     the cell states c⟨1⟩ … c⟨T⟩ are ``cache.C`` (T, B, n_a).
     """
     if cell != "rnn":
-        from .cells import get_cell  # bptt.cells builds on this module: imported when asked for
+        from ..cells import get_cell  # bptt.cells builds on this module: imported when asked for
 
         return get_cell(cell, activation).forward(X, state0, params, mask)
     check_choice("activation", activation, tuple(ACTIVATIONS))
@@ -405,7 +405,7 @@ def rnn_backward(dA, cache, d_state_T=None, *, da_T=None):
     """
     d_state_T = carry_in(d_state_T, da_T)
     if not isinstance(cache, RNNCache):
-        from .cells import cell_of  # the gated cells' caches: their cell's backward
+        from ..cells import cell_of  # the gated cells' caches: their cell's backward
 
         return cell_of(cache).backward(dA, cache, d_state_T)
     da_T = d_state_T

@@ -5,7 +5,7 @@ or its standard output (``tag``, ``evaluate``):
 
     -, /dev/stdout           standard output itself (the same stream as ``print``), flushed at the end;
                              refused when it is closed (``bptt tag ... >&-``)
-    a regular file, or none  written atomically (`modelfiles.atomic_open`): readers see the old file
+    a regular file, or none  written atomically (`bptt.io.atomic`): readers see the old file
                              or the new one, never half; an existing file keeps its permissions, and
                              one we may not write (read-only, ``chmod a-w``) is refused, not replaced
     a symbolic link          its target is written (atomically if a regular file); the link stays a link
@@ -26,7 +26,8 @@ import os
 import stat
 import sys
 
-from .errors import BpttError
+from ..errors import BpttError
+from .atomic import atomic_open
 
 STDOUT = "<stdout>"
 
@@ -136,8 +137,6 @@ def open_output(path, inputs=(), binary=False):
             with contextlib.suppress(OSError):  # after a failed write, closing fails again
                 f.close()
         return
-    from .modelfiles import atomic_open
-
     target = _target(path)  # write through a link: the link stays a link
     with atomic_open(target, "wb" if binary else "w") as f:
         yield Writer(f, path)

@@ -30,7 +30,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .errors import BpttError
+from ..errors import BpttError
+from .atomic import atomic_open
 
 MAX_HEADER_BYTES = 100_000_000  # the reference implementation's limit on N
 MAX_NDIM = 32  # NumPy 1.x's limit on dimensions
@@ -61,8 +62,6 @@ def save_safetensors(path, arrays, metadata=None):
     metadata: optional ``{str: str}``, stored as the header's ``__metadata__``.
     Returns: None. The file holds the bytes the reference ``safetensors.numpy.save_file`` writes.
     """
-    from .modelfiles import atomic_open  # here, not at the top: modelfiles imports this module
-
     header, tensors = _layout(arrays, metadata)
     with atomic_open(path) as f:
         f.write(header)

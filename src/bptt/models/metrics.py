@@ -1,7 +1,7 @@
 """Entity-level scores exactly as conlleval (the CoNLL shared-task scorer) computes them.
 
 Entities ("chunks") are read from each tag sequence by conlleval's start/end rules (see
-``bptt.conll``), which handle IOB1, IOB2, IOBES and invalid sequences alike. A predicted chunk is
+``bptt.io.conll``), which handle IOB1, IOB2, IOBES and invalid sequences alike. A predicted chunk is
 correct when a gold chunk has the same type, start and end. With C correct, G gold and P predicted
 chunks (all sentences pooled, "micro" averaging):
 
@@ -17,8 +17,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .conll import spans
-from .errors import BpttError
+from ..errors import BpttError
+from ..io.conll import spans
 
 
 def chunks(tags):
@@ -158,7 +158,7 @@ def token_f1(gold_seqs, pred_seqs, positive=lambda tag: tag != "O"):
 
 
 def unseen_span(sentences, vocab):
-    """A ``keep`` for `evaluate`: spans none of whose words is in ``vocab`` (a ``bptt.vocab.Vocab``).
+    """A ``keep`` for `evaluate`: spans none of whose words is in ``vocab`` (a ``bptt.models.vocab.Vocab``).
 
     Shapes: sentences: list of word lists, the ones scored. With no pretrained vectors the
     vocabulary is the training file's words, so this keeps the names the model never saw.

@@ -24,7 +24,7 @@ It takes a *trace*, a plain dict (so any model can draw itself):
     cell_message_norms  [float] * T or None, optional: ‖∂L/∂c⟨t⟩‖ of an LSTM; draws the cell-state
                    lane c⟨t−1⟩ → c⟨t⟩ between x⟨t⟩ and a⟨t⟩, its nodes coloured on the same scale
 
-Gradient flow takes the training log's records (one dict per epoch, see ``report.py``).
+Gradient flow takes the training log's records (one dict per epoch, see ``bptt.pictures.report``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BpttError
+from ..errors import BpttError
 
 FORWARD = "#1f5fa8"  # forward arrows
 BACKWARD = "#d1402a"  # backpropagation arrows
@@ -65,11 +65,11 @@ def _new_figure(width, height):
 
 
 def _save(fig, path):
-    """Write the figure (text stays text in SVG) as `bptt.output.open_output` writes any output:
+    """Write the figure (text stays text in SVG) as `bptt.io.output.open_output` writes any output:
     atomically (readers see the old picture or the new), through a link, never over a read-only file."""
     import matplotlib
 
-    from .output import open_output
+    from ..io.output import open_output
 
     path = Path(path)
     with (
@@ -424,7 +424,7 @@ def trace_from_params(
     tags: names of the classes (default "0", "1", …).
     Returns: the trace dict.
     """
-    from .ledger import ledger
+    from ..diagnostics.ledger import ledger
 
     X = np.asarray(X)
     if X.ndim == 2:

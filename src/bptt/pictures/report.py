@@ -25,8 +25,8 @@ import reprlib
 import tempfile
 from pathlib import Path
 
-from .errors import BpttError
-from .output import check_output, open_output
+from ..errors import BpttError
+from ..io.output import check_output, open_output
 from .plots import percent_factor
 
 REPORT_INPUTS = ("config.json", "log.jsonl", "sample.json")  # what a report reads: never written over
@@ -377,7 +377,7 @@ def _per_type(records):
 def _sample(sample):
     if not sample:
         return []
-    from .conll import spans
+    from ..io.conll import spans
 
     out = ['<section id="sample"><h2>Tagged sample</h2>']
     for i, (words, tags) in enumerate(sample):

@@ -28,20 +28,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .cells import CELLS, get_cell
-from .config import Checked, number, one_of
-from .errors import BpttError
-from .heads import output_backward, output_logits, sigmoid, softmax, step_losses
-from .layers import (
-    RowGrad,
-    birnn_backward,
-    birnn_forward,
-    dropout_backward,
-    dropout_forward,
-    embedding_backward,
-    rnn_backward_any,
-)
-from .rnn import ACTIVATIONS
+from ..cells import CELLS, get_cell
+from ..config import Checked, number, one_of
+from ..drivers.bidirectional import birnn_backward, birnn_forward, rnn_backward_any
+from ..drivers.rnn import ACTIVATIONS
+from ..errors import BpttError
+from ..heads.classification import output_backward, output_logits, sigmoid, softmax, step_losses
+from .layers import RowGrad, dropout_backward, dropout_forward, embedding_backward
 from .vocab import CASINGS, UNK
 
 TASKS = ("person", "ner")

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import numbers
 
-from .backend import array_namespace
-from .cells import cell_of, get_cell
-from .cells.base import check_carry
-from .errors import BpttError, check_array
-from .heads import _output_backward, _step_losses, output_logits
-from .model import check_model_inputs
+from ..backend import array_namespace
+from ..cells import cell_of, get_cell
+from ..cells.base import check_carry
+from ..errors import BpttError, check_array
+from ..heads.classification import _output_backward, _step_losses, output_logits
+from ..models.lecture import check_model_inputs
 from .rnn import carry_in
 
 

@@ -17,9 +17,9 @@ PyTorch: ``torch.nn.Linear(n_a, n_y)`` with ``weight = W_ya``, ``bias = b_y``.
 
 from __future__ import annotations
 
-from .backend import array_namespace
-from .errors import BpttError, check_array, check_choice
-from .rnn import check_mask
+from ..backend import array_namespace
+from ..drivers.rnn import check_mask
+from ..errors import BpttError, check_array, check_choice
 
 OUTPUTS = ("sigmoid", "softmax")
 HEAD_KEYS = ("W_ya", "b_y")

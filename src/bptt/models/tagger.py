@@ -6,7 +6,7 @@ in batches of at most ``batch_size`` sentences and ``max_words`` padded words, s
 bounded however long the input or its lines are.
 
 Raw text goes in through `Tagger.tag` (one string) and `Tagger.tag_many` (a stream of strings):
-each is cut into tokens and sentences by `bptt.text` with the model's own abbreviations, each
+each is cut into tokens and sentences by `bptt.io.text` with the model's own abbreviations, each
 sentence is tagged alone, and the entities come back as `Entity(type, text, char_start, char_end)`
 with offsets into the string. ``bptt tag`` runs the same `Tagger.tag_segmented`.
 """
@@ -20,13 +20,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .conll import from_iob2, spans, to_iob2
-from .errors import BpttError
-from .ledger import jacobian_reach, reach_by_distance
-from .tagger import (
+from ..diagnostics.ledger import jacobian_reach, reach_by_distance
+from ..errors import BpttError
+from ..io.conll import from_iob2, spans, to_iob2
+from ..io.text import ABBREVIATIONS, Segmented, segment, vocabulary_abbreviations
+from .tagger_network import (
     Tables,
     TaggerConfig,
-    batch_indices,
     batch_losses,
     decode,
     make_batch,
@@ -36,7 +36,6 @@ from .tagger import (
     tagger_backward,
     tagger_forward,
 )
-from .text import ABBREVIATIONS, Segmented, segment, vocabulary_abbreviations
 from .vocab import FormTable, Vocab
 
 CHUNK = 2000  # sentences per form table while tagging a stream
@@ -282,33 +281,12 @@ class Tagger:
             "title": f"bptt {self.cfg.task} tagger",
         }
 
-    def message_profile(self, sentences, K=40, batch_size=64):
-        """Mean ‖∂L/∂a→⟨t⟩‖ of layer 1's forward direction at positions t = 1..K.
-
-        The loss is measured against the model's own predictions when no gold is at hand.
-        Returns: (K,) array, NaN where no sentence is that long.
-        """
-        sentences = [list(s) for s in sentences if len(s)]
-        preds = self.predict(sentences)
-        total, count = np.zeros(K), np.zeros(K)
-        table = FormTable(self.vocab)
-        forms = [table.encode(s) for s in sentences]
-        labels = [np.asarray([self.label_of(t) for t in p]) for p in preds]
-        tables = tables_for(self.vocab, table)
-        for index in batch_indices([len(f) for f in forms], batch_size):
-            batch = make_batch(forms, labels, index)
-            total_b, count_b = batch_message_norms(self.params, self.cfg, batch, tables, K)
-            total += total_b
-            count += count_b
-        with np.errstate(invalid="ignore"):
-            return total / count
-
     def reach_profile(self, sentences, K=40):
         """How far back gradients reach: mean ‖∂s→⟨n⟩/∂s→⟨n−d⟩‖₂ (spectral norm) for d = 0..K−1.
 
         s→ is the state of layer 1's forward direction (a⟨t⟩, or [a⟨t⟩; c⟨t⟩] for an LSTM) and n
         the last of a sentence's first K words; the Jacobian is the product of the cell's step
-        Jacobians (`bptt.ledger.jacobian_reach`). A norm falling towards 0 with d is a vanishing
+        Jacobians (`bptt.diagnostics.ledger.jacobian_reach`). A norm falling towards 0 with d is a vanishing
         gradient, growing is exploding.
         Returns: (K,) array, NaN where no sentence is that long.
         """
@@ -326,19 +304,6 @@ class Tagger:
         return out
 
 
-def batch_message_norms(params, cfg, batch, tables, K):
-    """Σ over sentences of ‖∂L/∂a→⟨t⟩‖ at t = 1..K, and how many sentences reach each t."""
-    Z_y, cache = tagger_forward(params, cfg, batch, tables)
-    _, dZ = batch_losses(Z_y, cfg, batch)
-    _, M = tagger_backward(dZ, params, cfg, cache, messages=True)
-    norms = np.linalg.norm(cfg.word_cell.fields(M)[0], axis=2) * batch.mask  # (T, B) ‖∂L/∂a→⟨t⟩‖
-    k = min(K, norms.shape[0])
-    total, count = np.zeros(K), np.zeros(K)
-    total[:k] = norms[:k].sum(axis=1)
-    count[:k] = batch.mask[:k].sum(axis=1)
-    return total, count
-
-
 def load_tagger(directory):
     """Load a model directory written by ``bptt train``. Returns: Tagger.
 
@@ -346,8 +311,8 @@ def load_tagger(directory):
     vocab.json by `Vocab.from_json`, and the parameter shapes they imply (`param_shapes`) against the
     weight file's header before a tensor is allocated. So loading costs what the files hold.
     """
-    from .conll import SCHEMES
-    from .modelfiles import CONFIG, VOCAB, WEIGHTS, load_model_dir
+    from ..io.conll import SCHEMES
+    from ..io.modelfiles import CONFIG, VOCAB, WEIGHTS, load_model_dir
 
     config_file, vocab_file = os.path.join(directory, CONFIG), os.path.join(directory, VOCAB)
     cfg = vocab = None

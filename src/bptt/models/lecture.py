@@ -16,9 +16,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cells import get_cell
-from .errors import BpttError, check_array, check_choice
-from .heads import HEAD_KEYS, OUTPUTS, check_labels, output_backward, output_logits, step_losses
+from ..cells import get_cell
+from ..errors import BpttError, check_array, check_choice
+from ..heads.classification import (
+    HEAD_KEYS,
+    OUTPUTS,
+    check_labels,
+    output_backward,
+    output_logits,
+    step_losses,
+)
 
 PARAM_KEYS = ("W_ax", "W_aa", "b_a", "W_ya", "b_y")
 

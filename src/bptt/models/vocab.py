@@ -13,7 +13,7 @@ from collections import Counter
 
 import numpy as np
 
-from .errors import BpttError
+from ..errors import BpttError
 
 PAD, UNK = 0, 1
 MAX_CHARS = 20  # longer words keep their first 10 and last 10 characters
