@@ -4,8 +4,9 @@ Both train on the same CoNLL-2003 minibatches (same order, same padding) in one 
 alternating in rounds: word + casing embeddings, a bidirectional character RNN (final
 states), dropout, stacked bidirectional recurrent layers of the chosen cell (``--cell``:
 tanh RNN, GRU or LSTM; bptt's default configuration: 2 layers of 128 units per direction),
-a per-word linear output with the logistic loss (person) or softmax cross-entropy (ner), Adam,
-gradient clipping. Prints words/s of each and the ratio.
+a per-word linear output with the logistic loss (person; plus the cross-entropy of its
+auxiliary output over every entity type unless ``--no-aux``) or softmax cross-entropy (ner),
+Adam, gradient clipping. Prints words/s of each and the ratio.
 
     python benchmarks/bench_tagger.py --task person --threads 1 [--cell lstm]
 """
@@ -33,6 +34,7 @@ def parse():
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--cell", choices=["rnn", "gru", "lstm"], default="rnn", help="the word layers' cell")
     p.add_argument("--no-chars", action="store_true", help="without the character RNN")
+    p.add_argument("--no-aux", action="store_true", help="person: without the auxiliary output")
     p.add_argument("--json", action="store_true")
     return p.parse_args()
 
@@ -107,7 +109,7 @@ def torch_inputs(batch, tables, cfg):
 
 def main():
     torch.set_num_threads(ARGS.threads)
-    mcfg = TaggerConfig(task=ARGS.task, cell=ARGS.cell)
+    mcfg = TaggerConfig(task=ARGS.task, cell=ARGS.cell, aux=not ARGS.no_aux)
     if ARGS.no_chars:
         mcfg.char_dim = mcfg.char_hidden = 0
     tr = Trainer(TrainConfig(train=ARGS.data, dev=None), mcfg, "/tmp/bench-tagger-unused", progress=False)
@@ -120,6 +122,7 @@ def main():
     opt = make_optimizer("adam", 2e-3)
     rng = np.random.default_rng(1)
 
+    person_of_aux = torch.from_numpy(cfg.person_of_aux())
     model = TorchTagger(cfg, len(tr.vocab.words), len(tr.vocab.chars), int(tables.case.max()) + 1)
     topt = torch.optim.Adam(model.parameters(), lr=2e-3)
     prepared = [
@@ -142,9 +145,15 @@ def main():
         for (w, c, lengths, extra), labels, mask in prepared[k0 : k0 + ARGS.batches]:
             Z = model(w, c, lengths, **extra)
             if cfg.task == "person":
+                person = person_of_aux[labels] if cfg.aux_tags else labels
                 L = torch.nn.functional.binary_cross_entropy_with_logits(
-                    Z[:, :, 0], labels.to(Z.dtype), weight=mask.to(Z.dtype), reduction="sum"
+                    Z[:, :, 0], person.to(Z.dtype), weight=mask.to(Z.dtype), reduction="sum"
                 )
+                if cfg.aux_tags:  # the auxiliary output over every entity type
+                    CE = torch.nn.functional.cross_entropy(
+                        Z[:, :, 1:].permute(0, 2, 1), labels, reduction="none"
+                    )
+                    L = L + (CE * mask).sum()
             else:
                 L = (
                     torch.nn.functional.cross_entropy(Z.permute(0, 2, 1), labels, reduction="none") * mask

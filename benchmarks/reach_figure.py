@@ -52,14 +52,18 @@ def main(argv=None):
         label = f"{NAMES.get(cfg.cell, cfg.cell)}  ({cfg.task}, {cfg.hidden} units)"
         ax.plot(d, mid, color=colour, lw=2, label=label)
         ax.fill_between(d, lo, hi, color=colour, alpha=0.18, lw=0)
-        print(f"{model}: {cfg.cell} median reach at d = 1, 5, 10, 20: "
-              + ", ".join(f"{mid[k]:.3g}" for k in (1, 5, 10, 20) if k < args.K))
+        print(
+            f"{model}: {cfg.cell} median reach at d = 1, 5, 10, 20: "
+            + ", ".join(f"{mid[k]:.3g}" for k in (1, 5, 10, 20) if k < args.K)
+        )
     ax.set_yscale("log")
     ax.axhline(1.0, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("distance d = n − t (words back from word n)")
     ax.set_ylabel("‖∂s⟨n⟩ / ∂s⟨t⟩‖₂")
-    ax.set_title(f"How far back the gradient reaches: trained CoNLL-2003 taggers, {len(sentences)} dev sentences",
-                 fontsize=9.5)
+    ax.set_title(
+        f"How far back the gradient reaches: trained CoNLL-2003 taggers, {len(sentences)} dev sentences",
+        fontsize=9.5,
+    )
     ax.legend(fontsize=8.5, loc="lower left")
     ax.grid(alpha=0.3, which="both", lw=0.4)
     fig.tight_layout()

@@ -50,8 +50,10 @@ def summarize(run):
 
 
 def main(runs):
-    print("| run | cell | task | epochs (min) | best dev F1 (epoch, min) | dev PER F1 | words/s |"
-          " unseen names F1 (of gold) | unseen PER F1 |")
+    print(
+        "| run | cell | task | epochs (min) | best dev F1 (epoch, min) | dev PER F1 | words/s |"
+        " unseen names F1 (of gold) | unseen PER F1 |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for run in runs:
         try:

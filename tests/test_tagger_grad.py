@@ -24,7 +24,8 @@ def tiny_setup(cfg, seed=0):
     table = FormTable(vocab)
     forms = [table.encode(s) for s in SENTS]
     rng = np.random.default_rng(seed)
-    labels = [rng.integers(0, cfg.n_y if cfg.task == "ner" else 2, size=len(s)) for s in SENTS]
+    classes = cfg.n_y if cfg.task == "ner" else len(cfg.aux_tags) or 2
+    labels = [rng.integers(0, classes, size=len(s)) for s in SENTS]
     word, case, chars, n_chars = table.arrays()
     tables = Tables(word, case, chars, n_chars, vocab.singleton)
     params = init_tagger_params(cfg, len(vocab.words), len(vocab.chars), seed=seed, dtype=np.float64)
@@ -38,11 +39,13 @@ PERSON = dict(task="person", word_dim=3, case_dim=2, char_dim=3, char_hidden=2, 
 NER = dict(task="ner", tags=["O", "B-PER", "I-PER"], word_dim=3, case_dim=0, char_dim=2, char_hidden=3)
 NER.update(hidden=3, layers=2, dropout=0.25)
 UNI = dict(task="person", word_dim=4, case_dim=2, char_dim=0, hidden=3, bidirectional=False, dropout=0.0)
+AUX = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]  # the person task's auxiliary output
 CONFIGS = {
     "person-char-dropout": TaggerConfig(**PERSON),
     "ner-2layers": TaggerConfig(**NER),
     "uni-relu": TaggerConfig(**UNI, activation="relu"),
     "gru-person": TaggerConfig(**{**PERSON, "hidden": 3}, cell="gru"),
+    "lstm-person-aux": TaggerConfig(**{**PERSON, "hidden": 3}, cell="lstm", aux_tags=AUX),
     "lstm-ner-forget1": TaggerConfig(**{**NER, "char_hidden": 2}, cell="lstm", init="forget1"),
     "lstm-uni": TaggerConfig(**{**UNI, "layers": 1}, cell="lstm"),
 }
@@ -63,6 +66,24 @@ def test_gradcheck_whole_tagger(cfg):
     report = gradcheck(fun, params, max_elements=25, eps=1e-5 if cfg.cell == "rnn" else 1e-4)
     assert set(report.errors) == set(params)
     assert report.max_error < 1e-6, str(report)
+
+
+def test_auxiliary_output_adds_its_cross_entropy_to_the_logistic_loss():
+    from bptt.models.tagger_network import batch_losses, tagger_forward
+
+    cfg = CONFIGS["lstm-person-aux"]
+    params, tables, batch = tiny_setup(cfg)
+    Z, _ = tagger_forward(params, cfg, batch, tables)
+    L_t, _ = batch_losses(Z, cfg, batch)
+    assert Z.shape[2] == 1 + len(AUX)
+    t, b = 1, 2  # one word, by hand: its tag is AUX[k]; the person label is whether AUX[k] is a PER tag
+    k = batch.labels[t, b]
+    y = float(AUX[k].endswith("-PER"))
+    p = 1 / (1 + np.exp(-Z[t, b, 0]))
+    z = Z[t, b, 1:]
+    expected = -(y * np.log(p) + (1 - y) * np.log(1 - p)) - (z[k] - np.log(np.exp(z).sum()))
+    assert L_t[t, b] == pytest.approx(expected, rel=1e-12)
+    assert np.all(L_t[~batch.mask] == 0)
 
 
 def test_embedding_backward_sums_repeated_rows(rng):

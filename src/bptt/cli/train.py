@@ -99,6 +99,13 @@ def add_parser(sub):
         "--cell rnn only: the vanilla cell's g, in the word layers and the character RNN",
         choices=["tanh", "relu"],
     )
+    g.add_argument(
+        "--aux",
+        action=argparse.BooleanOptionalAction,
+        default=m.aux,
+        help="--task person: also learn every entity type of the training file with a second, softmax"
+        " output (extra supervision; the person output is unchanged) (default on)",
+    )
     option(g, "word-dim", "word embedding size", type=int)
     option(g, "case-dim", "casing embedding size, 0 for none", type=int)
     option(g, "char-dim", "character embedding size, 0 for no character RNN", type=int)
@@ -176,6 +183,7 @@ def configs(args):
             cell=args.cell,
             init=args.init,
             activation=args.activation,
+            aux=args.aux and args.task == "person",
             dropout=args.dropout,
             word_dropout=args.word_dropout,
         )

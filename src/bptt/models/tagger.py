@@ -245,10 +245,10 @@ class Tagger:
 
     def label_of(self, tag):
         """Class id of an IOB2 tag for this model's output."""
-        if self.cfg.task == "person":
+        if self.cfg.task == "person" and not self.cfg.aux_tags:
             return int(tag.endswith("-PER"))
         try:
-            return self.cfg.tags.index(tag)
+            return (self.cfg.aux_tags or self.cfg.tags).index(tag)
         except ValueError:
             raise BpttError(f"tag {tag!r} is not one of the model's tags {self.cfg.tags}") from None
 

@@ -8,6 +8,12 @@ For a sentence of words w⟨1⟩ … w⟨T⟩:
     ŷ⟨t⟩ = σ(W_ya a⟨t⟩ + b_y)        task "person": P(word t is part of a person's name)
     ŷ⟨t⟩ = softmax(W_ya a⟨t⟩ + b_y)  task "ner": a distribution over the IOB2 tags
 
+The person task may also learn the other entity types (``aux``, the default): W_ya gets one row
+per IOB2 tag of the training file (``aux_tags``) below the person row, read as a second,
+softmax output, and L⟨t⟩ adds its cross-entropy to the logistic loss. The person output and
+its decoding are unchanged; the extra supervision teaches the layers what names look like
+from every type of name (it raises F1 on names never seen in training, BENCHMARKS.md).
+
 The word layers run the cell ``TaggerConfig.cell`` names: "rnn" (the lecture's, with g =
 ``activation``), "gru" or "lstm" (``bptt.cells``); each direction carries that cell's state.
 The character RNN is always the vanilla cell (with g = ``activation``): words are short, and
@@ -41,8 +47,8 @@ TASKS = ("person", "ner")
 INITS = ("default", "forget1")  # the word cell's initialisation (forget1: the LSTM's forget-gate bias 1)
 
 
-def _tags(v):
-    ok = isinstance(v, (list, tuple)) and len(v) > 0
+def _tags(v, empty=False):
+    ok = isinstance(v, (list, tuple)) and (empty or len(v) > 0)
     return ok and all(isinstance(t, str) and t for t in v) and len(set(v)) == len(v)
 
 
@@ -51,6 +57,8 @@ def _tags(v):
 _RULES = {
     "task": one_of(TASKS),
     "tags": (_tags, "a non-empty list of distinct non-empty strings"),
+    "aux": (lambda v: isinstance(v, bool), "true or false"),
+    "aux_tags": (lambda v: _tags(v, empty=True), "a list of distinct non-empty strings"),
     "word_dim": number(1, integer=True),
     "case_dim": number(0, integer=True),
     "char_dim": number(0, integer=True),
@@ -77,6 +85,8 @@ class TaggerConfig(Checked):
 
     task: str = "person"  # "person": sigmoid + logistic loss per word; "ner": softmax over IOB2 tags
     tags: list = field(default_factory=lambda: ["O", "PER"])  # output classes (ner: IOB2 tags)
+    aux: bool = True  # person: also learn every entity type of the training file (a second, softmax output)
+    aux_tags: list = field(default_factory=list)  # that output's IOB2 tags (set from the training file)
     word_dim: int = 100  # word embedding size
     case_dim: int = 8  # casing embedding size (0: no casing feature)
     char_dim: int = 25  # character embedding size (0: no character features)
@@ -92,7 +102,8 @@ class TaggerConfig(Checked):
     word_dropout: float = 0.2  # training: any word becomes <unk> with this probability
 
     RULES = _RULES
-    ADDED = {"cell": "rnn", "init": "default"}  # model directories and runs from before the choice of cell
+    # model directories and runs from before the choice of cell, and of the auxiliary output
+    ADDED = {"cell": "rnn", "init": "default", "aux": False, "aux_tags": []}
     KIND, WHERE = "the tagger's settings", "tagger"
     HINT = " (not a tagger's model directory?)"
 
@@ -103,6 +114,10 @@ class TaggerConfig(Checked):
                 f"char_hidden: expected an integer >= 1 when char_dim is {self.char_dim} (char_dim 0 turns"
                 " the character RNN off), got 0"
             )
+        if self.aux_tags and self.task != "person":
+            raise BpttError(f"aux_tags: only the person task has an auxiliary output, got task {self.task!r}")
+        if self.aux_tags and "O" not in self.aux_tags:
+            raise BpttError(f"aux_tags: expected IOB2 tags including 'O', got {self.aux_tags[:5]}")
         cell = self.word_cell  # only the vanilla cell takes an activation
         if self.init not in cell.inits:
             raise BpttError(
@@ -124,7 +139,12 @@ class TaggerConfig(Checked):
 
     @property
     def n_y(self):
-        return 1 if self.task == "person" else len(self.tags)
+        """Rows of W_ya: person 1 (+ the auxiliary tags), ner one per tag."""
+        return 1 + len(self.aux_tags) if self.task == "person" else len(self.tags)
+
+    def person_of_aux(self):
+        """(len(aux_tags),) int64: 1 where the auxiliary tag is part of a person's name."""
+        return np.array([t.endswith("-PER") for t in self.aux_tags], dtype=np.int64)
 
     @property
     def directions(self):
@@ -383,12 +403,19 @@ def tagger_loss(params, cfg, batch, tables, rng=None, dense=False, messages=Fals
 def batch_losses(Z_y, cfg, batch):
     """L⟨t⟩ of every word and ∂(Σ L⟨t⟩)/∂Z_y: logistic loss (person) or cross-entropy (ner).
 
+    With auxiliary tags (person), batch.labels are their ids: the person label is read from
+    them, and L⟨t⟩ is the logistic loss of column 0 plus the cross-entropy of the other columns.
     Shapes: Z_y (T, B, n_y).
     Returns: L_t (T, B), dZ_y (T, B, n_y); zero on padding.
     """
-    if cfg.task == "person":
+    if cfg.task == "ner":
+        return step_losses(Z_y, batch.labels, "softmax", batch.mask)
+    if not cfg.aux_tags:
         return step_losses(Z_y, batch.labels[:, :, None], "sigmoid", batch.mask)
-    return step_losses(Z_y, batch.labels, "softmax", batch.mask)
+    person = cfg.person_of_aux()[batch.labels]  # (T, B)
+    L_p, dZ_p = step_losses(Z_y[:, :, :1], person[:, :, None], "sigmoid", batch.mask)
+    L_a, dZ_a = step_losses(Z_y[:, :, 1:], batch.labels, "softmax", batch.mask)
+    return L_p + L_a, np.concatenate([dZ_p, dZ_a], axis=2)
 
 
 def output_proba(Z_y, cfg):

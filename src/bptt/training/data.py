@@ -46,21 +46,25 @@ def person_only(tags):
 
 
 def encode(path, sentences, gold, cfg, table):
-    """Form ids and labels per sentence; checks every tag is one the model can output."""
+    """Form ids and labels per sentence; checks every tag is one the model can output.
+
+    Labels: person 0/1, or with auxiliary tags the id among them (a type the training file lacks,
+    in a dev file, reads as O there: it is not a person either); ner the tag's id.
+    """
     forms, labels = [], []
-    index = {t: i for i, t in enumerate(cfg.tags)}
+    index = {t: i for i, t in enumerate(cfg.aux_tags or cfg.tags)}
     for s, tags in zip(sentences, gold):
         forms.append(table.encode(s.words))
-        if cfg.task == "person":
+        if cfg.task == "person" and not cfg.aux_tags:
             labels.append(np.array([t.endswith("-PER") for t in tags], dtype=np.int64))
-        else:
-            for i, t in enumerate(tags):
-                if t not in index:  # an entity type the training file does not have
-                    raise BpttError(
-                        f"{path}:{s.line + i}: tag {s.tags[i]!r}: entity type {t[2:]!r} never occurs"
-                        " in the training file"
-                    )
-            labels.append(np.array([index[t] for t in tags], dtype=np.int64))
+            continue
+        for i, t in enumerate(tags):
+            if t not in index and cfg.task == "ner":  # an entity type the training file does not have
+                raise BpttError(
+                    f"{path}:{s.line + i}: tag {s.tags[i]!r}: entity type {t[2:]!r} never occurs"
+                    " in the training file"
+                )
+        labels.append(np.array([index.get(t, index["O"]) for t in tags], dtype=np.int64))
     if cfg.task == "person":
         gold = [person_only(t) for t in gold]
     return Corpus(path, sentences, gold, forms, labels)

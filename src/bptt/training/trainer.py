@@ -76,8 +76,6 @@ class Stop(KeyboardInterrupt):
         self.signum = signum  # the command exits with 128 + signum, as if the signal had ended it
 
 
-
-
 class Trainer:
     """Runs (or resumes) one training run into ``out``."""
 
@@ -101,6 +99,7 @@ class Trainer:
         if t.max_sentences:
             train_sents, gold_train = train_sents[: t.max_sentences], gold_train[: t.max_sentences]
         m.tags = task_tags(m.task, gold_train, t.train)
+        m.aux_tags = task_tags("ner", gold_train, t.train) if m.task == "person" and m.aux else []
         extra_words, pretrained = (), None
         if t.embeddings:
             extra_words, vectors = read_embeddings(t.embeddings, m.word_dim)
@@ -363,9 +362,12 @@ class Trainer:
         keep the model if it is the best so far, and save the checkpoint."""
         m = self.mcfg
         total_loss, tokens, n_steps = totals["total_loss"], totals["tokens"], totals["n_steps"]
-        # a loss per word far above a uniform guess's (log 2 for name-or-not, log K for K tags) means the
+        # a loss per word far above a uniform guess's (log 2 for name-or-not, log K for K tags, their
+        # sum with an auxiliary output) means the
         # weights have blown up, even when every step was finite: stop before this epoch is saved
-        uniform = math.log(max(2, m.n_y))
+        uniform = (
+            math.log(max(2, m.n_y)) if m.task == "ner" else math.log(2) + math.log(max(1, len(m.aux_tags)))
+        )
         if tokens and not total_loss / tokens <= DIVERGED * uniform:
             raise self.diverged(
                 f"the loss of epoch {self.epoch + 1} is {total_loss / tokens:.3g} per word,"
