@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 import bptt
 from bptt.cells import CELLS, get_cell
+from bptt.drivers.bidirectional import birnn_forward
+from bptt.errors import BpttError
 from tests.conftest import (
     N_A,
     N_X,
@@ -485,6 +487,52 @@ def test_full_length_run_of_a_torch_initialised_module(step_kernels, cfg):
     twin = kind(n_x, n_a, dtype=torch.float64)
     twin.load_state_dict({k: torch.tensor(v) for k, v in back.items()})
     np.testing.assert_allclose(twin(torch.tensor(X), hx)[0].detach().numpy(), A, rtol=0, atol=1e-12)
+
+
+@needs_torch
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_stacked_modules_go_to_bptt_and_back(rng, cell, bidirectional):
+    """from_torch reads a 3-layer module; bptt's layers compute its output; to_torch rebuilds it."""
+    kind = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell]
+    torch.manual_seed(3)
+    module = kind(4, 5, num_layers=3, bidirectional=bidirectional, dtype=torch.float64)
+    layers = bptt.from_torch(module)
+    assert len(layers) == 3 and all(isinstance(x, tuple) == bidirectional for x in layers)
+    T_, B_ = 6, 3
+    lengths = [6, 2, 4]
+    mask = np.arange(T_)[:, None] < np.array(lengths)[None, :]
+    X = rng.standard_normal((T_, B_, 4)) * mask[:, :, None]
+    A = X
+    for layer in layers:  # bptt: each layer's output is the next one's input
+        if bidirectional:
+            A, _ = birnn_forward(A, mask, *layer, cell=cell)
+        else:
+            A, _ = bptt.rnn_forward(A, None, layer, mask=mask, cell=cell)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.tensor(X), lengths, enforce_sorted=False)
+    out, _ = torch.nn.utils.rnn.pad_packed_sequence(module(packed)[0], total_length=T_)
+    np.testing.assert_allclose(A * mask[:, :, None], out.detach().numpy(), rtol=0, atol=1e-12)
+    twin = bptt.to_torch(layers, cell)  # and back: the same outputs from bptt's weights
+    assert type(twin) is kind and twin.num_layers == 3 and twin.bidirectional == bidirectional
+    np.testing.assert_allclose(
+        twin(torch.tensor(X))[0].detach().numpy(),
+        module(torch.tensor(X))[0].detach().numpy(),
+        rtol=0,
+        atol=1e-12,
+    )
+    assert bptt.from_torch(module.state_dict(), cell=cell)[2] is not None
+
+
+def test_torch_conversion_errors_name_the_argument():
+    p = {"W_ax": np.zeros((2, 3)), "W_aa": np.zeros((2, 2)), "b_a": np.zeros(2)}
+    with pytest.raises(BpttError, match=r"^layers\[1\]: expected a parameter dict"):
+        bptt.to_torch([p, "no"])
+    with pytest.raises(BpttError, match="^layers: every layer must be bidirectional, or none"):
+        bptt.to_torch([p, (p, p)])
+    with pytest.raises(BpttError, match="^cell: expected one of"):
+        bptt.from_torch({"weight_ih_l0": np.zeros((2, 3))})
+    with pytest.raises(BpttError, match="^module: no weight_ih_l0"):
+        bptt.from_torch({}, cell="gru")
 
 
 # ------------------------------------------------------------------------------- the vanilla cell

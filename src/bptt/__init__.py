@@ -36,6 +36,7 @@ from .heads.classification import (
 from .io.conll import iter_conll, read_conll
 from .io.safetensors_io import load_safetensors, save_safetensors
 from .io.text import Token, detokenize, split_sentences, tokenize
+from .io.torch_params import from_torch, to_torch
 from .models.lecture import PARAM_KEYS, init_params, sequence_loss
 from .models.metrics import Scores, evaluate
 from .models.tagger import Entity, Tagger, load_tagger
@@ -65,6 +66,7 @@ __all__ = [
     "clip_grad_norm",
     "detokenize",
     "evaluate",
+    "from_torch",
     "get_cell",
     "global_norm",
     "gradcheck",
@@ -95,6 +97,7 @@ __all__ = [
     "sigmoid",
     "softmax",
     "split_sentences",
+    "to_torch",
     "step_losses",
     "tokenize",
     "truncated_sequence_loss",
