@@ -23,6 +23,7 @@ COMMANDS = {
     "train": "train",
     "evaluate": "evaluate",
     "tag": "tag",
+    "export": "export",
     "bench": "bench",
 }
 

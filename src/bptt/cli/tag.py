@@ -14,6 +14,7 @@ EXAMPLES = """\
   echo "Mr. Smith of Acme Corp. visited the U.S. Senate." | bptt tag --model runs/ner
   bptt tag --model runs/ner --input article.txt --format json > article.jsonl
   bptt tag --model runs/ner --input dev.conll --input-format conll --format conll
+  bptt tag --model ner.onnx --input article.txt      # a file written by bptt export: the same output
 """
 
 
@@ -38,7 +39,12 @@ def add_parser(sub):
         run,
     )
     p.add_argument("text", nargs="*", help="sentences to tag (default: read standard input)")
-    p.add_argument("--model", required=True, metavar="DIR", help="model directory written by bptt train")
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="DIR",
+        help="model directory written by bptt train, or FILE.onnx written by bptt export (onnxruntime)",
+    )
     p.add_argument(
         "--input",
         metavar="FILE",
@@ -159,7 +165,7 @@ def _run(args):
     from ..io.output import open_output
     from ..models.tagger import load_tagger
 
-    tagger = load_tagger(args.model)
+    tagger = load_tagger(args.model, threads=args.threads)
     located, source, ready = sentences_from(args, tagger)
     inputs = [args.input] if args.input else [] if args.text else [0]
     n = 0

@@ -9,6 +9,10 @@ Raw text goes in through `Tagger.tag` (one string) and `Tagger.tag_many` (a stre
 each is cut into tokens and sentences by `bptt.io.text` with the model's own abbreviations, each
 sentence is tagged alone, and the entities come back as `Entity(type, text, char_start, char_end)`
 with offsets into the string. ``bptt tag`` runs the same `Tagger.tag_segmented`.
+
+A Tagger computes its logits through one function, ``logits(batch, tables) -> Z_y``: bptt's network
+by default, or an exported ONNX file run by onnxruntime (``load_tagger("tagger.onnx")``,
+`bptt.export.onnx_runtime`); everything after the logits is the same code.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ from .tagger_network import (
     make_batch,
     output_proba,
     param_shapes,
-    predict_proba,
     tagger_backward,
     tagger_forward,
 )
@@ -93,12 +96,22 @@ class Tagged(NamedTuple):
 class Tagger:
     """A trained model: parameters, network shape, vocabularies and the data's tag scheme."""
 
-    def __init__(self, params, cfg, vocab, scheme="IOB2", meta=None):
-        self.params = params
+    def __init__(self, params, cfg, vocab, scheme="IOB2", meta=None, logits=None):
+        self.params = params  # None for an exported file: it tags, but cannot be looked inside
         self.cfg = cfg
         self.vocab = vocab
         self.scheme = scheme  # the training file's scheme: tags are written back in it
         self.meta = meta or {}
+        # (batch, tables) -> Z_y (T, B, n_y): bptt's network, or an exported file's runtime
+        self.logits = self._network_logits if logits is None else logits
+
+    def _network_logits(self, batch, tables):
+        return tagger_forward(self.params, self.cfg, batch, tables)[0]
+
+    def _need_params(self, what):
+        if self.params is None:  # an exported file: the network's insides are not there
+            where = self.meta.get("onnx", "this tagger")
+            raise BpttError(f"{what}: needs a model directory; {where} is an exported file: it tags only")
 
     # ---------------------------------------------------------------- tagging
     def predict(self, sentences, batch_size=128, max_words=BATCH_WORDS):
@@ -117,7 +130,7 @@ class Tagger:
         tables = tables_for(self.vocab, table)
         for index in word_batches([len(f) for f in forms], batch_size, max_words):
             batch = make_batch(forms, None, index)
-            proba = predict_proba(self.params, self.cfg, batch, tables)
+            proba = output_proba(self.logits(batch, tables), self.cfg)
             for i, tags in zip(index, decode(self.cfg, proba, batch.lengths)):
                 out[i] = tags
         return out
@@ -258,6 +271,7 @@ class Tagger:
         gold: IOB2 tags, or None to measure the loss against the model's own prediction.
         Returns: dict with words, y_hat, predicted, gold, L_t, message_norms, title.
         """
+        self._need_params("the unrolled graph")
         words = list(words)
         if not words:
             raise BpttError("sentence: empty; give at least one word")
@@ -290,6 +304,7 @@ class Tagger:
         gradient, growing is exploding.
         Returns: (K,) array, NaN where no sentence is that long.
         """
+        self._need_params("the reach profile")
         sentences = [list(words)[:K] for words in sentences if len(words)]
         out = np.full(K, np.nan)
         if not sentences:
@@ -304,13 +319,18 @@ class Tagger:
         return out
 
 
-def load_tagger(directory):
-    """Load a model directory written by ``bptt train``. Returns: Tagger.
+def load_tagger(directory, threads=1):
+    """Load a model directory written by ``bptt train``, or an ``.onnx`` file written by ``bptt export``
+    (run by onnxruntime with ``threads`` threads; `bptt.export.onnx_runtime`). Returns: Tagger.
 
     Every size is checked before it costs anything: config.json's fields by `TaggerConfig.from_json`,
     vocab.json by `Vocab.from_json`, and the parameter shapes they imply (`param_shapes`) against the
     weight file's header before a tensor is allocated. So loading costs what the files hold.
     """
+    if os.fspath(directory).endswith(".onnx") and not os.path.isdir(directory):
+        from ..export.onnx_runtime import load_onnx_tagger
+
+        return load_onnx_tagger(directory, threads)
     from ..io.conll import SCHEMES
     from ..io.modelfiles import CONFIG, VOCAB, WEIGHTS, load_model_dir
 
