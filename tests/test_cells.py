@@ -627,6 +627,44 @@ def test_lstm_inits():
     np.testing.assert_array_equal(b_i, -b_f)
 
 
+@pytest.mark.parametrize("cell", ["rnn", *GATED])
+def test_orthogonal_init(cell):
+    """Each gate's block of W_aa is orthogonal (Q Qᵀ = I) and random; the rest is the default's."""
+    n_a = 7
+    p = bptt.init_params(3, n_a, 2, cell=cell, init="orthogonal", seed=4, dtype=np.float64)
+    default = bptt.init_params(3, n_a, 2, cell=cell, seed=4, dtype=np.float64)
+    blocks = p["W_aa"].reshape(-1, n_a, n_a)
+    for Q in blocks:
+        np.testing.assert_allclose(Q @ Q.T, np.eye(n_a), atol=1e-12)
+    assert not np.allclose(np.abs(blocks[0]), np.eye(n_a))  # not a signed identity
+    np.testing.assert_array_equal(p["W_ax"], default["W_ax"])  # drawn first, as the default's
+    assert np.abs(p["b_a"]).max() <= (2 / np.sqrt(n_a) if cell != "rnn" else 0)
+
+
+def test_identity_init_is_the_irnn():
+    """IRNN (Le, Jaitly & Hinton 2015): W_aa = I, b_a = 0, small input weights N(0, 0.001²)."""
+    p = bptt.init_params(2, 64, 1, init="identity", dtype=np.float64)
+    np.testing.assert_array_equal(p["W_aa"], np.eye(64))
+    np.testing.assert_array_equal(p["b_a"], 0)
+    assert 0.0005 < p["W_ax"].std() < 0.002
+    X = np.zeros((50, 1, 2))  # no input: relu keeps a⟨0⟩ for ever, nothing fades
+    a0 = np.abs(np.random.default_rng(0).standard_normal((1, 64)))
+    A, _ = bptt.rnn_forward(X, a0, p, activation="relu")
+    np.testing.assert_array_equal(A[-1], a0)
+
+
+def test_gru_chrono_init():
+    """The update gate z keeps a⟨t−1⟩: its bias log U(1, T_max − 1); the GRU takes no forget1."""
+    n_a, T_max = 50, 40
+    p = bptt.init_params(3, n_a, 1, cell="gru", init="chrono", T_max=T_max, dtype=np.float64)
+    b_z = p["b_a"][n_a : 2 * n_a]
+    assert b_z.min() >= 0 and b_z.max() <= np.log(T_max - 1) and b_z.max() - b_z.min() > 1
+    with pytest.raises(bptt.BpttError, match="forget1"):
+        bptt.init_params(3, n_a, 1, cell="gru", init="forget1")
+    with pytest.raises(bptt.BpttError, match="T_max"):
+        bptt.init_params(3, n_a, 1, cell="gru", init="chrono")
+
+
 # ------------------------------------------------------------------------------------ bad input
 
 

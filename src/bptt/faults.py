@@ -12,6 +12,7 @@ reaches POINT. The points are:
 
     batch:E:B          before batch B (0-based) of epoch E (1-based) of ``bptt train``
     eval:E             after the batches of epoch E, before its evaluation and saving
+    step:NAME:S        before batch S (0-based) of the long-range configuration NAME (``bptt longrange``)
     write:FILE         an atomic write of FILE (its base name) has created the temporary file
     mid-write:FILE     half of the first chunk of FILE's data is in the temporary file
     rename:FILE        the temporary file is complete and durable, before it replaces FILE

@@ -246,6 +246,27 @@ def uniform(rng, n_a, shape):
     return rng.uniform(-k, k, size=shape)
 
 
+def orthogonal(rng, n_a, blocks=1):
+    """``blocks`` random orthogonal (n_a, n_a) matrices stacked into (blocks·n_a, n_a), float64.
+
+    The Q of a Gaussian matrix's QR with the signs of R's diagonal folded in, so that Q is uniform
+    over the orthogonal group (``torch.nn.init.orthogonal_``, one gate block at a time).
+    """
+    Q, R = np.linalg.qr(rng.standard_normal((blocks, n_a, n_a)))
+    Q *= np.sign(np.diagonal(R, axis1=1, axis2=2))[:, None, :]  # (blocks, n_a, n_a)
+    return Q.reshape(blocks * n_a, n_a)
+
+
+def chrono_bias(rng, n_a, T_max):
+    """log U(1, T_max − 1): the bias of a gate that keeps the old state (Tallec & Ollivier, 2018), float64.
+
+    A keep gate σ(b) holds a state for about 1 / (1 − σ(b)) = 1 + e^b steps: 2 … T_max here.
+    """
+    if isinstance(T_max, bool) or not isinstance(T_max, (int, np.integer, float)) or not T_max > 2:
+        raise BpttError(f"T_max: init='chrono' needs the longest dependency (> 2 steps), got {T_max!r}")
+    return np.log(rng.uniform(1, T_max - 1, size=n_a))
+
+
 # ------------------------------------------------------------- the gated cells' loops (GRU, LSTM)
 
 # The compiled step with the recurrent product inside (no BLAS call) pays for up to this many rows

@@ -78,8 +78,10 @@ from .base import (
     check_sequence,
     check_state,
     check_upstream,
+    chrono_bias,
     gated_loop,
     input_projections,
+    orthogonal,
     previous,
     sigmoid_,
     step_kernels,
@@ -421,12 +423,21 @@ def gru_state_jacobian(cache, t):
 
 
 def gru_init(n_x, n_a, rng, dtype, init="default", T_max=None):
-    """PyTorch's default: every weight and both biases ~ U(±1/√n_a); b_a = bias_ih + [bias_hr; bias_hz; 0]."""
+    """PyTorch's default: every weight and both biases ~ U(±1/√n_a); b_a = bias_ih + [bias_hr; bias_hz; 0].
+
+    - ``init="orthogonal"``: each gate's block of W_aa a random orthogonal matrix;
+    - ``init="chrono"``: the update gate's bias b_z ~ log U(1, T_max − 1) (Tallec & Ollivier, 2018):
+      z keeps a⟨t−1⟩, so it plays the LSTM's forget gate.
+    """
     W_ax = uniform(rng, n_a, (3 * n_a, n_x))
     W_aa = uniform(rng, n_a, (3 * n_a, n_a))
     b_ih, b_hh = uniform(rng, n_a, 3 * n_a), uniform(rng, n_a, 3 * n_a)
     b_a = b_ih.copy()
     b_a[: 2 * n_a] += b_hh[: 2 * n_a]  # r and z: the two biases add up
+    if init == "orthogonal":
+        W_aa = orthogonal(rng, n_a, 3)
+    elif init == "chrono":
+        b_a[n_a : 2 * n_a] = chrono_bias(rng, n_a, T_max)
     params = {"W_ax": W_ax, "W_aa": W_aa, "b_a": b_a, "b_hn": b_hh[2 * n_a :]}
     return {k: v.astype(dtype) for k, v in params.items()}
 
@@ -444,5 +455,6 @@ GRU = Cell(
     check_inputs=check_gru_inputs,
     state_jacobian=gru_state_jacobian,
     extra=("b_hn",),
+    inits=("default", "orthogonal", "chrono"),
     title="a GRU",
 )

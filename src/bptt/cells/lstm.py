@@ -79,8 +79,10 @@ from .base import (
     check_sequence,
     check_state,
     check_upstream,
+    chrono_bias,
     gated_loop,
     input_projections,
+    orthogonal,
     previous,
     sigmoid_,
     step_kernels,
@@ -485,7 +487,8 @@ def lstm_init(n_x, n_a, rng, dtype, init="default", T_max=None):
 
     - ``init="forget1"``: forget-gate bias b_f = 1 (Jozefowicz, Zaremba & Sutskever, 2015);
     - ``init="chrono"``: b_f ~ log U(1, T_max − 1) and b_i = −b_f (Tallec & Ollivier, 2018),
-      for dependencies of up to about T_max steps.
+      for dependencies of up to about T_max steps;
+    - ``init="orthogonal"``: each gate's block of W_aa a random orthogonal matrix.
     """
     W_ax = uniform(rng, n_a, (4 * n_a, n_x))
     W_aa = uniform(rng, n_a, (4 * n_a, n_a))
@@ -493,11 +496,11 @@ def lstm_init(n_x, n_a, rng, dtype, init="default", T_max=None):
     if init == "forget1":
         b_a[n_a : 2 * n_a] = 1.0
     elif init == "chrono":
-        if isinstance(T_max, bool) or not isinstance(T_max, (int, np.integer, float)) or not T_max > 2:
-            raise BpttError(f"T_max: init='chrono' needs the longest dependency (> 2 steps), got {T_max!r}")
-        b_f = np.log(rng.uniform(1, T_max - 1, size=n_a))
+        b_f = chrono_bias(rng, n_a, T_max)
         b_a[n_a : 2 * n_a] = b_f
         b_a[:n_a] = -b_f
+    elif init == "orthogonal":
+        W_aa = orthogonal(rng, n_a, 4)
     params = {"W_ax": W_ax, "W_aa": W_aa, "b_a": b_a}
     return {k: v.astype(dtype) for k, v in params.items()}
 
@@ -514,6 +517,6 @@ LSTM = Cell(
     fast_backward=_lstm_backward,
     check_inputs=check_lstm_inputs,
     state_jacobian=lstm_state_jacobian,
-    inits=("default", "forget1", "chrono"),
+    inits=("default", "forget1", "chrono", "orthogonal"),
     title="an LSTM",
 )

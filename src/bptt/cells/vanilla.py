@@ -23,7 +23,7 @@ from ..drivers.rnn import (
     rnn_backward,
     rnn_forward,
 )
-from .base import Cell, uniform
+from .base import Cell, orthogonal, uniform
 
 
 def vanilla_state_jacobian(cache, t):
@@ -41,10 +41,18 @@ def vanilla_state_jacobian(cache, t):
 
 
 def vanilla_init(n_x, n_a, rng, dtype, init="default", T_max=None):
-    """Weights ~ U(±1/√n_a) like ``torch.nn.RNN``, zero bias (what ``init_params`` has always drawn)."""
-    W_ax = uniform(rng, n_a, (n_a, n_x)).astype(dtype)
-    W_aa = uniform(rng, n_a, (n_a, n_a)).astype(dtype)
-    return {"W_ax": W_ax, "W_aa": W_aa, "b_a": np.zeros(n_a, dtype=dtype)}
+    """Weights ~ U(±1/√n_a) like ``torch.nn.RNN``, zero bias (what ``init_params`` has always drawn).
+
+    - ``init="orthogonal"``: W_aa a random orthogonal matrix;
+    - ``init="identity"``: W_aa = I and W_ax ~ N(0, 0.001²), the IRNN of Le, Jaitly & Hinton (2015)
+      with g = relu: a⟨t⟩ = a⟨t−1⟩ + small input, so nothing fades at first.
+    """
+    if init == "identity":
+        W_ax, W_aa = rng.normal(0.0, 1e-3, size=(n_a, n_x)), np.eye(n_a)
+    else:
+        W_ax = uniform(rng, n_a, (n_a, n_x))
+        W_aa = orthogonal(rng, n_a) if init == "orthogonal" else uniform(rng, n_a, (n_a, n_a))
+    return {"W_ax": W_ax.astype(dtype), "W_aa": W_aa.astype(dtype), "b_a": np.zeros(n_a, dtype=dtype)}
 
 
 def vanilla_cell(activation="tanh"):
@@ -61,6 +69,7 @@ def vanilla_cell(activation="tanh"):
         fast_backward=_backward,
         check_inputs=check_sequence_inputs,
         state_jacobian=vanilla_state_jacobian,
+        inits=("default", "orthogonal", "identity"),
         title="the vanilla cell",
         options={"activation": activation},
     )

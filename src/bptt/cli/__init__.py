@@ -25,6 +25,7 @@ COMMANDS = {
     "tag": "tag",
     "export": "export",
     "bench": "bench",
+    "longrange": "longrange",
 }
 
 EPILOG = """examples:

@@ -53,6 +53,38 @@ def seed(text):
     return value
 
 
+def track_given(p, run):
+    """Make ``run(defaults, args)`` the command's function, with the options not typed left out of ``args``.
+
+    So a command knows which options were given (``--resume`` refuses the others); `given_options` fills
+    in their defaults, the ones --help shows.
+    """
+    import functools
+
+    options = [a for a in p._actions if a.dest != "help"]
+    p.set_defaults(run=functools.partial(run, {a.dest: a.default for a in options}))
+    for a in options:
+        a.default = argparse.SUPPRESS
+
+
+def given_options(defaults, args):
+    """The namespace with every default filled in, and the names of the options typed (`track_given`)."""
+    given = [name for name in defaults if name in vars(args)]
+    return argparse.Namespace(**{**defaults, **vars(args)}), given
+
+
+def refuse_with_resume(given, allowed, settings):
+    """``--resume`` goes on with a run's own ``settings`` (a file): refuse the options it would ignore."""
+    from ..errors import BpttError
+
+    ignored = ["--" + name.replace("_", "-") for name in given if name not in allowed]
+    if ignored:
+        raise BpttError(
+            f"--resume: cannot be given with {', '.join(ignored)}: the run goes on with the {settings}"
+            f" (only {' and '.join('--' + a for a in allowed if a != 'resume')} may be added)"
+        )
+
+
 def add_seed_option(p, help="random seed"):
     p.add_argument("--seed", type=seed, default=0, help=f"{help} (default 0)")
 

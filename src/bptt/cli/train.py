@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import functools
 
 from ..errors import BpttError
-from .common import add_command, add_reader_options, add_seed_option, blas_threads, strip_prefix_arg
+from .common import (
+    add_command,
+    add_reader_options,
+    add_seed_option,
+    blas_threads,
+    given_options,
+    refuse_with_resume,
+    strip_prefix_arg,
+    track_given,
+)
 
 EXAMPLES = """\
   # person names, the lecture's setting (sigmoid + logistic loss per word), 10 minutes:
@@ -136,12 +144,7 @@ def add_parser(sub):
         help="BLAS threads (default 1: the per-word matrices are small, one thread is fastest)",
     )
     add_seed_option(g, "random seed: same seed, same model")
-    # Options not typed stay out of the namespace, so that `run` knows which were given (--resume
-    # refuses the others); `run` fills in their defaults, the ones --help shows.
-    options = [a for a in p._actions if a.dest != "help"]
-    p.set_defaults(run=functools.partial(run, {a.dest: a.default for a in options}))
-    for a in options:
-        a.default = argparse.SUPPRESS
+    track_given(p, run)
 
 
 def _option(name):
@@ -194,8 +197,7 @@ def configs(args):
 
 
 def run(defaults, args):
-    given = [name for name in defaults if name in vars(args)]
-    args = argparse.Namespace(**{**defaults, **vars(args)})
+    args, given = given_options(defaults, args)
     with blas_threads(args.threads):
         return _run(args, given)
 
@@ -204,12 +206,7 @@ def _run(args, given):
     from ..training import train
 
     if args.resume:
-        ignored = [_option(name) for name in given if name not in WITH_RESUME]
-        if ignored:
-            raise BpttError(
-                f"--resume: cannot be given with {', '.join(ignored)}: the run goes on with the settings and"
-                f" data in {args.resume}/run.json (only --quiet and --threads may be added)"
-            )
+        refuse_with_resume(given, WITH_RESUME, f"settings and data in {args.resume}/run.json")
         train(None, None, args.resume, resume=True, progress=not args.quiet)
         return 0
     if not args.train:

@@ -14,6 +14,11 @@ gives for step t alone (``Cell.window``), given the message from its output and 
 arriving from step t + 1 — which step t + 1's backward returned. That is BPTT run one step
 at a time, right to left.
 
+With the loss at chosen steps only (``loss_at="last"``, or a (T, B) 0/1 array: many-to-one,
+``bptt.heads.placement``), the head's shares dW_ya⁽ᵗ⁾, db_y⁽ᵗ⁾ are zero at every other step, and
+the message ∂L/∂a⟨t⟩ there is what reaches a⟨t⟩ from later losses through the recurrence alone:
+with one loss at the end, the messages are the vanishing gradient itself, step by step.
+
 The reach says how much of the state s⟨t⟩ still shows in the last state: the spectral norm
 (largest singular value) of the Jacobian
 
@@ -37,8 +42,9 @@ import numpy as np
 
 from ..cells import get_cell
 from ..errors import check_choice
-from ..heads.classification import output_backward, output_logits, sigmoid, softmax, step_losses
-from ..models.lecture import check_model_inputs
+from ..heads.classification import output_backward, output_logits, output_values, step_losses
+from ..heads.placement import placed_head, scatter
+from ..models.lecture import check_placed_inputs
 
 NORMS = ("spectral", "fro")
 
@@ -47,8 +53,8 @@ class Ledger(NamedTuple):
     """Everything BPTT computed for one batch, kept per step (time-major)."""
 
     L: float  # the total loss, Σ_t Σ_b L⟨t⟩ (scaled by 1/B with reduction="mean")
-    L_t: np.ndarray  # (T, B) per-step losses L⟨t⟩, 0 at masked steps, unscaled
-    Y_hat: np.ndarray  # (T, B, n_y) outputs ŷ⟨t⟩
+    L_t: np.ndarray  # (T, B) per-step losses L⟨t⟩, 0 at masked and unscored steps, unscaled
+    Y_hat: np.ndarray  # (T, B, n_y) outputs ŷ⟨t⟩ (at every step, scored or not)
     A: np.ndarray  # (T, B, n_a) hidden states a⟨1⟩ … a⟨T⟩
     messages: np.ndarray  # (T, B, n_a) the whole ∂L/∂a⟨t⟩ at every step
     messages_c: object  # (T, B, n_a) the whole ∂L/∂c⟨t⟩ for a paired cell (LSTM), else None
@@ -69,22 +75,30 @@ def ledger(
     reduction="sum",
     norm="spectral",
     cell="rnn",
+    loss_at=None,
 ):
     """Forward, loss and BPTT of the lecture model, with every per-step quantity kept.
 
-    Shapes: X (T, B, n_x); Y (T, B) or (T, B, n_y) for sigmoid, (T, B) int for softmax;
-    a0 the initial state or None for zeros: (B, n_a), or for "lstm" the pair (a0, c0); mask (T, B)
-    or None. Arguments as for ``sequence_loss``.
+    Shapes: X (T, B, n_x); Y (T, B) or (T, B, n_y) for sigmoid and linear, (T, B) int for softmax
+    ((B,) or (B, n_y) with loss_at="last"); a0 the initial state or None for zeros: (B, n_a), or
+    for "lstm" the pair (a0, c0); mask (T, B) or None. Arguments as for ``sequence_loss``.
     Returns: a ``Ledger``.
     """
     check_choice("norm", norm, NORMS)
     c = get_cell(cell, activation)
-    state0, mask, Y, scale = check_model_inputs(params, X, Y, a0, mask, output, activation, reduction, cell)
+    state0, mask, Y, scale, steps = check_placed_inputs(
+        params, X, Y, a0, mask, output, activation, reduction, cell, loss_at
+    )
     A, cache = c.fast_forward(X, state0, params, mask)
     Z_y = output_logits(A, params)  # (T, B, n_y)
-    L_t, dZ_y = step_losses(Z_y, Y, output, mask)
-    dZ_y *= scale  # the reduction scales every gradient alike
-    dA, _ = output_backward(dZ_y, A, params)
+    T, B, _ = A.shape
+    if steps is None:
+        L_t, dZ_y = step_losses(Z_y, Y, output, mask)
+        dZ_y *= scale  # the reduction scales every gradient alike
+        dA, _ = output_backward(dZ_y, A, params)
+    else:
+        L_s, dZ_s, dA, _ = placed_head(A, params, Y, output, steps, scale)
+        L_t, dZ_y = scatter(L_s, steps, T, B), scatter(dZ_s, steps, T, B)  # (T, B), (T, B, n_y)
     _, _, _, M = c.fast_backward(dA, cache, messages=True, need_dX=False)
     contributions = {
         **step_contributions(c, cache, dA),  # (T, *shape) for each of the cell's parameters
@@ -93,7 +107,7 @@ def ledger(
     }
     contributions = {k: contributions[k] for k in params if k in contributions}
     grads = {k: share.sum(axis=0) for k, share in contributions.items()}
-    Y_hat = sigmoid(Z_y) if output == "sigmoid" else softmax(Z_y)
+    Y_hat = output_values(Z_y, output)
     M_a, M_c = (*c.fields(M), None)[:2]
     reach = jacobian_reach(c, cache, norm)
     return Ledger(float(L_t.sum()) * scale, L_t, Y_hat, A, M_a, M_c, contributions, grads, reach, norm)

@@ -3,6 +3,7 @@
     z_y⟨t⟩ = W_ya a⟨t⟩ + b_y
     ŷ⟨t⟩   = σ(z_y⟨t⟩)             "sigmoid": one independent yes/no per output unit
     ŷ⟨t⟩   = softmax(z_y⟨t⟩)       "softmax": one class out of n_y
+    ŷ⟨t⟩   = z_y⟨t⟩                "linear": n_y real numbers, squared error (``bptt.heads.regression``)
 
     sigmoid: L⟨t⟩ = −y log ŷ − (1 − y) log(1 − ŷ)  = max(z, 0) − z y + log(1 + e^−|z|)
     softmax: L⟨t⟩ = −log ŷ_y                        = logsumexp(z) − z_y
@@ -11,7 +12,9 @@ Both right-hand forms are exact and finite for logits of any size (±1e4 include
 and both have the same gradient form: ∂L⟨t⟩/∂z_y⟨t⟩ = ŷ⟨t⟩ − y⟨t⟩ (y one-hot for softmax).
 
 Labels: sigmoid takes Y (T, B, n_y) of 0/1, or (T, B) when n_y = 1; softmax takes
-integer class ids Y (T, B). Masked steps have L⟨t⟩ = 0 and no gradient.
+integer class ids Y (T, B); linear takes real numbers, shaped as sigmoid's labels. Masked steps
+have L⟨t⟩ = 0 and no gradient. Where the loss is taken (every step, the last, chosen steps) is
+``bptt.heads.placement``'s.
 PyTorch: ``torch.nn.Linear(n_a, n_y)`` with ``weight = W_ya``, ``bias = b_y``.
 """
 
@@ -20,8 +23,9 @@ from __future__ import annotations
 from ..backend import array_namespace
 from ..drivers.rnn import check_mask
 from ..errors import BpttError, check_array, check_choice
+from .regression import check_targets, squared_error
 
-OUTPUTS = ("sigmoid", "softmax")
+OUTPUTS = ("sigmoid", "softmax", "linear")
 HEAD_KEYS = ("W_ya", "b_y")
 
 
@@ -54,13 +58,17 @@ def output_forward(A, params, output="sigmoid"):
     """ŷ⟨t⟩ for every step.
 
     Shapes: A (T, B, n_a).
-    Returns: Y_hat (T, B, n_y) probabilities.
+    Returns: Y_hat (T, B, n_y): probabilities, or the linear head's values.
     """
     check_choice("output", output, OUTPUTS)
     check_array("A", A, ("T", "B", "n_a"))
     check_head_params(params, {"n_a": A.shape[2]})
-    Z_y = output_logits(A, params)
-    return sigmoid(Z_y) if output == "sigmoid" else softmax(Z_y)
+    return output_values(output_logits(A, params), output)
+
+
+def output_values(Z_y, output):
+    """ŷ from the logits: σ, softmax, or the logits themselves for the linear head."""
+    return sigmoid(Z_y) if output == "sigmoid" else softmax(Z_y) if output == "softmax" else Z_y
 
 
 def check_head_params(params, sizes):
@@ -83,6 +91,8 @@ def check_labels(Y, output, n_y, sizes):
         if Y.size and (int(Y.min()) < 0 or int(Y.max()) >= n_y):
             raise BpttError(f"Y: class ids must lie in [0, {n_y}), got {int(Y.min())}..{int(Y.max())}")
         return Y
+    if output == "linear":
+        return check_targets(Y, n_y, sizes)
     if Y.ndim == 2 and n_y == 1:
         Y = Y[:, :, None]  # (T, B, 1)
     check_array("Y", Y, ("T", "B", "n_y"), sizes=sizes, floating=False)
@@ -94,7 +104,7 @@ def check_labels(Y, output, n_y, sizes):
 def step_losses(Z_y, Y, output="sigmoid", mask=None):
     """The loss at every step and its gradient with respect to the logits.
 
-    Shapes: Z_y (T, B, n_y); Y (T, B, n_y) 0/1 for sigmoid, (T, B) ints for softmax;
+    Shapes: Z_y (T, B, n_y); Y (T, B, n_y) 0/1 for sigmoid, real for linear, (T, B) ints for softmax;
     mask (T, B) bool or None.
     Returns: L_t (T, B) with zeros at masked steps, dZ_y (T, B, n_y) = ∂(Σ L_t)/∂Z_y.
     Non-finite logits are not an error: they give a non-finite loss, which training skips.
@@ -116,6 +126,8 @@ def _step_losses(Z_y, Y, output, mask):
         # −y log σ(z) − (1 − y) log(1 − σ(z)), rewritten to stay finite for any z
         L_t = (xp.maximum(Z_y, 0) - Z_y * Y + xp.log1p(xp.exp(-xp.abs(Z_y)))).sum(axis=-1)
         dZ_y = sigmoid(Z_y) - Y  # backprop through the logistic loss and σ
+    elif output == "linear":
+        L_t, dZ_y = squared_error(Z_y, Y)
     else:
         shifted = Z_y - Z_y.max(axis=-1, keepdims=True)  # (T, B, n_y)
         log_norm = xp.log(xp.exp(shifted).sum(axis=-1))  # (T, B)

@@ -119,10 +119,9 @@ class TaggerConfig(Checked):
         if self.aux_tags and "O" not in self.aux_tags:
             raise BpttError(f"aux_tags: expected IOB2 tags including 'O', got {self.aux_tags[:5]}")
         cell = self.word_cell  # only the vanilla cell takes an activation
-        if self.init not in cell.inits:
-            raise BpttError(
-                f"init: {cell.title} takes {' or '.join(map(repr, cell.inits))}, got {self.init!r}"
-            )
+        takes = [init for init in cell.inits if init in INITS]  # the tagger offers only INITS
+        if self.init not in takes:
+            raise BpttError(f"init: {cell.title} takes {' or '.join(map(repr, takes))}, got {self.init!r}")
 
     def to_json(self):
         return asdict(self)

@@ -153,8 +153,9 @@ def draw_unrolled_graph(trace, path):
     words = [str(w) for w in trace["words"]]
     y_hat = [float(v) for v in trace["y_hat"]]
     pred = [str(v) for v in trace["predicted"]]
-    gold = None if trace.get("gold") is None else [str(v) for v in trace["gold"]]
-    L_t = None if trace.get("L_t") is None else [float(v) for v in trace["L_t"]]
+    # None in gold or L_t: a step without a loss (``trace_from_params(loss_at=...)``)
+    gold = None if trace.get("gold") is None else [None if v is None else str(v) for v in trace["gold"]]
+    L_t = None if trace.get("L_t") is None else [None if v is None else float(v) for v in trace["L_t"]]
     norms = np.asarray(trace["message_norms"], dtype=float)
     c_norms = trace.get("cell_message_norms")
     c_norms = None if c_norms is None else np.asarray(c_norms, dtype=float)
@@ -252,8 +253,9 @@ def draw_unrolled_graph(trace, path):
         text(t, Y_A - 0.13, _fmt(v), 8, color=ink)
 
         # ŷ⟨t⟩: probability and predicted tag; green or red edge against the gold tag
-        wrong = gold is not None and gold[i] != pred[i]
-        edge = "#999999" if gold is None else ("#d1402a" if wrong else "#2a9d3a")
+        scored = gold is not None and gold[i] is not None
+        wrong = scored and gold[i] != pred[i]
+        edge = "#999999" if not scored else ("#d1402a" if wrong else "#2a9d3a")
         ax.add_patch(
             FancyBboxPatch(
                 (t - W_BOX / 2, Y_YHAT - H_BOX / 2),
@@ -262,7 +264,7 @@ def draw_unrolled_graph(trace, path):
                 boxstyle="round,pad=0,rounding_size=0.1",
                 fc="#f7f9fc",
                 ec=edge,
-                lw=1.0 if gold is None else 1.6,
+                lw=1.6 if scored else 1.0,
                 zorder=3,
             )
         )
@@ -322,7 +324,7 @@ def draw_unrolled_graph(trace, path):
             zorder=3,
         )
     )
-    total = "" if L_t is None else f" = {_fmt(sum(L_t))}"
+    total = "" if L_t is None else f" = {_fmt(sum(v for v in L_t if v is not None))}"
     text((T + 1) / 2, Y_L, "L = Σₜ L⟨t⟩" + total, 11)
 
     forward, recurrent = EQUATIONS[trace.get("cell", "rnn")]
@@ -415,6 +417,7 @@ def trace_from_params(
     activation="tanh",
     title=None,
     cell="rnn",
+    loss_at=None,
 ):
     """The trace of one sentence through the lecture model (with any ``cell``), for ``draw_unrolled_graph``.
 
@@ -422,6 +425,8 @@ def trace_from_params(
     sigmoid with n_y = 1, class ids for softmax) or None. Without Y the messages are those of
     the loss against the model's own predictions, and the trace has no gold and no L_t.
     tags: names of the classes (default "0", "1", …).
+    loss_at: None (every step), "last" (many-to-one: Y may be the one label) or (T,) 0/1, the steps
+    scored (``bptt.heads.placement``); the others have no gold and no L⟨t⟩ (None in the trace).
     Returns: the trace dict.
     """
     from ..diagnostics.ledger import ledger
@@ -441,11 +446,24 @@ def trace_from_params(
     tags = [str(k) for k in range(n_classes)] if tags is None else [str(k) for k in tags]
     if len(tags) != n_classes:
         raise BpttError(f"tags: expected {n_classes} names, got {len(tags)}")
+    if output not in ("sigmoid", "softmax"):
+        raise BpttError(f"output: the unrolled graph draws 'sigmoid' or 'softmax' outputs, got {output!r}")
+    last = isinstance(loss_at, str) and loss_at == "last"
+    if loss_at is None or last or (isinstance(loss_at, str) and loss_at == "all"):
+        scored = np.arange(T) == T - 1 if last else np.ones(T, dtype=bool)
+    else:
+        scored = np.asarray(loss_at)
+        if scored.size != T or scored.dtype.kind not in "biuf" or not ((scored == 0) | (scored == 1)).all():
+            raise BpttError(f"loss_at: expected 'all', 'last' or {T} values of 0/1 (one per word)")
+        scored = scored.reshape(T) != 0
+    if last and Y is not None and np.size(Y) == 1:
+        Y = np.full(T, np.asarray(Y).reshape(()))  # the one label, at the last step
 
-    def labels(ids):  # (T,) class ids in the loss's layout
-        ids = np.asarray(ids).reshape(T, 1)
+    def labels(ids):  # (T,) class ids in the loss's layout: (T, 1), or (1,) for the last step alone
+        ids = np.asarray(ids)[-1:] if last else np.asarray(ids).reshape(T, 1)
         return ids.astype(X.dtype) if output == "sigmoid" else ids.astype(np.int64)
 
+    at = "last" if last else scored[:, None]  # (T, 1): the steps scored
     if Y is None:  # first a pass for the predictions, then messages against them
         probe = ledger(params, X, labels(np.zeros(T, dtype=int)), a0, None, output, activation, cell=cell)
         Y_ids = _classes(probe.Y_hat[:, 0], output)
@@ -453,15 +471,15 @@ def trace_from_params(
         Y_ids = np.asarray(Y).reshape(-1)
         if Y_ids.shape != (T,):
             raise BpttError(f"Y: expected {T} labels (one per word), got shape {np.shape(Y)}")
-    led = ledger(params, X, labels(Y_ids), a0, None, output, activation, cell=cell)
+    led = ledger(params, X, labels(Y_ids), a0, None, output, activation, cell=cell, loss_at=at)
     ids = _classes(led.Y_hat[:, 0], output)
     p = led.Y_hat[:, 0, 0] if output == "sigmoid" else led.Y_hat[:, 0].max(axis=-1)
     return {
         "words": [str(w) for w in words],
         "y_hat": [float(v) for v in p],
         "predicted": [tags[k] for k in ids],
-        "gold": None if Y is None else [tags[int(k)] for k in Y_ids],
-        "L_t": None if Y is None else [float(v) for v in led.L_t[:, 0]],
+        "gold": None if Y is None else [tags[int(k)] if s else None for k, s in zip(Y_ids, scored)],
+        "L_t": None if Y is None else [float(v) if s else None for v, s in zip(led.L_t[:, 0], scored)],
         "message_norms": [float(v) for v in np.linalg.norm(led.messages[:, 0], axis=-1)],
         "cell_message_norms": None
         if led.messages_c is None

@@ -50,6 +50,15 @@ def load_training_state(out, params, ema, opt, tcfg, n_sentences):
     arrays, state = found
     where = os.path.join(out, "checkpoint")
     check_state(state, os.path.join(where, "state.json"), tcfg, n_sentences)
+    restore_arrays(where, arrays, params, ema, opt)
+    return state
+
+
+def restore_arrays(where, arrays, params, ema, opt):
+    """Load a checkpoint's ``arrays`` into ``params``, ``ema`` (or None) and ``opt``, in place, once each is
+    checked: they must be exactly this run's network, its average and its optimizer's state, no more.
+    Errors are one line naming ``where`` (the checkpoint directory) and the array.
+    """
     for name in [f"param.{k}" for k in params] + [f"ema.{k}" for k in ema or ()]:
         want, got = params[name.split(".", 1)[1]], arrays.get(name)
         if got is None or got.shape != want.shape or got.dtype != want.dtype:
@@ -74,7 +83,6 @@ def load_training_state(out, params, ema, opt, tcfg, n_sentences):
         if ema is not None:
             ema[k] = arrays[f"ema.{k}"]
     opt.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("opt.")})
-    return state
 
 
 STATE_FIELDS = ("epoch", "best_f1", "bad_epochs", "train_seconds", "ema_updates", "rng", "log")

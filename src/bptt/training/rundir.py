@@ -110,14 +110,9 @@ def check_out_dir(out, overwrite):
     Returns: True when ``out`` holds only a run.json, to be compared with the new run's once the data
     is read (`same_run`); False otherwise.
     """
-    if not os.path.lexists(out):
+    listed = list_out_dir(out)
+    if listed is None:
         return False
-    if not os.path.isdir(out):
-        raise BpttError(f"{out}: is not a directory (--out names the run's directory)")
-    try:
-        listed = os.listdir(out)
-    except OSError as e:
-        raise BpttError(f"{out}: cannot read the directory ({e.strerror})") from None
     names = sorted(n for n in listed if not _leftover(n) and n not in KEPT_FILES)
     if not names and not _checkpoint_dirs(listed):
         return False
@@ -139,6 +134,19 @@ def check_out_dir(out, overwrite):
     if names != [RUN_FILE]:
         raise BpttError(f"{out}: holds another run's {', '.join(names)}; --overwrite replaces them")
     return True
+
+
+def list_out_dir(out):
+    """The names in the output directory ``out``, or None when there is none; one line when ``out`` is not
+    a directory or cannot be read."""
+    if not os.path.lexists(out):
+        return None
+    if not os.path.isdir(out):
+        raise BpttError(f"{out}: is not a directory (--out names the run's directory)")
+    try:
+        return os.listdir(out)
+    except OSError as e:
+        raise BpttError(f"{out}: cannot read the directory ({e.strerror})") from None
 
 
 def _says_bptt(out):
