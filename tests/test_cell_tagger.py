@@ -51,7 +51,7 @@ def old_init(cfg, n_words, n_chars, seed=0, dtype=np.float32):
 
 
 @pytest.mark.parametrize(
-    "cfg", [TaggerConfig(), TaggerConfig(**SMALL, bidirectional=False, activation="relu")]
+    "cfg", [TaggerConfig(cell="rnn"), TaggerConfig(**SMALL, bidirectional=False, activation="relu", cell="rnn")]
 )
 def test_the_vanilla_taggers_initial_weights_are_unchanged(cfg):
     new, old = init_tagger_params(cfg, 50, 20, seed=3), old_init(cfg, 50, 20, seed=3)
@@ -159,7 +159,7 @@ def test_reach_profile_is_the_ledgers_reach():
     "argv, expected",
     [
         (["--cell", "gru", "--init", "forget1"], "--init: a GRU takes 'default', got 'forget1'"),
-        (["--init", "forget1"], "--init: the vanilla cell takes 'default', got 'forget1'"),
+        (["--cell", "rnn", "--init", "forget1"], "--init: the vanilla cell takes 'default', got 'forget1'"),
         (["--cell", "lstm", "--activation", "relu"], "--activation: only the vanilla cell ('rnn') takes one"),
     ],
 )

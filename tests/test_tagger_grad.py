@@ -41,9 +41,9 @@ NER.update(hidden=3, layers=2, dropout=0.25)
 UNI = dict(task="person", word_dim=4, case_dim=2, char_dim=0, hidden=3, bidirectional=False, dropout=0.0)
 AUX = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]  # the person task's auxiliary output
 CONFIGS = {
-    "person-char-dropout": TaggerConfig(**PERSON),
-    "ner-2layers": TaggerConfig(**NER),
-    "uni-relu": TaggerConfig(**UNI, activation="relu"),
+    "person-char-dropout": TaggerConfig(**PERSON, cell="rnn"),
+    "ner-2layers": TaggerConfig(**NER, cell="rnn"),
+    "uni-relu": TaggerConfig(**UNI, activation="relu", cell="rnn"),
     "gru-person": TaggerConfig(**{**PERSON, "hidden": 3}, cell="gru"),
     "lstm-person-aux": TaggerConfig(**{**PERSON, "hidden": 3}, cell="lstm", aux_tags=AUX),
     "lstm-ner-forget1": TaggerConfig(**{**NER, "char_hidden": 2}, cell="lstm", init="forget1"),
