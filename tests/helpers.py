@@ -14,9 +14,11 @@ from bptt.io.conll import read_conll
 # ------------------------------------------------------------------------------- command line on CoNLL slices
 
 # the smallest tagger that still learns something on a slice of CoNLL-2003
-TINY = ["--cell", "rnn", "--hidden", "24", "--word-dim", "24", "--char-dim", "8", "--char-hidden", "8", "--quiet"]
+TINY = ["--cell", "rnn", "--hidden", "24", "--word-dim", "24", "--char-dim", "8", "--char-hidden", "8"]
+TINY += ["--quiet"]
 # smaller still, for tests about input handling rather than learning
-MINI = ["--cell", "rnn", "--hidden", "8", "--word-dim", "8", "--char-dim", "4", "--char-hidden", "4", "--quiet"]
+MINI = ["--cell", "rnn", "--hidden", "8", "--word-dim", "8", "--char-dim", "4", "--char-hidden", "4"]
+MINI += ["--quiet"]
 
 
 def write_slice(src, dst, n):

@@ -51,7 +51,8 @@ def old_init(cfg, n_words, n_chars, seed=0, dtype=np.float32):
 
 
 @pytest.mark.parametrize(
-    "cfg", [TaggerConfig(cell="rnn"), TaggerConfig(**SMALL, bidirectional=False, activation="relu", cell="rnn")]
+    "cfg",
+    [TaggerConfig(cell="rnn"), TaggerConfig(**SMALL, bidirectional=False, activation="relu", cell="rnn")],
 )
 def test_the_vanilla_taggers_initial_weights_are_unchanged(cfg):
     new, old = init_tagger_params(cfg, 50, 20, seed=3), old_init(cfg, 50, 20, seed=3)

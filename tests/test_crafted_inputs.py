@@ -31,7 +31,8 @@ from tests.conftest import data_file
 from tests.helpers import error_line
 
 # n_x = 6 + 2 + 2·4 = 16 inputs to layer 1; width = 2·5 = 10; 7 words (<pad> <unk> . harry met potter ron)
-SMALL = {"cell": "rnn", "word_dim": 6, "case_dim": 2, "char_dim": 3, "char_hidden": 4, "hidden": 5, "layers": 2}
+SMALL = {"cell": "rnn", "word_dim": 6, "case_dim": 2, "char_dim": 3, "char_hidden": 4, "hidden": 5}
+SMALL["layers"] = 2
 SENTENCE = ["Harry", "Potter", "met", "Ron", "."]
 
 

@@ -123,7 +123,13 @@ def _run(args):
             extra={"demo": True},
         )
         mcfg = TaggerConfig(
-            task="person", word_dim=32, char_dim=16, char_hidden=16, hidden=48, dropout=0.3, word_dropout=0.3,
+            task="person",
+            word_dim=32,
+            char_dim=16,
+            char_hidden=16,
+            hidden=48,
+            dropout=0.3,
+            word_dropout=0.3,
             cell="rnn",  # the lecture's network: the demo shows its BPTT, in seconds
         )
         train(tcfg, mcfg, args.out, overwrite=_holds_a_demo(args.out))
