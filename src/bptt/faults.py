@@ -18,6 +18,8 @@ reaches POINT. The points are:
     rename:FILE        the temporary file is complete and durable, before it replaces FILE
     checkpoint:swap    between moving checkpoint/ to checkpoint.old/ and the new one into place
     any                every point above counts: "SIGKILL@any#17" fires at the 17th point reached
+    PREFIX*            every point whose name starts with PREFIX: "SIGKILL@write:*" kills a process
+                       that writes any file (the processes of a parallel run other than 0 must not)
 
 It is meant for tests, is never set by bptt itself, and costs one global lookup per point when unset.
 """
@@ -55,7 +57,10 @@ def armed(name):
     if _fault is None:
         spec = os.environ.get(ENV)
         _fault = _parse(spec) if spec else False
-    return bool(_fault) and _fault[1] in (name, "any")
+    if not _fault:
+        return False
+    where = _fault[1]
+    return where in (name, "any") or (where.endswith("*") and name.startswith(where[:-1]))
 
 
 def point(name):

@@ -83,10 +83,12 @@ def main(argv=None):
     except BpttError as e:
         if args.debug:
             raise
-        print(f"bptt: error: {e}", file=sys.stderr)
+        if not getattr(e, "quiet", False):  # quiet: another process of a parallel run says it
+            print(f"bptt: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        print("bptt: interrupted", file=sys.stderr)
+        if not getattr(e, "quiet", False):
+            print("bptt: interrupted", file=sys.stderr)
         return 128 + getattr(e, "signum", 2)  # 130 for Ctrl-C (SIGINT), 143 for SIGTERM
     except BrokenPipeError:  # the reader went away (`bptt tag ... | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail

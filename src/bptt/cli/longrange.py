@@ -91,6 +91,7 @@ def add_parser(sub):
     option("valid-size", "fresh sequences scored at each evaluation (the curve; solved or not)", type=int)
     option("test-size", "other fresh sequences scored at the end (the reported value)", type=int)
     option("probes", "validation sequences whose messages and reach are measured", type=int)
+    option("dtype", "of the weights, gradients and optimizer state", choices=["float32", "float64"])
     add_seed_option(g, "random seed: parameters and the training stream, the same for every configuration")
     g = p.add_argument_group("output")
     g.add_argument("--out", metavar="DIR", help="a new or empty directory for the run")
@@ -146,6 +147,7 @@ def config(args):
             probes=args.probes,
             keep_going=args.keep_going,
             seed=args.seed,
+            dtype=args.dtype,
         )
     except BpttError as e:  # "field: expected ..." names the field: say the option instead
         field, _, rest = str(e).partition(":")

@@ -30,6 +30,8 @@ EXAMPLES = """\
   bptt train --train ../shared/data/wikiann-en/train --dev ../shared/data/wikiann-en/dev --out runs/wikiann
   # continue an interrupted run (with the settings and data it started with):
   bptt train --resume runs/person
+  # one model trained by 4 processes (pip install 'bptt[mpi]'; the same model on any number, float64):
+  mpiexec -n 4 bptt train --train ../shared/data/conll2003/eng.train --out runs/person4 --dtype float64
   # train again into a directory that holds a model, replacing it:
   bptt train --train ../shared/data/conll2003/eng.train --out runs/person --overwrite
 """
@@ -137,6 +139,13 @@ def add_parser(sub):
         metavar="K",
         help="truncated BPTT: backpropagate through chunks of K words only (default 0: full)",
     )
+    option(
+        g,
+        "dtype",
+        "of the weights, gradients and optimizer state; float64 makes runs on any number of processes"
+        " agree to 1e-12",
+        choices=["float32", "float64"],
+    )
     g.add_argument(
         "--threads",
         type=int,
@@ -173,6 +182,7 @@ def configs(args):
             embeddings=args.embeddings,
             max_sentences=args.max_sentences,
             bptt_steps=args.bptt_steps,
+            dtype=args.dtype,
         )
         mcfg = TaggerConfig(
             task=args.task,

@@ -71,6 +71,7 @@ _RULES = {
     "keep_going": (lambda v: isinstance(v, bool), "true or false"),
     "max_bad_steps": number(1, integer=True),
     "seed": number(0, 2**63 - 1, integer=True),
+    "dtype": one_of(("float32", "float64")),
 }
 
 
@@ -96,8 +97,10 @@ class LongRangeConfig(Checked):
     keep_going: bool = False  # train the whole budget even once solved (default: stop when solved)
     max_bad_steps: int = 20  # a configuration diverged after this many non-finite updates in a row
     seed: int = 0  # parameters and the training stream (the same for every configuration)
+    dtype: str = "float32"  # of the weights, gradients, optimizer state and sequences
 
     RULES = _RULES
+    ADDED = {"dtype": "float32"}  # runs from before the choice of dtype
     KIND, WHERE = "the long-range settings", "settings"
 
     def __post_init__(self):

@@ -17,6 +17,9 @@ goes on with the settings in DIR/longrange.json: finished configurations are kep
 continues from its checkpoint, the others start. DIR must hold only what a run writes: a file of the
 user's there is refused, never written over. results.json, table.md, the pictures and the report are
 rewritten after every configuration, so an interrupted run shows what it has.
+
+Started by ``mpiexec -n N``, the N processes train every configuration together
+(`bptt.training.parallel`); process 0 alone reads and writes DIR and prints.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from ..io.modelfiles import CHECKPOINT, CHECKPOINT_OLD, CHECKPOINT_TMP_PREFIX, l
 from ..io.output import open_output
 from ..resources import check_memory, gib
 from ..tasks.longrange import get_task
+from ..training.parallel import world
 from ..training.progress import Progress
 from ..training.rundir import check_checkpoint_dirs, list_out_dir
 from .config import CELL_SPECS, LongRangeConfig
@@ -52,35 +56,49 @@ def longrange(cfg, out, resume=False, progress=True):
 
     Returns: the records of results.json, one per configuration.
     """
-    out = os.fspath(out)
-    if resume:
-        cfg = read_settings(out)
-        check_run_dir(out, cfg)
-    else:
-        check_new_dir(out)
-    check_memory_of(cfg)
+    comm = world()
+    with comm.collective():
+        return _longrange(comm, cfg, os.fspath(out), resume, progress)
+
+
+def _longrange(comm, cfg, out, resume, progress):
+    def settings():  # (process 0)
+        if not resume:
+            check_new_dir(out)
+            return cfg
+        found = read_settings(out)
+        check_run_dir(out, found)
+        return found
+
+    cfg = comm.on_root(settings)
+    comm.every(lambda: check_memory_of(cfg))
     if not resume:
-        try:
-            os.makedirs(os.path.join(out, RUNS), exist_ok=True)
-        except OSError as e:
-            raise BpttError(f"{out}: cannot create the directory ({e.strerror or e})") from None
-        save_document(
-            os.path.join(out, SETTINGS_FILE), SETTINGS_FORMAT, SETTINGS_VERSION, {"settings": asdict(cfg)}
-        )
-    show = Progress(enabled=progress)
+
+        def start():  # (process 0)
+            try:
+                os.makedirs(os.path.join(out, RUNS), exist_ok=True)
+            except OSError as e:
+                raise BpttError(f"{out}: cannot create the directory ({e.strerror or e})") from None
+            doc = {"settings": asdict(cfg)}
+            save_document(os.path.join(out, SETTINGS_FILE), SETTINGS_FORMAT, SETTINGS_VERSION, doc)
+
+        comm.on_root(start)
+    show = Progress(enabled=progress and comm.root, muted=not comm.root)
     results = []
     configurations = cfg.configurations()
     last_of_task = {conf.task: i for i, conf in enumerate(configurations)}
     for i, conf in enumerate(configurations):
         where = os.path.join(out, RUNS, conf.name)
-        result = read_result(where)
+        result = comm.on_root(lambda: read_result(where))  # noqa: B023 (called at once)
         trained = result is None
         if trained:
             show.line(f"[{i + 1}/{len(configurations)}] {conf.name}")
-            result = LongRangeTrainer(cfg, conf, where, show).run(resume=resume)
+            result = LongRangeTrainer(cfg, conf, where, show, comm).run(resume=resume)
         results.append(result)
         # the task's pictures after each new result, and once for the results a resumed run found
-        write_outputs(out, cfg, results, conf.task if trained or last_of_task[conf.task] == i else None)
+        if comm.root:  # only process 0 writes
+            task = conf.task if trained or last_of_task[conf.task] == i else None
+            write_outputs(out, cfg, results, task)
     show.line(table(cfg, [r["record"] for r in results]).rstrip("\n"))
     return [r["record"] for r in results]
 
@@ -198,8 +216,8 @@ def check_memory_of(cfg):
     """Refuse a run whose largest configuration cannot fit in memory, before anything is written."""
     longest = max(get_task(t).length(T) for t in cfg.tasks for T in cfg.lengths)
     gates = max({"rnn": 1, "gru": 3, "lstm": 4}[CELL_SPECS[c][0]] for c in cfg.cells)
-    # float32 floats a step keeps per sequence and unit: the gates, the states, their gradients (~2 a gate)
-    per_step = 4 * cfg.hidden * (2 * gates + 4)
+    # floats a step keeps per sequence and unit: the gates, the states, their gradients (~2 a gate)
+    per_step = (8 if cfg.dtype == "float64" else 4) * cfg.hidden * (2 * gates + 4)
     sequences = max(cfg.batch_size, eval_chunk(longest, cfg.hidden))
     need = per_step * longest * sequences
     check_memory(

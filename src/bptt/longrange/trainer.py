@@ -18,6 +18,11 @@ Every configuration of a seed draws the same parameters' stream, the same traini
 same validation and test sequences (``bptt.tasks.task_rng``): cells differ only by what they are.
 The probes — messages ‖∂L/∂a⟨t⟩‖ and reach ‖∂s⟨T⟩/∂s⟨t⟩‖ on a few validation sequences — are taken
 at the start and at the end, in float64: with one loss at the end, they show the vanishing gradient.
+
+Started by ``mpiexec -n N``, the N processes train each configuration together as the tagger's do
+(`bptt.training.parallel`): every process draws the whole batch, computes its share of the sequences,
+the gradients are summed by one Allreduce, every process applies the same update; the validation and
+test sequences are scored in chunks shared out among them; only process 0 writes and prints.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from ..models.lecture import init_params, sequence_loss
 from ..tasks.longrange import get_task, task_rng
 from ..training.checkpoint import check_rng_state, restore_arrays, save_training_state
 from ..training.optim import clip_grad_norm, make_optimizer
+from ..training.parallel import Comm, agreed, agreed_signal
 from ..training.progress import Progress, fmt_time
 from ..training.trainer import Stop
 from .config import CELL_SPECS
@@ -64,13 +70,17 @@ def eval_chunk(length, hidden):
 class LongRangeTrainer:
     """Trains (or resumes) one configuration into ``out``; ``run`` returns its result."""
 
-    def __init__(self, cfg, conf, out, progress=None):
+    def __init__(self, cfg, conf, out, progress=None, comm=None):
         self.cfg, self.conf, self.out = cfg, conf, os.fspath(out)
+        self.comm = comm or Comm()  # the processes training together (`bptt.training.parallel`)
+        # with several processes, what they all act on, from the last step's Allreduce: a stop signal
+        # any of them got, and process 0's clock
+        self.agreed_stop, self.agreed_seconds = None, 0.0
         self.task = get_task(conf.task)
         cell, self.activation, _ = CELL_SPECS[conf.cell]
         self.cell = get_cell(cell, self.activation)
         self.length = self.task.length(conf.T)  # T': the copy task's sequences are T + 20 long
-        self.dtype = np.float32
+        self.dtype = np.dtype(cfg.dtype).type
         self.progress = progress or Progress(enabled=False)
         self.stop_signal = None  # set by SIGINT/SIGTERM: save and stop before the next batch
         self.last_line = -math.inf  # when show() last wrote a line of its own (time.monotonic)
@@ -112,23 +122,42 @@ class LongRangeTrainer:
         }
 
     def save_checkpoint(self, seconds):
-        save_training_state(self.out, self.params, None, self.opt, self.state(seconds))
+        if self.comm.root:  # only process 0 writes
+            save_training_state(self.out, self.params, None, self.opt, self.state(seconds))
 
     def restore(self):
-        """Load the checkpoint in ``out``, every field and array checked. Returns: False if there is none."""
-        found = load_checkpoint(self.out)
-        if found is None:
+        """Load the checkpoint in ``out``, every field and array checked (with several processes,
+        process 0 loads it and `share_state` hands it on). Returns: False if there is none."""
+
+        def load():
+            found = load_checkpoint(self.out)
+            if found is None:
+                return None
+            arrays, state = found
+            where = os.path.join(self.out, "checkpoint")
+            check_state(state, os.path.join(where, "state.json"), self.length, self.task.metric)
+            restore_arrays(where, arrays, self.params, None, self.opt)
+            return state
+
+        state = self.comm.on_root(load)
+        if state is None:
             return False
-        arrays, state = found
-        where = os.path.join(self.out, "checkpoint")
-        check_state(state, os.path.join(where, "state.json"), self.length, self.task.metric)
-        restore_arrays(where, arrays, self.params, None, self.opt)
         self.steps, self.updates, self.sequences = state["steps"], state["updates"], state["sequences"]
         self.seconds = state["seconds"]
         self.bad, self.log, self.solved_at = state["bad"], state["log"], state["solved_at"]
         self.interval, self.probe_start = state["interval"], state["probe_start"]
         self.rng.bit_generator.state = state["rng"]
+        self.agreed_seconds = self.seconds
         return True
+
+    def share_state(self):
+        """Every process starts from process 0's weights and optimizer state (a broadcast)."""
+        if self.comm.size == 1:
+            return
+        mine = (self.params, self.opt.state_dict()) if self.comm.root else None
+        self.params, opt_state = self.comm.broadcast(mine)
+        if not self.comm.root:
+            self.opt.load_state_dict(opt_state)
 
     # ---------------------------------------------------------------- one batch
     def train_step(self, params, batch):
@@ -136,18 +165,50 @@ class LongRangeTrainer:
 
         The seam where data-parallel training plugs in: each process computes its share, the
         gradients are summed, and every process applies the same update.
+        With several processes, each computes the share `parallel.Comm.share` gives it, its loss and
+        gradients divided by the whole batch's size; `update` sums the shares.
         Returns: (L, grads) with grads keyed like params.
         """
-        return sequence_loss(
-            params, batch.X, batch.Y, output=self.task.output, activation=self.activation, reduction="mean",
-            cell=self.cell.name, loss_at=batch.loss_at,
-        )  # fmt: skip
+        kw = dict(output=self.task.output, activation=self.activation, cell=self.cell.name)
+        if self.comm.size == 1:
+            return sequence_loss(params, batch.X, batch.Y, reduction="mean", loss_at=batch.loss_at, **kw)
+        lo, hi, mean_over = self.comm.share(batch.X.shape[1])
+        steps = isinstance(batch.loss_at, np.ndarray)  # (T', B) scored steps and targets, or one a sequence
+        X = np.ascontiguousarray(batch.X[:, lo:hi])  # (T', B', n_x)
+        Y = batch.Y[:, lo:hi] if steps else batch.Y[lo:hi]
+        loss_at = batch.loss_at[:, lo:hi] if steps else batch.loss_at
+        L, grads = sequence_loss(params, X, Y, reduction="sum", loss_at=loss_at, **kw)
+        for g in grads.values():
+            g /= mean_over  # the mean over the whole batch
+        return L / mean_over, grads
+
+    def sum_shares(self, L, grads):
+        """With several processes: the batch's loss and gradients, the sum of the shares' (one
+        Allreduce), which also carries a stop signal any process got and process 0's clock."""
+        if self.comm.size == 1:
+            return L, grads
+        own = self.stop_signal or 0
+        seconds = time.monotonic() - self.start if self.comm.root else 0.0
+        L, grads, (count, signums, seconds) = self.comm.sum(L, grads, (own > 0, own, seconds))
+        self.agreed_stop, self.agreed_seconds = agreed_signal(count, signums), seconds
+        return L, grads
+
+    def clock(self, start):
+        """Seconds of the configuration so far: this process's; with several, process 0's as of the
+        last step (so that all stop at the same batch)."""
+        return time.monotonic() - start if self.comm.size == 1 else self.agreed_seconds
+
+    def stop(self, signum):
+        """The `Stop` after ``signum``; with several processes raised alike by all, said by process 0."""
+        if self.comm.size == 1:
+            return Stop(signum)
+        return agreed(Stop(self.stop_signal or signum), quiet=not self.comm.root)
 
     def update(self, batch):
         """One update from one batch (`train_step`, clipping, the optimizer), counted in ``interval``; a
         non-finite loss or gradient skips it. Returns: whether the weights were updated."""
         B = batch.X.shape[1]
-        L, grads = self.train_step(self.params, batch)
+        L, grads = self.sum_shares(*self.train_step(self.params, batch))
         norm = clip_grad_norm(grads, self.cfg.clip)
         self.steps += 1
         self.sequences += B
@@ -168,14 +229,26 @@ class LongRangeTrainer:
 
     # ---------------------------------------------------------------- measuring
     def scores(self, which, n):
-        """The task's scores of the current weights on ``n`` fresh sequences of the stream ``which``."""
+        """The task's scores of the current weights on ``n`` fresh sequences of the stream ``which``.
+
+        With several processes each scores every size-th chunk (every process draws them all, so the
+        stream moves on alike), and the outputs are gathered: the same scores everywhere.
+        """
         rng, chunk = task_rng(self.cfg.seed, which), eval_chunk(self.length, self.cfg.hidden)
+        rank, size = self.comm.rank, self.comm.size
         Z, Y = [], []
-        for start in range(0, n, chunk):
+        for k, start in enumerate(range(0, n, chunk)):
             batch = self.task.draw(rng, self.conf.T, min(chunk, n - start), self.dtype)
+            if k % size != rank:
+                continue
             z, y = self.outputs(batch)
             Z.append(z)
             Y.append(y)
+        if size > 1:
+            parts = self.comm.allgather((Z, Y))  # chunk k is process k % size's (k // size)-th
+            n_chunks = len(range(0, n, chunk))
+            Z = [parts[k % size][0][k // size] for k in range(n_chunks)]
+            Y = [parts[k % size][1][k // size] for k in range(n_chunks)]
         scores = self.task.score(np.concatenate(Z), np.concatenate(Y), self.conf.T, n)
         return dict(zip(scores, finite(scores.values())))  # JSON has no NaN: a diverged model scores null
 
@@ -191,7 +264,10 @@ class LongRangeTrainer:
 
     def probe(self):
         """The messages ‖∂L/∂a⟨t⟩‖ by step and the reach ‖∂s⟨T'⟩/∂s⟨T'−d⟩‖ by distance d, in float64,
-        averaged over the first ``probes`` validation sequences (no reach beyond MAX_REACH_STEPS)."""
+        averaged over the first ``probes`` validation sequences (no reach beyond MAX_REACH_STEPS).
+        None on processes other than 0: what they write, it alone measures."""
+        if not self.comm.root:
+            return None
         batch = self.task.draw(task_rng(self.cfg.seed, "valid"), self.conf.T, self.cfg.probes, np.float64)
         p = {k: v.astype(np.float64) for k, v in self.params.items()}
         kw = dict(output=self.task.output, activation=self.activation, cell=self.cell.name)
@@ -222,9 +298,10 @@ class LongRangeTrainer:
         self.interval = dict.fromkeys(INTERVAL, 0)
         if self.solved_at is None and self.task.solved(scores):
             self.solved_at = self.sequences
-        atomic_write(
-            os.path.join(self.out, "log.jsonl"), "".join(json.dumps(r) + "\n" for r in self.log).encode()
-        )
+        self.comm.check_same(self.params, f"at {self.sequences:,} sequences")
+        if self.comm.root:  # only process 0 writes
+            text = "".join(json.dumps(r) + "\n" for r in self.log)
+            atomic_write(os.path.join(self.out, "log.jsonl"), text.encode())
         return record
 
     # ---------------------------------------------------------------- the loop
@@ -246,9 +323,11 @@ class LongRangeTrainer:
 
         Returns: the result (see `result`), also written to result.json.
         """
-        os.makedirs(self.out, exist_ok=True)
+        if self.comm.root:
+            os.makedirs(self.out, exist_ok=True)
         resumed = resume and self.restore()
-        start = time.monotonic() - self.seconds
+        self.share_state()
+        start = self.start = time.monotonic() - self.seconds
         name, c = self.conf.name, self.cfg
         self.progress.line(
             f"{name}: {self.task.title} at T = {self.conf.T}, {self.cell.title}"
@@ -264,11 +343,12 @@ class LongRangeTrainer:
                 if not self.log:
                     self.evaluate(time.monotonic() - start)  # the curve starts at the untrained weights
                     self.save_checkpoint(time.monotonic() - start)
-                while (reason := self.stop_reason(time.monotonic() - start)) is None:
+                while (reason := self.stop_reason(self.clock(start))) is None:
                     faults.point(f"step:{name}:{self.steps}")  # test-only (BPTT_FAULT); a no-op otherwise
-                    if self.stop_signal is not None:  # SIGINT/SIGTERM: save the state before this batch
+                    stop = self.stop_signal if self.comm.size == 1 else self.agreed_stop
+                    if stop is not None:  # SIGINT/SIGTERM: save the state before this batch
                         self.save_checkpoint(time.monotonic() - start)
-                        raise Stop(self.stop_signal)
+                        raise self.stop(stop)
                     self.update(self.task.draw(self.rng, self.conf.T, c.batch_size, self.dtype))
                     if self.sequences >= len(self.log) * c.eval_every:
                         self.show(self.evaluate(time.monotonic() - start), start)
@@ -278,8 +358,11 @@ class LongRangeTrainer:
                 if self.log[-1]["sequences"] != self.sequences:  # the curve ends where training did
                     self.show(self.evaluate(time.monotonic() - start), start)
                 result = self.finish(reason, time.monotonic() - start)
-            if self.stop_signal is not None:  # came while scoring or saving: the next configuration waits
-                raise Stop(self.stop_signal)
+            stop = self.stop_signal
+            if self.comm.size > 1:  # agreed: any process's
+                stop = agreed_signal(*self.comm.agree((stop is not None, stop or 0)))
+            if stop is not None:  # came while scoring or saving: the next configuration waits
+                raise self.stop(stop)
             return result
         except KeyboardInterrupt:
             self.progress.line("interrupted: the training state is saved; continue with --resume")
@@ -327,7 +410,8 @@ class LongRangeTrainer:
         probe_end = self.probe()
         spec = {"task": conf.task, "T": conf.T, "cell": conf.cell, "init": conf.init}
         meta = {**{k: str(v) for k, v in spec.items()}, "activation": self.activation, "output": t.output}
-        save_safetensors(os.path.join(self.out, "weights.safetensors"), self.params, meta)
+        if self.comm.root:  # only process 0 writes
+            save_safetensors(os.path.join(self.out, "weights.safetensors"), self.params, meta)
         record = {
             **spec,
             "activation": self.activation,
@@ -356,7 +440,8 @@ class LongRangeTrainer:
             "probe_start": self.probe_start,
             "probe_end": probe_end,
         }
-        atomic_write(os.path.join(self.out, "result.json"), json.dumps(result).encode())
+        if self.comm.root:
+            atomic_write(os.path.join(self.out, "result.json"), json.dumps(result).encode())
         verdict = "solved" if record["solved"] else "not solved"
         self.progress.line(
             f"{conf.name}: test {t.metric} {table_row(record)[5]} (baseline {record['baseline']:.4g}),"

@@ -114,9 +114,11 @@ class Tagger:
             raise BpttError(f"{what}: needs a model directory; {where} is an exported file: it tags only")
 
     # ---------------------------------------------------------------- tagging
-    def predict(self, sentences, batch_size=128, max_words=BATCH_WORDS):
+    def predict(self, sentences, batch_size=128, max_words=BATCH_WORDS, part=None):
         """IOB2 tags for each sentence (a list of words), in batches of ``word_batches``.
 
+        part: ``(i, n)`` to tag only batches i, i + n, i + 2n, ... (a process's part of the work;
+        each batch is computed exactly as without ``part``), the other sentences' tags None.
         Returns: list of tag lists, in the input order.
         """
         sentences = list(sentences)
@@ -128,7 +130,9 @@ class Tagger:
         table = FormTable(self.vocab)
         forms = [table.encode(s) for s in sentences]
         tables = tables_for(self.vocab, table)
-        for index in word_batches([len(f) for f in forms], batch_size, max_words):
+        for k, index in enumerate(word_batches([len(f) for f in forms], batch_size, max_words)):
+            if part is not None and k % part[1] != part[0]:
+                continue
             batch = make_batch(forms, None, index)
             proba = output_proba(self.logits(batch, tables), self.cfg)
             for i, tags in zip(index, decode(self.cfg, proba, batch.lengths)):

@@ -182,6 +182,19 @@ def make_batch(form_seqs, label_seqs, index):
     return Batch(forms, mask, lengths, labels, np.asarray(index))
 
 
+def batch_part(batch, lo, hi):
+    """Sentences ``lo:hi`` of a batch, padded to the batch's length T (truncated BPTT cuts the
+    right-to-left pass, which runs over padded reversed time, every k steps from T: so where the
+    whole batch's would).
+
+    Returns: Batch.
+    """
+    part = lambda a: np.ascontiguousarray(a[:, lo:hi])  # noqa: E731  (T, B') of (T, B)
+    return Batch(
+        part(batch.forms), part(batch.mask), batch.lengths[lo:hi], part(batch.labels), batch.index[lo:hi]
+    )
+
+
 def batch_indices(lengths, batch_size, rng=None):
     """Sentence indices grouped by similar length; shuffled (deterministically) when rng is given.
 
@@ -294,7 +307,8 @@ class TaggerCache(NamedTuple):
 
 
 def tagger_forward(params, cfg, batch, tables, rng=None):
-    """Logits for every word. ``rng`` switches on training: dropout and <unk> replacement.
+    """Logits for every word. ``rng`` switches on training: dropout and <unk> replacement (a NumPy
+    Generator, or anything with its ``random(shape, dtype)``: a process's `parallel.ShareDraws`).
 
     Shapes: batch.forms (T, B).
     Returns: Z_y (T, B, n_y), cache.
@@ -386,14 +400,18 @@ def tagger_backward(dZ_y, params, cfg, cache, dense=False, messages=False, trunc
     return grads, M
 
 
-def tagger_loss(params, cfg, batch, tables, rng=None, dense=False, messages=False, truncate=None):
+def tagger_loss(
+    params, cfg, batch, tables, rng=None, dense=False, messages=False, truncate=None, mean_over=None
+):
     """Mean sentence loss of a batch and its gradients.
 
+    mean_over: the number of sentences the mean is over (default: the batch's); a process's share of a
+    global batch (`bptt.training.parallel`) divides by the global batch size.
     Returns: L (float), grads, and layer 1's forward messages (or None).
     """
     Z_y, cache = tagger_forward(params, cfg, batch, tables, rng)
     L_t, dZ_y = batch_losses(Z_y, cfg, batch)
-    B = batch.forms.shape[1]
+    B = batch.forms.shape[1] if mean_over is None else mean_over
     dZ_y /= B  # the mean over sentences
     grads, M = tagger_backward(dZ_y, params, cfg, cache, dense=dense, messages=messages, truncate=truncate)
     return float(L_t.sum()) / B, grads, M

@@ -8,9 +8,11 @@
     checkpoint.py   the training state a checkpoint holds, checked field by field before a resume
     rundir.py       the run's directory: run.json, what may be written over, the input files' checksums
     progress.py     the progress line
+    parallel.py     data-parallel training on MPI (mpiexec -n N): `Comm` (one process: the identity),
+                    the shares of a batch, their random draws, the gradients summed by one Allreduce
 
 ``train(tcfg, mcfg, out)`` is the one entry; `Trainer` runs the epochs, and its ``train_step`` is
-the seam where one batch becomes a loss and gradients (what data-parallel training replaces).
+the seam where one batch becomes a loss and gradients (each process's share of it, on several).
 
 The names below are imported when first used, so that ``import bptt`` (which takes the optimizers
 from ``bptt.training.optim``) does not load the whole training loop.

@@ -10,6 +10,7 @@ from ..errors import BpttError
 from ..models.tagger_network import param_shapes
 
 OPTIMIZERS = ("adam", "momentum", "sgd")
+DTYPES = ("float32", "float64")
 
 # every field of TrainConfig: (its check, what it must be); checked on construction, so a bad option
 # or an edited run.json is one line naming the field before anything is read or sized by it
@@ -32,6 +33,7 @@ _RULES = {
     "embeddings": string(optional=True),
     "max_bad_steps": number(1, integer=True),
     "max_sentences": number(1, integer=True, optional=True),
+    "dtype": one_of(DTYPES),
     "extra": (lambda v: isinstance(v, dict), "an object"),
 }
 
@@ -62,9 +64,11 @@ class TrainConfig(Checked):
     embeddings: str | None = None  # optional GloVe-format text file of pretrained word vectors
     max_bad_steps: int = 20  # stop when this many updates in a row had a non-finite loss or gradient
     max_sentences: int | None = None  # use only the first N training sentences (quick runs)
+    dtype: str = "float32"  # of the weights, gradients and optimizer state: "float32" or "float64"
     extra: dict = field(default_factory=dict)  # free-form notes kept with the run
 
     RULES = _RULES
+    ADDED = {"dtype": "float32"}  # runs from before the choice of dtype
     KIND, WHERE = "the training settings", "train"
 
 
@@ -96,7 +100,7 @@ def check_sizes(mcfg, where=None):
 
 
 def memory_needed(mcfg, tcfg, n_words, n_chars, longest):
-    """About the bytes a run needs (float32): the weights with their gradients, optimizer moments and
+    """About the bytes a run needs (in its dtype): the weights with their gradients, optimizer moments and
     moving average, and the activations of a batch of sentences as long as the longest.
 
     Returns: (the total, the part for the weights and their copies).
@@ -109,5 +113,6 @@ def memory_needed(mcfg, tcfg, n_words, n_chars, longest):
     per_word += ACTIVATIONS_PER_GATE_UNIT * (mcfg.word_cell.gates - 1) * layer_units
     if mcfg.char_dim:
         per_word += ACTIVATIONS_PER_CHAR_UNIT * (mcfg.char_dim + 2 * mcfg.char_hidden)
-    weights = 4 * copies * n
-    return weights + 4 * per_word * longest * tcfg.batch_size, weights
+    size = 8 if tcfg.dtype == "float64" else 4
+    weights = size * copies * n
+    return weights + size * per_word * longest * tcfg.batch_size, weights

@@ -60,12 +60,20 @@ def batch_message_norms(params, cfg, batch, tables, K):
     return total, count
 
 
-def dev_scores(tagger, corpus):
+def dev_scores(tagger, corpus, comm=None):
     """conlleval's scores of ``tagger`` on ``corpus`` (and, for the person task, token P/R/F1).
 
+    comm: the processes of a data-parallel run (`bptt.training.parallel`): each tags every size-th
+    batch, the tags are gathered, and every process scores them all (the same scores everywhere,
+    and the same tags as one process computes: each batch is computed alike).
     Returns: the log record's ``dev`` dict, and the predicted tags of every sentence.
     """
-    pred = tagger.predict([s.words for s in corpus.sentences], batch_size=256)
+    words = [s.words for s in corpus.sentences]
+    if comm is None or comm.size == 1:
+        pred = tagger.predict(words, batch_size=256)
+    else:
+        parts = comm.allgather(tagger.predict(words, batch_size=256, part=(comm.rank, comm.size)))
+        pred = [next(p[i] for p in parts if p[i] is not None) for i in range(len(words))]
     record = evaluate(corpus.gold, pred).to_dict()
     if tagger.cfg.task == "person":
         record["token_precision"], record["token_recall"], record["token_f1"] = token_f1(corpus.gold, pred)

@@ -9,9 +9,10 @@ import time
 class Progress:
     """One status line, redrawn in place on a terminal; a line per epoch otherwise."""
 
-    def __init__(self, stream=None, enabled=True):
+    def __init__(self, stream=None, enabled=True, muted=False):
         self.stream = sys.stderr if stream is None else stream  # the one of the moment, not of import time
         self.enabled = enabled
+        self.muted = muted  # nothing at all, warnings neither (the processes of a run other than 0)
         self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
         self.last = 0.0
 
@@ -24,7 +25,7 @@ class Progress:
 
     def line(self, text, always=False):
         """Write a line; ``always`` writes it even when the display is off (for warnings)."""
-        if not (self.enabled or always):
+        if self.muted or not (self.enabled or always):
             return
         if self.tty:
             self.stream.write("\r\033[K")

@@ -257,15 +257,36 @@ def read_run_file(out):
 
 def check_data(tcfg, data):
     """Refuse input files that are not those the run started on (``data``: from `read_run_file`)."""
+    changed = changed_file(tcfg, data, "the run was started on it")
+    if changed:
+        path, what = changed
+        raise BpttError(
+            f"{path}: changed since the run started ({what} differs); --resume continues only on the"
+            " data the run started with: restore the file, or train a new run into another --out"
+        )
+
+
+def check_same_files(tcfg, data, rank):
+    """Refuse input files that are not those process 0 read (``data``: its sizes and SHA-256): in a run
+    on several processes each reads them itself, at the same paths."""
+    changed = changed_file(tcfg, data, "process 0 read it")
+    if changed:
+        path, what = changed
+        raise BpttError(
+            f"{path}: differs from the file process 0 read ({what}); every process must read the same"
+            f" files (this is process {rank})"
+        )
+
+
+def changed_file(tcfg, data, unreadable):
+    """The first input file whose size or SHA-256 is not ``data``'s, as (path, "size" or "sha256"), or
+    None; ``unreadable`` ends the error for a file that cannot be read."""
     for name, was in data.items():
         path = getattr(tcfg, name)
         try:
             now = file_checksum(path)
         except OSError as e:
-            raise BpttError(f"{path}: cannot read ({e.strerror}); the run was started on it") from None
+            raise BpttError(f"{path}: cannot read ({e.strerror}); {unreadable}") from None
         if now != was:
-            what = "size" if now["bytes"] != was["bytes"] else "sha256"
-            raise BpttError(
-                f"{path}: changed since the run started ({what} differs); --resume continues only on the"
-                " data the run started with: restore the file, or train a new run into another --out"
-            )
+            return path, "size" if now["bytes"] != was["bytes"] else "sha256"
+    return None

@@ -19,6 +19,11 @@ drawn from, the current one, the next batch and the running totals. ``--resume``
 the checkpoint (SIGKILL or a power cut lose the epoch in progress) and, without a time budget,
 ends with a model bit-identical to an uninterrupted run with the same seed.
 
+Started by ``mpiexec -n N`` (`bptt.training.parallel`), the N processes train one model: each computes
+its share of every batch, the gradients are summed, every process applies the same update; only
+process 0 reads and writes the run's directory and prints. The model does not depend on N (float64:
+to 1e-12), and ``--resume`` may continue with another N.
+
 Nothing of the user's is lost: a new run writes nothing before every input is read and checked,
 and then only into a new or empty directory (or one holding this same run's run.json alone);
 ``overwrite`` replaces another run or model, never files of the user's. A run that diverges ends
@@ -34,6 +39,7 @@ import math
 import os
 import signal
 import time
+import warnings
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -43,7 +49,7 @@ from ..errors import BpttError
 from ..io.atomic import atomic_write
 from ..io.modelfiles import save_model_dir
 from ..models.tagger import Tagger, check_length, tables_for
-from ..models.tagger_network import batch_indices, init_tagger_params, make_batch, tagger_loss
+from ..models.tagger_network import batch_indices, batch_part, init_tagger_params, make_batch, tagger_loss
 from ..models.vocab import FormTable, Vocab
 from ..resources import check_memory, gib
 from .checkpoint import EPOCH_TOTALS, load_training_state, save_training_state
@@ -51,6 +57,7 @@ from .config import check_sizes, memory_needed
 from .data import encode, read_embeddings, read_tagged, task_tags
 from .evaluation import dev_scores, gradient_flow, make_probes
 from .optim import clip_grad_norm, make_optimizer
+from .parallel import Comm, ShareDraws, agreed, agreed_signal, world
 from .progress import Progress, fmt_time
 from .rundir import (
     DATA_FILES,
@@ -58,6 +65,7 @@ from .rundir import (
     check_data,
     check_out_dir,
     check_regular_files,
+    check_same_files,
     data_checksums,
     read_run_file,
     same_run,
@@ -77,14 +85,19 @@ class Stop(KeyboardInterrupt):
 
 
 class Trainer:
-    """Runs (or resumes) one training run into ``out``."""
+    """Runs (or resumes) one training run into ``out``; ``comm``: its processes (`parallel.Comm`)."""
 
-    def __init__(self, tcfg, mcfg, out, progress=True):
+    def __init__(self, tcfg, mcfg, out, progress=True, comm=None):
         self.tcfg, self.mcfg, self.out = tcfg, mcfg, out
-        self.progress = Progress(enabled=progress)
-        self.dtype = np.float32
+        self.comm = comm or Comm()
+        root = self.comm.root  # process 0 prints and writes; the others are silent
+        self.progress = Progress(enabled=progress and root, muted=not root)
+        self.dtype = np.dtype(tcfg.dtype).type
         self.stop_signal = None  # set by SIGINT/SIGTERM: save and stop before the next batch
         self.resume_at = None  # restored from a checkpoint taken inside an epoch: where to go on
+        # with several processes, what they all act on, from the last step's Allreduce: a stop signal
+        # any of them got, and process 0's clock (seconds of the run)
+        self.agreed_stop, self.agreed_seconds = None, 0.0
 
     # ---------------------------------------------------------------- set-up
     def prepare(self):
@@ -176,13 +189,17 @@ class Trainer:
         }
 
     def save_checkpoint(self, inside_epoch=None):
-        save_training_state(self.out, self.params, self.ema, self.opt, self.state(inside_epoch))
+        if self.comm.root:  # only process 0 writes
+            save_training_state(self.out, self.params, self.ema, self.opt, self.state(inside_epoch))
 
     def restore(self):
-        """Load the checkpoint in ``out`` (every array and field checked: `load_training_state`).
+        """Load the checkpoint in ``out`` (every array and field checked: `load_training_state`); with
+        several processes, process 0 loads it and `share_state` hands it to the others.
         Returns: False when there is no checkpoint."""
         n_sentences = len(self.train.forms)
-        state = load_training_state(self.out, self.params, self.ema, self.opt, self.tcfg, n_sentences)
+        state = self.comm.on_root(
+            lambda: load_training_state(self.out, self.params, self.ema, self.opt, self.tcfg, n_sentences)
+        )
         if state is None:
             return False
         self.epoch, self.best_f1 = state["epoch"], state["best_f1"]
@@ -193,8 +210,18 @@ class Trainer:
         self.resume_at = state.get("inside_epoch")
         return True
 
+    def share_state(self):
+        """Every process starts from process 0's weights, average and optimizer state (a broadcast)."""
+        if self.comm.size == 1:
+            return
+        mine = (self.params, self.ema, self.opt.state_dict()) if self.comm.root else None
+        self.params, self.ema, opt_state = self.comm.broadcast(mine)
+        if not self.comm.root:
+            self.opt.load_state_dict(opt_state)
+
     def save_model(self):
-        save_model_dir(self.out, self.weights, self.model_config(), self.vocab.to_json())
+        if self.comm.root:  # only process 0 writes
+            save_model_dir(self.out, self.weights, self.model_config(), self.vocab.to_json())
 
     @property
     def weights(self):
@@ -220,12 +247,14 @@ class Trainer:
         """Train from the prepared state (`prepare`), or with ``resume`` from the checkpoint in ``out``."""
         t = self.tcfg
         resumed = resume and self.restore()
+        self.share_state()
         budget = None if t.time_budget is None else t.time_budget * 60
         p = self.progress
         p.line(
             f"{self.mcfg.task} tagger ({self.mcfg.cell} cell): {len(self.train.forms):,} sentences"
             f" ({self.train.n_tokens:,} words),"
             f" vocabulary {len(self.vocab.words):,}, {sum(v.size for v in self.params.values()):,} parameters"
+            + (f", {self.comm.size} processes" if self.comm.size > 1 else "")
             + (f"; resumed after epoch {self.epoch}" if resumed else "")
             + (f" and {self.resume_at['batch']} batches of epoch {self.epoch + 1}" if self.resume_at else "")
         )
@@ -237,8 +266,9 @@ class Trainer:
             with np.errstate(all="ignore"):
                 while self.epoch < t.epochs:
                     stop_reason = self.run_epoch(budget)
-                    if self.stop_signal is not None:  # came during the epoch's evaluation or saving
-                        raise Stop(self.stop_signal)
+                    stop = self.stop_after_epoch()
+                    if stop is not None:  # came during the epoch's evaluation or saving
+                        raise self.stop(stop)
                     if stop_reason:
                         break
                     if self.dev is not None and self.bad_epochs >= t.patience:
@@ -256,11 +286,38 @@ class Trainer:
         return self.log
 
     def on_signal(self, signum, frame):
-        """SIGINT/SIGTERM: finish the batch, save, stop. A second one stops at once."""
+        """SIGINT/SIGTERM: finish the batch, save, stop. A second one stops at once (with several
+        processes, the whole job: `parallel.MPIComm.collective`)."""
         if self.stop_signal is not None:
             raise Stop(signum)  # every file on disk is still whole: they are all written atomically
         self.stop_signal = signum
         self.progress.line(f"{signal.Signals(signum).name}: saving the training state, then stopping")
+
+    def stop(self, signum):
+        """The `Stop` that ends the run after ``signum``: with several processes every one raises it
+        alike (their own signal's number, or the one they were told of), and process 0 says it."""
+        if self.comm.size == 1:
+            return Stop(signum)
+        return agreed(Stop(self.stop_signal or signum), quiet=not self.comm.root)
+
+    def stop_before_batch(self):
+        """The signal to stop on before the next batch, or None: this process's own; with several, one
+        that any process had got by the last step (carried in its Allreduce: they all stop together)."""
+        return self.stop_signal if self.comm.size == 1 else self.agreed_stop
+
+    def stop_after_epoch(self):
+        """The signal to stop on after an epoch's evaluation and saving, or None (agreed by all)."""
+        if self.comm.size == 1:
+            return self.stop_signal
+        count, signums = self.comm.agree((self.stop_signal is not None, self.stop_signal or 0))
+        return agreed_signal(count, signums)
+
+    def seconds_spent(self, start):
+        """Seconds of the run so far (the time budget's clock): this process's; with several, process
+        0's as of the last step, so that they all stop at the same batch."""
+        if self.comm.size == 1:
+            return self.train_seconds + time.monotonic() - start
+        return self.agreed_seconds
 
     def run_epoch(self, budget):
         """One epoch (or, resumed inside one, the rest of it), then `end_epoch`.
@@ -269,6 +326,7 @@ class Trainer:
         """
         t = self.tcfg
         self.opt.lr = t.lr / (1 + t.lr_decay * self.epoch)
+        self.agreed_stop = None  # (an epoch starts only when no process is stopping)
         lengths = [len(f) for f in self.train.forms]
         at, self.resume_at = self.resume_at, None
         if at is None:  # a fresh epoch
@@ -279,13 +337,14 @@ class Trainer:
             rng = np.random.default_rng()
             rng.bit_generator.state = at["rng_epoch"]
             batches = batch_indices(lengths, t.batch_size, rng)
-        start = time.monotonic() - at["seconds"]
+        start = self.epoch_start = time.monotonic() - at["seconds"]
         totals = {k: at["totals"][k] for k in EPOCH_TOTALS}  # the running totals, updated by `update`
         grad_norms = list(at["grad_norms"])
         stop_reason = None
         for i in range(at["batch"], len(batches)):
             faults.point(f"batch:{self.epoch + 1}:{i}")  # test-only (BPTT_FAULT); a no-op otherwise
-            if self.stop_signal is not None:  # SIGINT/SIGTERM: save the state before batch i, then stop
+            stop = self.stop_before_batch()
+            if stop is not None:  # SIGINT/SIGTERM: save the state before batch i, then stop
                 self.save_checkpoint(
                     {
                         **at,
@@ -295,7 +354,7 @@ class Trainer:
                         "grad_norms": grad_norms,
                     }
                 )
-                raise Stop(self.stop_signal)
+                raise self.stop(stop)
             batch = make_batch(self.train.forms, self.train.labels, batches[i])
             if not self.update(batch, totals, grad_norms):
                 continue
@@ -308,7 +367,7 @@ class Trainer:
                     f"  {totals['tokens'] / max(elapsed, 1e-9):,.0f} words/s  epoch left {fmt_time(left)}"
                     f"  best dev F1 {max(self.best_f1, 0):.2f}"
                 )
-            if budget is not None and self.train_seconds + elapsed >= budget:
+            if budget is not None and self.seconds_spent(start) >= budget:
                 stop_reason = f"time budget of {t.time_budget:g} minutes"
                 break
         self.end_epoch(totals, grad_norms, start, budget)
@@ -317,14 +376,37 @@ class Trainer:
     def train_step(self, params, batch):
         """One batch's loss (the mean sentence loss) and its BPTT gradients; nothing is updated.
 
-        The seam where data-parallel training plugs in: each process computes its share, the
-        gradients are summed, and every process applies the same update.
+        The seam where data-parallel training plugs in: with several processes, each computes its
+        share of ``batch`` (`parallel.Comm.share`), its loss divided by the whole batch's size and its
+        random numbers drawn for the whole batch (`parallel.ShareDraws`); `update` sums the shares.
         Returns: (L, grads) with grads keyed like params (embedding tables as sparse row gradients).
         """
         t = self.tcfg
+        truncate = t.bptt_steps or None
+        if self.comm.size == 1:
+            L, grads, _ = tagger_loss(params, self.mcfg, batch, self.tables, rng=self.rng, truncate=truncate)
+            return L, grads
+        lo, hi, mean_over = self.comm.share(len(batch.index))
+        rng = ShareDraws(self.rng, *batch.forms.shape, lo, hi)
+        part = batch_part(batch, lo, hi)
         L, grads, _ = tagger_loss(
-            params, self.mcfg, batch, self.tables, rng=self.rng, truncate=t.bptt_steps or None
+            params, self.mcfg, part, self.tables, rng=rng, truncate=truncate, mean_over=mean_over
         )
+        return L, grads
+
+    def sum_shares(self, L, grads):
+        """With several processes: the batch's loss and gradients, the sum of the shares' (one
+        Allreduce), which also carries what they must all act on alike (`stop_before_batch`,
+        `seconds_spent`)."""
+        if self.comm.size == 1:
+            return L, grads
+        own = self.stop_signal or 0
+        seconds = self.train_seconds + time.monotonic() - self.epoch_start if self.comm.root else 0.0
+        L, grads, (count, signums, seconds) = self.comm.sum(L, grads, (own > 0, own, seconds))
+        self.agreed_stop, self.agreed_seconds = agreed_signal(count, signums), seconds
+        if self.agreed_stop is not None and not own:
+            name = signal.Signals(self.agreed_stop).name
+            self.progress.line(f"{name} to another process: saving the training state, then stopping")
         return L, grads
 
     def update(self, batch, totals, grad_norms):
@@ -332,7 +414,7 @@ class Trainer:
         ``totals`` and ``grad_norms``; a non-finite loss or gradient skips it, and too many in a row end
         the run. Returns: whether the weights were updated."""
         t = self.tcfg
-        L, grads = self.train_step(self.params, batch)
+        L, grads = self.sum_shares(*self.train_step(self.params, batch))
         norm = clip_grad_norm(grads, t.clip)
         if not (math.isfinite(L) and math.isfinite(norm)):
             totals["n_bad"] += 1  # a non-finite step never reaches the weights
@@ -386,11 +468,15 @@ class Trainer:
             "clip_fraction": totals["n_clipped"] / max(1, n_steps),
             "skipped_steps": totals["n_skipped"],
         }
+        self.comm.check_same(self.params, f"after epoch {self.epoch}")
         tagger = self.tagger()
-        record.update(gradient_flow(tagger, self.probes, self.tables))  # message_norms, reach
+        if self.dev is not None:  # (shared out among the processes: first, then process 0 goes on alone)
+            dev, pred = dev_scores(tagger, self.dev, self.comm)
+        if self.comm.root:  # a measurement for the log, which only process 0 writes
+            record.update(gradient_flow(tagger, self.probes, self.tables))  # message_norms, reach
         improved = False
         if self.dev is not None:
-            record["dev"], pred = dev_scores(tagger, self.dev)
+            record["dev"] = dev
             f1 = record["dev"]["f1"]
             improved = f1 > self.best_f1
             if improved:
@@ -420,15 +506,19 @@ class Trainer:
         )
 
     def diverged(self, what):
-        """The error that ends a diverging run: what happened and what is kept."""
+        """The error that ends a diverging run: what happened and what is kept (every process has the
+        same loss and gradients, so all of them raise it alike)."""
         kept = (
             f"the last good model is in {self.out}"
             if self.epoch
             else f"no epoch finished: no model in {self.out}"
         )
-        return BpttError(f"training diverged: {what}; {kept} (try a smaller --lr)")
+        error = BpttError(f"training diverged: {what}; {kept} (try a smaller --lr)")
+        return error if self.comm.size == 1 else agreed(error, quiet=not self.comm.root)
 
     def save_sample(self, pred, n=8):
+        if not self.comm.root:  # only process 0 writes
+            return
         sample = [
             {"words": s.words, "predicted": p, "gold": g}
             for s, p, g in list(zip(self.dev.sentences, pred, self.dev.gold))[:n]
@@ -436,6 +526,8 @@ class Trainer:
         atomic_write(os.path.join(self.out, "sample.json"), json.dumps(sample).encode())
 
     def write_log(self):
+        if not self.comm.root:  # only process 0 writes
+            return
         text = "".join(json.dumps(r) + "\n" for r in self.log)
         atomic_write(os.path.join(self.out, "log.jsonl"), text.encode())
         try:
@@ -454,30 +546,67 @@ def train(tcfg, mcfg, out, resume=False, progress=True, overwrite=False):
     another run or a model (``overwrite`` replaces one), records absolute paths and checksums of its
     input files in run.json, and only then starts. ``resume`` takes every setting from run.json and
     refuses input files that changed since the run started.
+
+    Started by mpiexec as one of several processes (`parallel.world`): process 0 checks and writes
+    ``out``, every process reads the input files itself (they must be the same: their SHA-256 are
+    compared), and they train one model together.
     Returns: the per-epoch log records.
     """
-    out = os.fspath(out)
+    comm = world()
+    with comm.collective():
+        return _train(comm, tcfg, mcfg, os.fspath(out), resume, progress, overwrite)
+
+
+def _train(comm, tcfg, mcfg, out, resume, progress, overwrite):
     if resume:
-        tcfg, mcfg, data = read_run_file(out)
-        check_regular_files(tcfg)
-        check_checkpoint_dirs(out)  # saving replaces the checkpoint as a whole: nothing else may be in it
-        check_data(tcfg, data)
+
+        def settings():  # (process 0)
+            tcfg, mcfg, data = read_run_file(out)
+            check_regular_files(tcfg)
+            check_checkpoint_dirs(out)  # saving replaces the checkpoint as a whole: nothing else may be in it
+            check_data(tcfg, data)
+            return tcfg, mcfg, data, False
     else:
-        # absolute paths: --resume from another working directory must read the same files
-        tcfg = replace(tcfg, **{n: os.path.abspath(getattr(tcfg, n)) for n in DATA_FILES if getattr(tcfg, n)})
-        check_sizes(mcfg)
-        only_run_file = check_out_dir(out, overwrite)
-        check_regular_files(tcfg)
-    trainer = Trainer(tcfg, mcfg, out, progress=progress)
-    trainer.read_data()
-    trainer.check_memory()
+
+        def settings():  # (process 0)
+            # absolute paths: --resume from another working directory must read the same files
+            paths = {n: os.path.abspath(getattr(tcfg, n)) for n in DATA_FILES if getattr(tcfg, n)}
+            t = replace(tcfg, **paths)
+            check_sizes(mcfg)
+            only_run_file = check_out_dir(out, overwrite)
+            check_regular_files(t)
+            return t, mcfg, None, only_run_file
+
+    tcfg, mcfg, data, only_run_file = comm.on_root(settings)
+    trainer = Trainer(tcfg, mcfg, out, progress=progress, comm=comm)
+
+    def read():
+        if not comm.root:
+            check_regular_files(tcfg)
+        trainer.read_data()
+        trainer.check_memory()
+
+    if comm.root:
+        comm.every(read)
+    else:
+        with warnings.catch_warnings():  # what the files hold is process 0's to say, once
+            warnings.simplefilter("ignore")
+            comm.every(read)
     if not resume:
-        doc = {"train": asdict(tcfg), "model": mcfg.to_json(), "data": data_checksums(tcfg)}
-        if only_run_file and not same_run(out, doc):
-            raise BpttError(
-                f"{out}: holds the run.json of another run, which never finished an epoch;"
-                " --overwrite replaces it"
-            )
-        start_run_dir(out, doc, overwrite)
+        data = comm.on_root(lambda: data_checksums(tcfg))
+    if comm.size > 1:  # every process must have read the files process 0 did
+        comm.every(lambda: comm.root or check_same_files(tcfg, data, comm.rank))
+    if not resume:
+
+        def start():  # (process 0)
+            doc = {"train": asdict(tcfg), "model": mcfg.to_json(), "data": data}
+            if only_run_file and not same_run(out, doc):
+                raise BpttError(
+                    f"{out}: holds the run.json of another run, which never finished an epoch;"
+                    " --overwrite replaces it"
+                )
+            start_run_dir(out, doc, overwrite)
+
+        comm.on_root(start)
     trainer.init_state()
     return trainer.run(resume=resume)
