@@ -195,8 +195,8 @@ def data(tmp_path_factory):
 
 def train_args(d, out, cell):
     return ["train", "--train", str(d / "train.txt"), "--dev", str(d / "dev.txt"), "--out", str(out),
-            "--cell", cell, "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--seed", "2",
-            "--bptt-steps", "4", *[a for a in MINI if a != "--quiet"]]  # fmt: skip
+            *[a for a in MINI if a != "--quiet"], "--cell", cell, "--epochs", str(EPOCHS),
+            "--batch-size", str(BATCH), "--seed", "2", "--bptt-steps", "4"]  # fmt: skip (--cell after MINI's)
 
 
 @pytest.fixture(scope="module")

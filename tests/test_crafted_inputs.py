@@ -28,7 +28,7 @@ from bptt.models.tagger_network import TaggerConfig, init_tagger_params, param_s
 from bptt.models.vocab import Vocab
 from bptt.pictures.report import read_log
 from tests.conftest import data_file
-from tests.helpers import error_line
+from tests.helpers import MINI, error_line, write_slice
 
 # n_x = 6 + 2 + 2·4 = 16 inputs to layer 1; width = 2·5 = 10; 7 words (<pad> <unk> . harry met potter ron)
 SMALL = {"cell": "rnn", "word_dim": 6, "case_dim": 2, "char_dim": 3, "char_hidden": 4, "hidden": 5}
@@ -455,25 +455,13 @@ def test_available_memory_reads_the_system():
 # ------------------------------------------------------------------------ end to end on a trained model
 
 
-TRAIN_OPTIONS = ["--hidden", "8", "--word-dim", "8", "--char-dim", "4", "--char-hidden", "4", "--quiet"]
-
-
-def write_slice(src, dst, n):
-    """The first n sentences of a CoNLL file."""
-    from bptt.io.conll import read_conll
-
-    with open(dst, "w") as f:
-        for s in read_conll(src)[:n]:
-            f.write("".join(f"{w} X X {t}\n" for w, t in zip(s.words, s.tags)) + "\n")
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     d = tmp_path_factory.mktemp("trained")
     write_slice(data_file("conll2003", "eng.train"), d / "train.txt", 300)
     write_slice(data_file("conll2003", "eng.testa"), d / "dev.txt", 100)
     argv = ["train", "--train", d / "train.txt", "--dev", d / "dev.txt", "--out", d / "run", "--epochs", 2]
-    assert main([str(a) for a in [*argv, "--seed", 3, *TRAIN_OPTIONS]]) == 0
+    assert main([str(a) for a in [*argv, "--seed", 3, *MINI]]) == 0
     return d
 
 
