@@ -501,7 +501,8 @@ def test_a_loss_far_above_a_uniform_guess_is_a_divergence(data, tmp_path, monkey
     line = refused(
         capsys, train_args(data, out, epochs=3), "training diverged: the loss of epoch 2 is", "per word"
     )
-    assert f"over 10 times a uniform guess's ({math.log(2):.3g})" in line
+    # a uniform guess: log 2 for name-or-not, plus log 9 for the auxiliary output's nine IOB2 tags
+    assert f"over 10 times a uniform guess's ({math.log(2) + math.log(9):.3g})" in line
     assert f"the last good model is in {out}" in line
     _, state = load_checkpoint(out)
     assert state["epoch"] == 1  # epoch 2 was not saved
