@@ -57,6 +57,8 @@ import numpy as np
 from ..errors import BpttError
 from ..models.layers import RowGrad
 
+ABORT_GRACE_S = 1.0  # seconds between the last line and MPI_Abort (see MPIComm.abort)
+
 # environment variables by which launchers tell a process how many there are: the PMI of MPICH, Intel MPI
 # and Slurm's srun, and Open MPI's mpirun
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
@@ -338,6 +340,9 @@ class MPIComm(Comm):
             flush=True,
         )
         sys.stdout.flush()
+        # mpiexec forwards each process's output through its proxies, and MPI_Abort has them killed:
+        # give the line a moment to get through before that (without it, a loaded machine lost it)
+        time.sleep(ABORT_GRACE_S)
         self.comm.Abort(code)
 
 
