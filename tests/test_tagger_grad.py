@@ -86,6 +86,25 @@ def test_auxiliary_output_adds_its_cross_entropy_to_the_logistic_loss():
     assert np.all(L_t[~batch.mask] == 0)
 
 
+def test_auxiliary_loss_gradient_matches_torch():
+    torch = pytest.importorskip("torch")
+    from bptt.models.tagger_network import batch_losses, tagger_forward
+
+    cfg = CONFIGS["lstm-person-aux"]
+    params, tables, batch = tiny_setup(cfg)
+    Z, _ = tagger_forward(params, cfg, batch, tables)
+    L_t, dZ = batch_losses(Z, cfg, batch)
+    Zt = torch.tensor(Z, requires_grad=True)
+    labels, mask = torch.from_numpy(batch.labels), torch.from_numpy(batch.mask).double()
+    person = torch.from_numpy(cfg.person_of_aux())[labels].double()
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(Zt[:, :, 0], person, reduction="none")
+    ce = torch.nn.functional.cross_entropy(Zt[:, :, 1:].permute(0, 2, 1), labels, reduction="none")
+    L = ((bce + ce) * mask).sum()
+    L.backward()
+    np.testing.assert_allclose(L_t.sum(), L.item(), rtol=1e-12)
+    np.testing.assert_allclose(dZ, Zt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
 def test_embedding_backward_sums_repeated_rows(rng):
     E = rng.standard_normal((6, 3))
     ids = np.array([[1, 4], [4, 0], [1, 1]])
