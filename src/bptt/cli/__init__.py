@@ -26,10 +26,13 @@ COMMANDS = {
     "export": "export",
     "bench": "bench",
     "longrange": "longrange",
+    "lm": "lm",
+    "sample": "sample",
 }
 
 EPILOG = """examples:
   bptt demo                                  train a person-name tagger on the built-in corpus
+  bptt lm train --conll eng.train --out runs/lm   a character language model; then bptt sample
   bptt COMMAND --help                        options and examples of one command
 """
 

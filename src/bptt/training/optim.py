@@ -12,6 +12,7 @@ exactly PyTorch's.
     Momentum:  v ← μ v + g;            θ ← θ − η v            (PyTorch's SGD(momentum=μ))
     Adam:      m ← β₁ m + (1 − β₁) g;  v ← β₂ v + (1 − β₂) g²
                θ ← θ − η m̂ / (√v̂ + ε), m̂ = m / (1 − β₁ᵗ), v̂ = v / (1 − β₂ᵗ)
+    Adagrad:   G ← G + g²;             θ ← θ − η g / (√G + ε)   (min-char-rnn's; PyTorch's Adagrad)
 """
 
 from __future__ import annotations
@@ -151,6 +152,34 @@ class Adam:
         self.v = {k[2:]: a for k, a in arrays.items() if k.startswith("v.")}
 
 
+@dataclass
+class Adagrad:
+    """Adagrad (Duchi, Hazan & Singer, 2011), as min-char-rnn runs it: G ← G + g², θ ← θ − η g/(√G + ε)."""
+
+    lr: float = 0.1  # learning rate η
+    eps: float = 1e-8  # ε added to √G (min-char-rnn's; torch.optim.Adagrad's default is 1e-10)
+    G: dict = field(default_factory=dict)  # the summed squared gradients per parameter
+
+    def step(self, params, grads):
+        for k, g in grads.items():
+            g = g.dense() if isinstance(g, RowGrad) else g
+            if k not in self.G:
+                self.G[k] = array_namespace(g).zeros_like(params[k])
+            G = self.G[k]
+            G += g * g
+            params[k] -= self.lr * g / (array_namespace(g).sqrt(G) + self.eps)
+
+    def state_dict(self):
+        return {f"G.{k}": a for k, a in self.G.items()}
+
+    def check_state_dict(self, arrays, params):
+        """Refuse a saved ``state_dict`` that does not fit ``params`` (`BpttError` naming the array)."""
+        _check_moments(arrays, params, ("G",))
+
+    def load_state_dict(self, arrays):
+        self.G = {k[2:]: a for k, a in arrays.items() if k.startswith("G.")}
+
+
 def _check_moments(arrays, params, kinds):
     """``arrays`` hold, for some parameters, one array of each of ``kinds`` ("m.W_aa", "v.W_aa"), each
     shaped and typed as its parameter; nothing else."""
@@ -169,9 +198,11 @@ def _check_moments(arrays, params, kinds):
 
 
 def make_optimizer(name, lr, momentum=0.9):
-    """``"adam"``, ``"sgd"`` or ``"momentum"`` by name (for the command line)."""
+    """``"adam"``, ``"adagrad"``, ``"sgd"`` or ``"momentum"`` by name (for the command line)."""
     if name == "adam":
         return Adam(lr=lr)
+    if name == "adagrad":
+        return Adagrad(lr=lr)
     if name == "momentum":
         return SGD(lr=lr, momentum=momentum)
     return SGD(lr=lr)

@@ -1,0 +1,91 @@
+"""The settings of a language-model run (`LMConfig`), every field checked on construction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..config import Checked, number, one_of, string
+from ..errors import BpttError
+from ..training.config import MAX_UNITS
+from .corpus import UNITS
+
+CELLS = ("rnn", "gru", "lstm")
+OPTIMIZERS = ("adam", "adagrad", "momentum", "sgd")
+INITS = ("default", "orthogonal", "forget1", "chrono")
+MAX_UPDATES = 10**12  # a budget beyond any run; only a mistake reaches it
+
+
+def _paths(v):
+    return isinstance(v, list) and all(isinstance(p, str) and p for p in v)
+
+
+_RULES = {
+    "text": (_paths, "a list of file paths"),
+    "conll": (_paths, "a list of file paths"),
+    "entities": string(optional=True),
+    "unit": one_of(UNITS),
+    "cell": one_of(CELLS),
+    "init": one_of(INITS),
+    "hidden": number(1, MAX_UNITS, integer=True),
+    "batch_size": number(1, 2**16, integer=True),
+    "bptt_steps": number(1, 10**6, integer=True),
+    "optimizer": one_of(OPTIMIZERS),
+    "lr": number(0, above=True),
+    "lr_decay": number(0, 1, above=True),
+    "clip": number(0),
+    "dropout": number(0, 1, below=True),
+    "minutes": number(0, above=True, optional=True),
+    "updates": number(1, MAX_UPDATES, integer=True, optional=True),
+    "eval_every": number(1, MAX_UPDATES, integer=True),
+    "valid_fraction": number(0, 0.5, above=True),
+    "max_bad_steps": number(1, integer=True),
+    "seed": number(0, 2**63 - 1, integer=True),
+    "dtype": one_of(("float32", "float64")),
+}
+
+
+@dataclass
+class LMConfig(Checked):
+    """How a character language model is trained; every field checked on construction."""
+
+    text: list = field(default_factory=list)  # UTF-8 text files, read as they are
+    conll: list = field(default_factory=list)  # CoNLL files, read as their sentences one a line
+    entities: str | None = None  # with conll: the entities of this type (e.g. "PER") one a line instead
+    unit: str = "stream"  # "stream": one long sequence (truncated BPTT); "line": one sequence a line
+    cell: str = "lstm"  # "rnn" (tanh), "gru" or "lstm"
+    init: str = "default"  # PyTorch's; "orthogonal"; "forget1" (lstm); "chrono" (gru, lstm)
+    hidden: int = 512  # n_a
+    batch_size: int = 32  # B: streams (or lines) advanced together per update
+    bptt_steps: int = 100  # k: characters per update of each stream; the gradient is cut every k steps
+    optimizer: str = "adam"  # "adam", "adagrad" (min-char-rnn's), "momentum" or "sgd"
+    lr: float = 2e-3  # learning rate
+    lr_decay: float = 0.5  # the learning rate is multiplied by this when the held-out bpc stops falling
+    clip: float = 5.0  # clip the global gradient norm to this (0: off)
+    dropout: float = 0.25  # inverted dropout on a⟨t⟩ before the head while training (never on W_aa)
+    minutes: float | None = 20.0  # wall-time budget: training and evaluations together
+    updates: int | None = None  # a budget in updates (deterministic: a resumed run ends bit-identical)
+    eval_every: int = 200  # updates between evaluations on the held-out text (and checkpoints)
+    valid_fraction: float = 0.03  # the end of the training text held out to choose the weights by
+    max_bad_steps: int = 20  # the run diverged after this many non-finite updates in a row
+    seed: int = 0  # the weights, dropout and the order of lines
+    dtype: str = "float32"  # of the weights, gradients and optimizer state
+
+    RULES = _RULES
+    KIND, WHERE = "the language model's settings", "settings"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.minutes is None and self.updates is None:
+            raise BpttError("--time-budget: a budget is needed: --time-budget, --updates or both")
+        if not self.text and not self.conll:
+            raise BpttError("--text: no text: give --text FILE or --conll FILE")
+        if self.entities is not None and not self.conll:
+            raise BpttError("--entities: needs --conll files (entities come from their tags)")
+        allowed = {"rnn": ("default", "orthogonal"), "gru": ("default", "orthogonal", "chrono")}
+        if self.init not in allowed.get(self.cell, INITS):
+            raise BpttError(f"--init: the {self.cell} cell takes {', '.join(allowed[self.cell])}")
+
+    @property
+    def budget_seconds(self):
+        return math.inf if self.minutes is None else 60 * self.minutes

@@ -1,0 +1,468 @@
+"""Training a character language model: the text's batches, truncated BPTT, evaluations, checkpoints.
+
+A run trains in its own directory, DIR:
+
+    lm.json              the settings, the alphabet and the SHA-256 of the text (checksummed)
+    checkpoint/          the training state at the last evaluation (or, after SIGINT/SIGTERM, before
+                         the next update): weights, the best weights so far, the optimizer's moments,
+                         the state carried along the streams, counters, the dropout RNG
+    log.jsonl            one record per evaluation: updates, characters, training and held-out bpc
+    weights.safetensors  written at the end: the weights with the best held-out bpc, the settings and
+                         the alphabet in the header's metadata (all `bptt lm evaluate`/`bptt sample` need)
+    result.json          written last: the held-out bpc, updates, characters, seconds
+
+Every file is written atomically; a run stops when its budget is spent (``minutes`` of wall time,
+training and evaluation together, and/or ``updates``: deterministic, a resumed run then ends
+bit-identical to an uninterrupted one) or when it diverges.
+
+The held-out text is the end of the training text (``valid_fraction`` of it, cut at a line end):
+the weights kept are the ones it scores best, and the learning rate is multiplied by ``lr_decay``
+whenever an evaluation does not improve on the best. The evaluation text (`bptt lm evaluate`) is
+never seen while training.
+
+Batches. ``unit="stream"``: the training text is cut into B pieces, one per stream; each update
+advances every stream by k = ``bptt_steps`` characters, carrying the state from chunk to chunk (its
+gradient cut at the boundary); after the last chunk (an epoch) the streams start again from zero.
+``unit="line"``: each epoch shuffles the lines (seeded); an update reads B lines, each from the zero
+state, in chunks of k steps if longer (`corpus.line_batch`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import signal
+import time
+
+import numpy as np
+
+from .. import faults
+from ..cells import get_cell
+from ..errors import BpttError
+from ..io.atomic import atomic_write
+from ..io.modelfiles import load_checkpoint, load_document, save_checkpoint, save_document
+from ..io.safetensors_io import save_safetensors
+from ..training.optim import clip_grad_norm, make_optimizer
+from ..training.progress import Progress, fmt_time
+from ..training.rundir import list_out_dir
+from ..training.trainer import Stop
+from .config import LMConfig
+from .corpus import Alphabet, line_batch, lines_of, read_corpus
+from .model import MODEL_FORMAT, MODEL_VERSION, evaluate_lines, pieces
+from .network import LN2, chunk_loss, init_lm
+
+SETTINGS_FILE, SETTINGS_FORMAT, SETTINGS_VERSION = "lm.json", "bptt-lm-run", 1
+RUN_FILES = (SETTINGS_FILE, "checkpoint", "checkpoint.old", "log.jsonl", "weights.safetensors", "result.json")
+LINE_EVERY = 60  # seconds between progress lines of their own (a log file gets one a minute)
+
+
+def text_sha256(text):
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def split_held_out(text, fraction):
+    """(training part, held-out part): the held-out part is the last ``fraction`` of the lines' characters."""
+    lines = text.split("\n")[:-1]  # the text ends in "\n" (read_corpus)
+    if len(lines) < 2:
+        raise BpttError("the training text has one line: a held-out part needs at least two")
+    total, keep = len(text), len(text) * (1 - fraction)
+    ends = np.cumsum([len(line) + 1 for line in lines])
+    cut = int(min(max(np.searchsorted(ends, keep) + 1, 1), len(lines) - 1))  # lines before the cut train
+    train, held = "\n".join(lines[:cut]) + "\n", "\n".join(lines[cut:]) + "\n"
+    assert len(train) + len(held) == total
+    return train, held
+
+
+class LMTrainer:
+    """Trains (or, with ``resume``, continues) a character language model in ``out``."""
+
+    def __init__(self, cfg, out, progress=None):
+        self.cfg, self.out = cfg, os.fspath(out)
+        self.progress = progress or Progress(enabled=False)
+        self.cell = get_cell(cfg.cell)
+        self.dtype = np.dtype(cfg.dtype).type
+        self.stop_signal = None
+        self.last_line = -math.inf
+
+    # ------------------------------------------------------------------ data
+    def read_data(self, alphabet=None):
+        """Read the text; the alphabet is the text's own (a new run) or the run's (a resume)."""
+        c = self.cfg
+        text = read_corpus(c.text, c.conll, c.entities)
+        self.sha = text_sha256(text)
+        self.alphabet = alphabet or Alphabet.of(text)
+        train, held = split_held_out(text, c.valid_fraction)
+        if c.unit == "stream":
+            ids = self.alphabet.encode(train)
+            B = c.batch_size
+            L = (len(ids) - 1) // B  # characters each stream predicts per epoch
+            if L < 1:
+                raise BpttError(
+                    f"--batch-size: {B} streams need a training text of more than {B} characters,"
+                    f" got {len(ids):,}"
+                )
+            self.inputs = ids[: B * L].reshape(B, L).T  # (L, B): stream b reads ids[b·L … (b+1)·L)
+            self.targets = ids[1 : B * L + 1].reshape(B, L).T  # (L, B): and predicts the next ones
+            self.train_chars = B * L
+            self.held = pieces(held)
+        else:
+            self.lines = lines_of(train)
+            self.train_chars = sum(len(line) + 1 for line in self.lines)
+            self.held = lines_of(held)
+        self.held_chars = sum(len(p) + 1 for p in self.held)
+
+    # ------------------------------------------------------------------ state
+    def init_state(self):
+        c = self.cfg
+        n_x = len(self.alphabet)
+        self.params = init_lm(c.cell, n_x, c.hidden, seed=c.seed, dtype=self.dtype, init=c.init)
+        self.best_params = {k: v.copy() for k, v in self.params.items()}
+        self.opt = make_optimizer(c.optimizer, c.lr)
+        self.rng = np.random.default_rng([c.seed, 1])  # dropout
+        self.updates = 0  # updates of the weights
+        self.steps = 0  # batches drawn (updates and skipped ones)
+        self.epoch = 0
+        self.pos = 0  # the next batch of the epoch: a chunk (stream) or a line (line)
+        self.chars = 0  # characters predicted in training
+        self.seconds = 0.0
+        self.bad = 0
+        self.lr = c.lr
+        self.best = None  # the best held-out bpc so far
+        self.log = []
+        self.interval = {"loss": 0.0, "chars": 0, "skipped": 0, "clipped": 0, "updates": 0}
+        self.carry = self.zero_state(c.batch_size)
+
+    def zero_state(self, B):
+        return self.cell.zero_state(B, self.cfg.hidden, self.dtype)
+
+    def state(self, seconds):
+        return {
+            "updates": self.updates, "steps": self.steps, "epoch": self.epoch, "pos": self.pos,
+            "chars": self.chars, "seconds": seconds, "bad": self.bad, "lr": self.lr, "best": self.best,
+            "log": self.log, "interval": self.interval, "rng": self.rng.bit_generator.state,
+        }  # fmt: skip
+
+    def save(self, seconds):
+        arrays = {f"param.{k}": v for k, v in self.params.items()}
+        arrays.update({f"best.{k}": v for k, v in self.best_params.items()})
+        arrays.update({f"opt.{k}": v for k, v in self.opt.state_dict().items()})
+        arrays.update({f"carry.{i}": s for i, s in enumerate(self.cell.fields(self.carry))})
+        save_checkpoint(self.out, arrays, self.state(seconds))
+
+    def restore(self):
+        found = load_checkpoint(self.out)
+        if found is None:
+            return False
+        arrays, state = found
+        where = os.path.join(self.out, "checkpoint")
+        check_checkpoint(where, arrays, state, self)
+        for k in self.params:
+            self.params[k] = arrays[f"param.{k}"]
+            self.best_params[k] = arrays[f"best.{k}"]
+        self.opt.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("opt.")})
+        self.opt.lr = state["lr"]
+        n = len(self.cell.fields(self.carry))
+        self.carry = self.cell.join(arrays[f"carry.{i}"] for i in range(n))
+        for k in ("updates", "steps", "epoch", "pos", "chars", "seconds", "bad", "lr", "best", "log"):
+            setattr(self, k, state[k])
+        self.interval = state["interval"]
+        self.rng.bit_generator.state = state["rng"]
+        return True
+
+    # ------------------------------------------------------------------ one update
+    def next_batch(self):
+        """The next batch: (ids_in, ids_out, mask or None, state0); moves ``pos`` and ``epoch`` on."""
+        c = self.cfg
+        if c.unit == "stream":
+            L = self.inputs.shape[0]
+            s, e = self.pos, min(self.pos + c.bptt_steps, L)
+            batch = self.inputs[s:e], self.targets[s:e], None, self.carry
+            self.pos = e
+            if self.pos >= L:
+                self.pos, self.epoch = 0, self.epoch + 1
+            return batch
+        order = np.random.default_rng([c.seed, 2, self.epoch]).permutation(len(self.lines))  # the epoch's
+        chosen = [self.lines[i] for i in order[self.pos : self.pos + c.batch_size]]
+        self.pos += len(chosen)
+        if self.pos >= len(self.lines):
+            self.pos, self.epoch = 0, self.epoch + 1
+        ids_in, ids_out, mask = line_batch(chosen, self.alphabet)
+        return ids_in, ids_out, mask, self.zero_state(len(chosen))
+
+    def train_step(self, params, batch):
+        """One batch's summed loss and gradients (chunks of k steps for long lines), the count of
+        predictions, and the state at its end. Nothing is updated."""
+        ids_in, ids_out, mask, state = batch
+        k, total, grads = self.cfg.bptt_steps, 0.0, None
+        for s in range(0, ids_in.shape[0], k):  # one chunk for a stream; lines may need several
+            m = None if mask is None else mask[s : s + k]
+            L, g, state = chunk_loss(
+                params, self.cell, ids_in[s : s + k], ids_out[s : s + k], state, m, self.cfg.dropout, self.rng
+            )
+            total += L
+            grads = g if grads is None else {n: grads[n] + g[n] for n in grads}
+        n = ids_out.size if mask is None else int(mask.sum())
+        return total, grads, n, state
+
+    def update(self):
+        batch = self.next_batch()
+        L, grads, n, state = self.train_step(self.params, batch)
+        for g in grads.values():
+            g /= n  # the mean over the batch's predictions
+        norm = clip_grad_norm(grads, self.cfg.clip)
+        self.steps += 1
+        if self.cfg.unit == "stream":
+            self.carry = state if self.pos else self.zero_state(self.cfg.batch_size)
+        if not (math.isfinite(L) and math.isfinite(norm)):
+            self.bad += 1  # a non-finite step never reaches the weights
+            self.interval["skipped"] += 1
+            return
+        self.bad = 0
+        self.opt.step(self.params, grads)
+        self.updates += 1
+        self.chars += n
+        iv = self.interval
+        iv["loss"] += L
+        iv["chars"] += n
+        iv["updates"] += 1
+        iv["clipped"] += bool(self.cfg.clip) and norm > self.cfg.clip
+
+    # ------------------------------------------------------------------ measuring
+    def evaluate(self, seconds):
+        iv = self.interval
+        bpc = evaluate_lines(self.params, self.cell, self.alphabet, self.held)
+        improved = self.best is None or bpc < self.best
+        if improved:
+            self.best = bpc
+            self.best_params = {k: v.copy() for k, v in self.params.items()}
+        elif self.log:  # no better than the best: a smaller step
+            self.lr *= self.cfg.lr_decay
+            self.opt.lr = self.lr
+        record = {
+            "updates": self.updates, "chars": self.chars, "epoch": self.epoch, "seconds": seconds,
+            "train_bpc": iv["loss"] / iv["chars"] / LN2 if iv["chars"] else None,
+            "held_out_bpc": bpc if math.isfinite(bpc) else None, "lr": self.lr,
+            "clip_fraction": iv["clipped"] / iv["updates"] if iv["updates"] else None,
+            "skipped": iv["skipped"],
+        }  # fmt: skip
+        self.log.append(record)
+        self.interval = {"loss": 0.0, "chars": 0, "skipped": 0, "clipped": 0, "updates": 0}
+        atomic_write(
+            os.path.join(self.out, "log.jsonl"), "".join(json.dumps(r) + "\n" for r in self.log).encode()
+        )
+        return record
+
+    def stop_reason(self, seconds):
+        c = self.cfg
+        if self.bad >= c.max_bad_steps:
+            return "diverged"
+        if c.updates is not None and self.steps >= c.updates:
+            return "updates"
+        if seconds >= c.budget_seconds:
+            return "minutes"
+        return None
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, resume=False):
+        c = self.cfg
+        if resume:
+            doc = read_settings(self.out)
+            self.read_data(doc["alphabet"])
+            if doc["text_sha256"] != self.sha:
+                raise BpttError(
+                    f"{self.out}: the text differs from the one this run was trained on (SHA-256); resume"
+                    " with the same files"
+                )
+        else:
+            check_new_dir(self.out)
+            self.read_data()
+        self.init_state()
+        resumed = resume and self.restore()
+        if not resume:
+            os.makedirs(self.out, exist_ok=True)
+            doc = {"settings": c.to_json() if hasattr(c, "to_json") else vars_of(c),
+                   "alphabet": self.alphabet.to_json(), "text_sha256": self.sha}  # fmt: skip
+            save_document(os.path.join(self.out, SETTINGS_FILE), SETTINGS_FORMAT, SETTINGS_VERSION, doc)
+        n_params = sum(v.size for v in self.params.values())
+        self.progress.line(
+            f"{c.cell} language model: {n_params:,} parameters, {len(self.alphabet)} symbols,"
+            f" {self.train_chars:,} training characters ({c.unit}s), {self.held_chars:,} held out"
+            + (f"; resumed after {self.updates:,} updates" if resumed else "")
+        )
+        start = self.start = time.monotonic() - self.seconds
+        previous = {s: signal.signal(s, self.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            with np.errstate(all="ignore"):
+                if not self.log:
+                    self.show(self.evaluate(0.0), start)
+                    self.save(time.monotonic() - start)
+                while (reason := self.stop_reason(time.monotonic() - start)) is None:
+                    faults.point(f"lm:step:{self.steps}")  # test-only (BPTT_FAULT); a no-op otherwise
+                    if self.stop_signal is not None:
+                        self.save(time.monotonic() - start)
+                        raise Stop(self.stop_signal)
+                    self.update()
+                    if self.steps % c.eval_every == 0:
+                        self.show(self.evaluate(time.monotonic() - start), start)
+                        self.save(time.monotonic() - start)
+                    else:
+                        self.show(None, start)
+                if self.log[-1]["updates"] != self.updates or self.log[-1]["chars"] != self.chars:
+                    self.show(self.evaluate(time.monotonic() - start), start)
+                return self.finish(reason, time.monotonic() - start)
+        except KeyboardInterrupt:
+            self.progress.line("interrupted: the training state is saved; continue with --resume")
+            raise
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def on_signal(self, signum, frame):
+        if self.stop_signal is not None:
+            raise Stop(signum)
+        self.stop_signal = signum
+        self.progress.line(f"{signal.Signals(signum).name}: saving the training state, then stopping")
+
+    def show(self, record, start):
+        seconds = time.monotonic() - start
+        c = self.cfg
+        best = "—" if self.best is None else f"{self.best:.4f}"
+        budget = []
+        if c.updates is not None:
+            budget.append(f"{100 * self.steps / c.updates:3.0f}%")
+        if c.minutes is not None:
+            budget.append(f"{fmt_time(c.budget_seconds - seconds)} left")
+        text = (
+            f"  {self.updates:>8,} updates  {self.chars:>12,} chars  held-out bpc {best}"
+            f"  {self.chars / max(seconds, 1e-9):,.0f} chars/s  {'  '.join(budget)}"
+        )
+        now = time.monotonic()
+        if record is None or now - self.last_line < LINE_EVERY:
+            self.progress.update(text)
+            return
+        train = record["train_bpc"]
+        self.progress.line(
+            text + (f"  train bpc {train:.4f}" if train is not None else "") + f"  ({fmt_time(seconds)})"
+        )
+        self.last_line = now
+
+    def finish(self, reason, seconds):
+        c = self.cfg
+        meta = {
+            "format": MODEL_FORMAT, "format_version": str(MODEL_VERSION), "cell": c.cell,
+            "hidden": str(c.hidden), "unit": c.unit, "alphabet": self.alphabet.to_json(),
+        }  # fmt: skip
+        save_safetensors(os.path.join(self.out, "weights.safetensors"), self.best_params, meta)
+        result = {
+            "held_out_bpc": self.best, "updates": self.updates, "chars": self.chars, "epochs":
+            self.chars / self.train_chars, "seconds": seconds, "stopped": reason,
+            "train_chars": self.train_chars, "held_out_chars": self.held_chars, "cell": c.cell,
+            "hidden": c.hidden, "unit": c.unit, "parameters": int(sum(v.size for v in self.params.values())),
+        }  # fmt: skip
+        atomic_write(os.path.join(self.out, "result.json"), (json.dumps(result, indent=1) + "\n").encode())
+        self.progress.line(
+            f"held-out bpc {self.best:.4f} after {self.updates:,} updates ({result['epochs']:.1f} epochs)"
+            f" in {fmt_time(seconds)} (stopped: {reason}); the model is {self.out}"
+        )
+        return result
+
+
+def vars_of(cfg):
+    from dataclasses import asdict
+
+    return asdict(cfg)
+
+
+def check_new_dir(out):
+    """A new run writes only into a new or empty directory."""
+    names = list_out_dir(out) or []
+    if SETTINGS_FILE in names:
+        raise BpttError(
+            f"{out}: holds a language-model run; continue it with --resume, or choose another --out"
+        )
+    if names:
+        shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
+        raise BpttError(f"{out}: holds files ({shown}); choose a new or empty --out")
+
+
+def read_settings(out):
+    """The settings, alphabet and text checksum of the run in ``out`` (lm.json, checksummed and checked)."""
+    path = os.path.join(out, SETTINGS_FILE)
+    if not os.path.isdir(out):
+        raise BpttError(f"{out}: no such directory; --resume needs a directory written by bptt lm train")
+    if not os.path.lexists(path):
+        raise BpttError(f"{path}: no such file; --resume needs a directory written by bptt lm train")
+    doc = load_document(path, SETTINGS_FORMAT, SETTINGS_VERSION)
+    if sorted(doc) != ["alphabet", "settings", "text_sha256"]:
+        raise BpttError(f"{path}: expected the fields alphabet, settings, text_sha256")
+    cfg = LMConfig.from_json(doc["settings"], f"{path}: settings")
+    alphabet = Alphabet.from_json(doc["alphabet"], path)
+    sha = doc["text_sha256"]
+    if not (isinstance(sha, str) and len(sha) == 64):
+        raise BpttError(f"{path}: text_sha256: expected a SHA-256 in hex")
+    return {"settings": cfg, "alphabet": alphabet, "text_sha256": sha}
+
+
+def check_checkpoint(where, arrays, state, trainer):
+    """Every array and field of a checkpoint checked against this run before any is used."""
+    want = {f"param.{k}": v for k, v in trainer.params.items()}
+    want.update({f"best.{k}": v for k, v in trainer.params.items()})
+    want.update({f"carry.{i}": s for i, s in enumerate(trainer.cell.fields(trainer.carry))})
+    for name, w in want.items():
+        got = arrays.get(name)
+        if got is None or got.shape != w.shape or got.dtype != w.dtype:
+            found = "missing" if got is None else f"{got.dtype}{list(got.shape)}"
+            raise BpttError(f"{where}: {name} is {found}, this run needs {w.dtype}{list(w.shape)}")
+    extra = sorted(k for k in arrays if k not in want and not k.startswith("opt."))
+    if extra:
+        raise BpttError(f"{where}: holds {extra[0]}, which this run does not have")
+    try:
+        trainer.opt.check_state_dict(
+            {k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}, trainer.params
+        )
+    except BpttError as e:
+        raise BpttError(f"{where}: opt.{e}") from None
+    path = os.path.join(where, "state.json")
+    fields = (
+        "updates",
+        "steps",
+        "epoch",
+        "pos",
+        "chars",
+        "seconds",
+        "bad",
+        "lr",
+        "best",
+        "log",
+        "interval",
+        "rng",
+    )
+    if not isinstance(state, dict) or sorted(state) != sorted(fields):
+        raise BpttError(f"{path}: expected an object of {', '.join(fields)}")
+    for k in ("updates", "steps", "epoch", "pos", "chars", "bad"):
+        if type(state[k]) is not int or not 0 <= state[k] < 2**62:
+            raise BpttError(f"{path}: {k}: expected an integer >= 0")
+    for k in ("seconds", "lr"):
+        if type(state[k]) not in (int, float) or not math.isfinite(state[k]) or state[k] < 0:
+            raise BpttError(f"{path}: {k}: expected a finite number >= 0")
+    if state["best"] is not None and (
+        type(state["best"]) not in (int, float) or not math.isfinite(state["best"])
+    ):
+        raise BpttError(f"{path}: best: expected null or a finite number")
+    limit = trainer.inputs.shape[0] if trainer.cfg.unit == "stream" else len(trainer.lines)
+    if state["pos"] >= limit:
+        raise BpttError(f"{path}: pos: expected a position in the epoch, below {limit}")
+    if (
+        not isinstance(state["log"], list)
+        or not state["log"]
+        or not all(isinstance(r, dict) for r in state["log"])
+    ):
+        raise BpttError(f"{path}: log: expected a non-empty list of evaluation records")
+    iv = state["interval"]
+    if not isinstance(iv, dict) or sorted(iv) != ["chars", "clipped", "loss", "skipped", "updates"]:
+        raise BpttError(f"{path}: interval: expected an object of chars, clipped, loss, skipped, updates")
+    from ..training.checkpoint import check_rng_state
+
+    check_rng_state(state["rng"], path, "rng")

@@ -1,0 +1,348 @@
+"""The character language model: its truncated BPTT (central differences, a PyTorch twin), the text it
+reads, bits per character, sampling, and the commands (resume, faults, bad input)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from bptt import faults
+from bptt.cells import get_cell
+from bptt.cli import main
+from bptt.lm.corpus import Alphabet, conll_text, line_batch, read_corpus
+from bptt.lm.model import LanguageModel, evaluate_lines, load_lm, pieces
+from bptt.lm.network import LN2, chunk_log_probs, chunk_loss, init_lm, one_hot, step_log_softmax
+from bptt.lm.trainer import split_held_out
+from tests.helpers import error_line, torch_twin, torch_twin_grads
+
+CELLS = ["rnn", "gru", "lstm"]
+V, N_A, K, B = 7, 5, 6, 3
+
+
+def lm_params(cell, rng):
+    p = init_lm(cell, V, N_A, seed=1, dtype=np.float64)
+    return {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in p.items()}  # non-zero biases too
+
+
+def carried(cell, rng):
+    c = get_cell(cell)
+    return c.join(0.5 * rng.standard_normal((B, N_A)) for _ in c.fields(c.zero_state(B, N_A, np.float64)))
+
+
+# ------------------------------------------------------------------------------------------ the gradient
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_chunk_gradient_against_central_differences(cell):
+    """∂L/∂θ of one chunk from a carried state (held constant: truncated BPTT), masked steps included."""
+    rng = np.random.default_rng(0)
+    p, c = lm_params(cell, rng), get_cell(cell)
+    ids_in, ids_out = rng.integers(0, V, (K, B)), rng.integers(0, V, (K, B))
+    mask = np.ones((K, B), dtype=bool)
+    mask[4:, 1] = False  # a shorter line
+    state0 = carried(cell, rng)
+    L, grads, _ = chunk_loss(p, c, ids_in, ids_out, state0, mask)
+    eps = 1e-6
+    for k, w in p.items():
+        num = np.zeros_like(w)
+        for i in np.ndindex(w.shape):
+            old = w[i]
+            w[i] = old + eps
+            up = chunk_loss(p, c, ids_in, ids_out, state0, mask)[0]
+            w[i] = old - eps
+            down = chunk_loss(p, c, ids_in, ids_out, state0, mask)[0]
+            w[i] = old
+            num[i] = (up - down) / (2 * eps)
+        err = np.abs(num - grads[k]).max() / max(1.0, np.abs(num).max())
+        assert err < 1e-7, (cell, k, err)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_two_chunks_equal_pytorch_with_detached_state(cell):
+    """Truncated BPTT over two chunks = PyTorch running each chunk from ``state.detach()`` (float64, 1e-10):
+    the losses, the summed gradients and the state carried."""
+    import torch
+
+    rng = np.random.default_rng(1)
+    p, c = lm_params(cell, rng), get_cell(cell)
+    ids = rng.integers(0, V, (2 * K + 1, B))
+    module = torch_twin(cell, {k: p[k] for k in c.keys})
+    head = torch.nn.Linear(N_A, V, dtype=torch.float64)
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(p["W_ya"]))
+        head.bias.copy_(torch.from_numpy(p["b_y"]))
+    state = c.zero_state(B, N_A, np.float64)
+    total = {k: 0.0 for k in p}
+    h = tuple(torch.zeros(1, B, N_A, dtype=torch.float64) for _ in range(2)) if cell == "lstm" else None
+    h = h if cell == "lstm" else torch.zeros(1, B, N_A, dtype=torch.float64)
+    for s in (0, K):
+        L, g, state = chunk_loss(p, c, ids[s : s + K], ids[s + 1 : s + K + 1], state)
+        total = {k: total[k] + g[k] for k in p}
+        X = torch.from_numpy(one_hot(ids[s : s + K], V, np.float64))
+        out, h = module(X, h)
+        logits = head(out)
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, V), torch.from_numpy(ids[s + 1 : s + K + 1]).reshape(-1), reduction="sum"
+        )
+        loss.backward()
+        h = tuple(x.detach() for x in h) if cell == "lstm" else h.detach()  # the cut
+        assert abs(L - loss.item()) < 1e-10
+    want = torch_twin_grads(module, cell)
+    want.update({"W_ya": head.weight.grad.numpy(), "b_y": head.bias.grad.numpy()})
+    for k in p:
+        np.testing.assert_allclose(total[k], want[k], atol=1e-10, rtol=0, err_msg=k)
+    for got, ref in zip(c.fields(state), h if cell == "lstm" else (h,)):
+        np.testing.assert_allclose(got, ref[0].numpy(), atol=1e-12)
+
+
+def test_dropout_is_the_identity_at_rate_zero_and_changes_the_loss_otherwise():
+    rng = np.random.default_rng(2)
+    p, c = lm_params("lstm", rng), get_cell("lstm")
+    ids_in, ids_out = rng.integers(0, V, (K, B)), rng.integers(0, V, (K, B))
+    s0 = c.zero_state(B, N_A, np.float64)
+    plain = chunk_loss(p, c, ids_in, ids_out, s0)[0]
+    assert chunk_loss(p, c, ids_in, ids_out, s0, dropout=0.0, rng=np.random.default_rng(0))[0] == plain
+    assert chunk_loss(p, c, ids_in, ids_out, s0, dropout=0.5, rng=np.random.default_rng(0))[0] != plain
+
+
+# ------------------------------------------------------------------------------------------ the text
+
+
+def test_alphabet_unknown_symbol_and_round_trip():
+    a = Alphabet.of("ab a\n")
+    assert a.chars == ["\ufffd", "\n", " ", "a", "b"]
+    assert a.encode("ba z").tolist() == [4, 3, 2, 0]  # z was never seen: the unknown symbol, id 0
+    assert a.decode([4, 3, 1]) == "ba\n"
+    assert Alphabet.from_json(a.to_json(), "x").chars == a.chars
+    assert a.unknown_in("abz!") == ["!", "z"]
+
+
+def test_line_batch_reads_a_start_symbol_and_predicts_the_end():
+    a = Alphabet.of("ab\n")  # ids: \n 1, a 2, b 3
+    ids_in, ids_out, mask = line_batch(["ab", "b"], a)
+    assert ids_in[:, 0].tolist() == [1, 2, 3] and ids_out[:, 0].tolist() == [2, 3, 1]
+    assert ids_in[:2, 1].tolist() == [1, 3] and ids_out[:2, 1].tolist() == [3, 1]
+    assert mask.T.tolist() == [[True, True, True], [True, True, False]]
+
+
+def test_conll_text_and_entities(tmp_path):
+    f = tmp_path / "a.conll"
+    f.write_text(
+        "-DOCSTART- -X- O O\n\nHarry NNP B-NP I-PER\nPotter NNP I-NP I-PER\nmet VBD O O\nRon NNP O I-PER\n\n"
+        "Harry NNP O I-PER\nPotter NNP O I-PER\nleft VBD O O\n\n"
+    )
+    assert conll_text(f) == "Harry Potter met Ron\nHarry Potter left\n"
+    assert conll_text(f, "PER") == "Harry Potter\nRon\n"  # distinct, in order of first appearance
+    assert read_corpus(conll=[f], entities="PER") == "Harry Potter\nRon\n"
+
+
+def test_split_held_out_cuts_at_a_line_end():
+    text = "".join(f"line {i}\n" for i in range(100))
+    train, held = split_held_out(text, 0.1)
+    assert train + held == text and train.endswith("\n") and held.startswith("line ")
+    assert 0.08 < len(held) / len(text) < 0.12
+
+
+def test_pieces_cover_the_stream():
+    text = "".join(f"{'x' * (i % 7)}\n" for i in range(50))
+    got = pieces(text, 4)
+    assert 1 < len(got) <= 4 and "\n".join(got) + "\n" == text
+
+
+# ------------------------------------------------------------------------------------------ scoring, sampling
+
+
+def test_bits_per_char_equals_the_sum_of_step_log_probabilities():
+    """Scoring a stream (pieces side by side, masked) = reading each piece one character at a time."""
+    rng = np.random.default_rng(3)
+    text = "ab ba\nab\nbbb a\na\n"
+    a = Alphabet.of(text)
+    p = init_lm("gru", len(a), 4, seed=0, dtype=np.float64)
+    p = {k: v + 0.2 * rng.standard_normal(v.shape) for k, v in p.items()}
+    model = LanguageModel(p, "gru", a, "stream")
+    c = get_cell("gru")
+    total, n = 0.0, 0
+    for piece in pieces(text):
+        ids = a.encode("\n" + piece + "\n")
+        state = c.zero_state(1, 4, np.float64)
+        for t in range(len(ids) - 1):
+            log_p, state = step_log_softmax(p, c, state, ids[t : t + 1])
+            total += log_p[0, ids[t + 1]]
+            n += 1
+    assert n == len(text)
+    assert math.isclose(model.bits_per_char(text), -total / n / LN2, rel_tol=1e-12)
+
+
+def test_a_uniform_model_scores_log2_of_the_alphabet():
+    a = Alphabet.of("abc\n")
+    p = init_lm("lstm", len(a), 3, dtype=np.float64)
+    p["W_ya"][:] = 0
+    p["b_y"][:] = 0
+    assert math.isclose(
+        evaluate_lines(p, get_cell("lstm"), a, ["abc", "cab"]), math.log2(len(a)), rel_tol=1e-12
+    )
+
+
+def test_sampling_is_seeded_never_writes_the_unknown_symbol_and_lines_end():
+    rng = np.random.default_rng(4)
+    a = Alphabet.of("abc\n")
+    p = init_lm("lstm", len(a), 6, dtype=np.float64)
+    p["b_y"][:] = rng.standard_normal(len(a))
+    p["b_y"][0] = 20.0  # the unknown symbol would win every draw
+    model = LanguageModel(p, "lstm", a, "stream")
+    s1 = model.sample(3, 40, 1.0, "ab", np.random.default_rng(7))
+    assert s1 == model.sample(3, 40, 1.0, "ab", np.random.default_rng(7))
+    assert all(s.startswith("ab") and len(s) == 42 and "\ufffd" not in s for s in s1)
+    p["b_y"][:] = -10.0
+    p["b_y"][a.index["\n"]] = 10.0  # the end symbol is (nearly) certain
+    lines = LanguageModel(p, "lstm", a, "line").sample(4, 30, 1.0, "", np.random.default_rng(0))
+    assert lines == ["", "", "", ""]
+
+
+def test_low_temperature_is_greedy():
+    rng = np.random.default_rng(5)
+    a = Alphabet.of("abcd\n")
+    p = init_lm("rnn", len(a), 5, dtype=np.float64)
+    p = {k: v + 0.5 * rng.standard_normal(v.shape) for k, v in p.items()}
+    model = LanguageModel(p, "rnn", a, "stream")
+    got = model.sample(1, 10, 1e-4, "a", np.random.default_rng(0))[0]
+    c, state, x, want = get_cell("rnn"), None, a.encode("\na"), "a"
+    state = c.zero_state(1, 5, np.float64)
+    log_p, state = chunk_log_probs(p, c, x[:-1, None], x[1:, None], state)
+    x = x[-1:]
+    for _ in range(10):
+        log_p, state = step_log_softmax(p, c, state, x)
+        log_p[:, 0] = -np.inf
+        x = log_p.argmax(axis=1)
+        want += a.decode(x)
+    assert got == want
+
+
+# ------------------------------------------------------------------------------------------ the commands
+
+
+def corpus(tmp_path):
+    f = tmp_path / "train.txt"
+    f.write_text("".join(f"the cat {i % 5} sat on the mat number {i}\n" for i in range(60)))
+    return f
+
+
+TRAIN = [
+    "--hidden",
+    "8",
+    "--batch-size",
+    "4",
+    "--bptt-steps",
+    "10",
+    "--eval-every",
+    "5",
+    "--lr",
+    "0.02",
+    "--quiet",
+]
+
+
+def test_train_evaluate_sample_end_to_end(tmp_path, capsys):
+    f = corpus(tmp_path)
+    out = tmp_path / "lm"
+    assert main(["lm", "train", "--text", str(f), "--out", str(out), "--updates", "40", *TRAIN]) == 0
+    result = json.loads((out / "result.json").read_text())
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert result["updates"] == 40 and len(log) == 9
+    assert log[-1]["held_out_bpc"] < log[0]["held_out_bpc"] - 0.5  # it learns
+    capsys.readouterr()
+    assert main(["lm", "evaluate", "--model", str(out), "--text", str(f), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["characters"] == len(f.read_text()) and 0 < doc["bpc"] < math.log2(len(load_lm(out).alphabet))
+    assert (
+        main(["sample", "--model", str(out), "--n", "3", "--length", "20", "--seed", "1", "--prime", "the"])
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert text.count("the") >= 3
+
+
+def test_line_unit_model_writes_lines(tmp_path, capsys):
+    f = tmp_path / "names.txt"
+    f.write_text("".join(f"{n}\n" for n in ["Ann Lee", "Bob Ray", "Cy Young", "Di Moss"] * 10))
+    out = tmp_path / "names"
+    argv = ["lm", "train", "--text", str(f), "--unit", "line", "--out", str(out), "--updates", "60", *TRAIN]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["sample", "--model", str(out), "--n", "5", "--length", "30", "--seed", "0"]) == 0
+    lines = capsys.readouterr().out.split("\n")[:-1]
+    assert len(lines) == 5 and all(len(line) <= 30 for line in lines)
+
+
+def run_with_fault(monkeypatch, argv, fault):
+    monkeypatch.setenv(faults.ENV, fault)
+    faults.reset()
+    try:
+        return main(argv)
+    finally:
+        monkeypatch.delenv(faults.ENV)
+        faults.reset()
+
+
+@pytest.mark.parametrize("unit", ["stream", "line"])
+def test_sigterm_then_resume_is_bit_identical(tmp_path, monkeypatch, unit):
+    f = corpus(tmp_path)
+    argv = ["lm", "train", "--text", str(f), "--unit", unit, "--updates", "23", "--dropout", "0.3", *TRAIN]
+    assert main([*argv, "--out", str(tmp_path / "ref")]) == 0
+    out = tmp_path / "run"
+    assert run_with_fault(monkeypatch, [*argv, "--out", str(out)], "SIGTERM@lm:step:12") == 143
+    assert not (out / "weights.safetensors").exists()
+    assert main(["lm", "train", "--resume", str(out), "--quiet"]) == 0
+    ref = tmp_path / "ref"
+    assert (ref / "weights.safetensors").read_bytes() == (out / "weights.safetensors").read_bytes()
+    drop = lambda d: {k: v for k, v in json.loads((d / "result.json").read_text()).items() if k != "seconds"}  # noqa: E731
+    assert drop(ref) == drop(out)
+
+
+def test_resume_refuses_a_changed_text(tmp_path, capsys, monkeypatch):
+    f = corpus(tmp_path)
+    out = tmp_path / "run"
+    argv = ["lm", "train", "--text", str(f), "--updates", "20", "--out", str(out), *TRAIN]
+    assert run_with_fault(monkeypatch, argv, "SIGTERM@lm:step:3") == 143
+    f.write_text(f.read_text() + "one more line\n")
+    assert "the text differs" in error_line(capsys, "lm", "train", "--resume", out)
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ([], ["--text", "no text"]),
+        (["--text", "MISSING"], ["MISSING", "no such file"]),
+        (["--text", "TRAIN", "--time-budget", "0"], ["--time-budget", "more than 0"]),
+        (["--text", "TRAIN", "--hidden", "0"], ["--hidden", "expected an integer"]),
+        (["--text", "TRAIN", "--dropout", "1"], ["--dropout", "expected a number"]),
+        (["--text", "TRAIN", "--entities", "PER"], ["--entities", "needs --conll"]),
+        (["--text", "TRAIN", "--cell", "rnn", "--init", "chrono"], ["--init", "rnn cell takes"]),
+        (["--text", "TRAIN", "--batch-size", "100000"], ["--batch-size"]),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, capsys, extra, words):
+    f = corpus(tmp_path)
+    extra = [str(f) if a == "TRAIN" else str(tmp_path / a) if a == "MISSING" else a for a in extra]
+    message = error_line(
+        capsys, "lm", "train", "--out", tmp_path / "out", "--updates", "3", "--quiet", *extra
+    )
+    for w in words:
+        assert w in message, message
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_no_overwrite_and_bad_models(tmp_path, capsys):
+    f = corpus(tmp_path)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    assert "holds files" in error_line(capsys, "lm", "train", "--text", f, "--out", out, "--updates", "2")
+    assert (out / "mine.txt").read_text() == "keep"
+    assert "no such file" in error_line(capsys, "lm", "evaluate", "--model", tmp_path / "none", "--text", f)
+    assert "--temperature" in error_line(capsys, "sample", "--model", out, "--temperature", "0")
+    bad = tmp_path / "empty.txt"
+    bad.write_text("\n\n")
+    msg = error_line(capsys, "lm", "train", "--text", bad, "--out", tmp_path / "e", "--updates", "2")
+    assert "no text" in msg
