@@ -28,11 +28,13 @@ COMMANDS = {
     "longrange": "longrange",
     "lm": "lm",
     "sample": "sample",
+    "dates": "dates",
 }
 
 EPILOG = """examples:
   bptt demo                                  train a person-name tagger on the built-in corpus
   bptt lm train --conll eng.train --out runs/lm   a character language model; then bptt sample
+  bptt dates train --out runs/dates          an encoder-decoder with attention: dates to ISO dates
   bptt COMMAND --help                        options and examples of one command
 """
 

@@ -14,6 +14,8 @@ EXAMPLES = """examples:
   bptt graph --demo "Harry Potter and Hermione Granger invented a new spell ." --out graph.png
   bptt graph --demo "Ada Lovelace wrote the first program ." --gold "B-PER I-PER O O O O O" --out g.svg
   bptt graph --model runs/person "Yesterday Marguerite Okafor flew to Lima ." --out graph.svg
+  bptt graph --lm runs/lm --prime "Harry" --length 10 --seed 1 --out generation.png
+  bptt graph --dates runs/dates "the 3rd of May 1979" --out dates.png
 
 Forward arrows (blue) run left to right, backpropagation (red) right to left; each a<t> is
 coloured by the message ||dL/da<t>|| that reaches it. Without --gold the loss is measured
@@ -22,6 +24,7 @@ against the model's own predictions.
 
 HASH_BUCKETS = 32  # hashed word identity, so the demo model can learn frequent words ("The", "Dr.")
 MODEL_FILES = ("config.json", "vocab.json", "weights.safetensors", "log.jsonl")  # never written over
+GENERATED_FILES = ("weights.safetensors", "log.jsonl", "result.json", "lm.json", "dates.json", "report.html")
 
 
 def add_parser(sub):
@@ -34,10 +37,17 @@ def add_parser(sub):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_source_arguments(p, "use the lecture RNN trained for a moment on the built-in person-name corpus")
-    p.add_argument("sentence", nargs="+", help="the sentence, tokens separated by spaces (at most 200)")
+    p.add_argument(
+        "sentence", nargs="*",
+        help="the sentence, tokens separated by spaces (at most 200); with --dates, the date as written",
+    )  # fmt: skip
+    g = p.add_argument_group("a generated sequence (--lm) or the encoder-decoder (--dates)")
+    g.add_argument("--prime", default="", help="--lm: the text read before generating (default none)")
+    g.add_argument("--length", type=int, default=12, help="--lm: characters to generate (default 12)")
+    g.add_argument("--temperature", type=float, default=1.0, help="--lm: sampling temperature (default 1)")
     p.add_argument("--gold", metavar="TAGS", help="gold tags, one per token (e.g. 'B-PER I-PER O')")
     p.add_argument("--steps", type=int, default=300, help="--demo: training steps (default 300)")
-    add_seed_option(p, "--demo: random seed")
+    add_seed_option(p, "--demo: random seed; --lm: the draws")
     p.set_defaults(run=run)
 
 
@@ -46,6 +56,13 @@ def add_source_arguments(p, demo_help):
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", metavar="DIR", help="a model directory written by `bptt train`")
     source.add_argument("--demo", action="store_true", help=demo_help)
+    if p.prog.endswith("graph"):
+        source.add_argument(
+            "--lm", metavar="DIR", help="a language model of `bptt lm train`: draw a generation"
+        )
+        source.add_argument(
+            "--dates", metavar="DIR", help="a model of `bptt dates train`: draw it over a date"
+        )
     p.add_argument("--out", required=True, metavar="FILE", help="picture to write: FILE.png or FILE.svg")
 
 
@@ -59,6 +76,10 @@ def check_out(args):
 
     check_picture_path(args.out)
     inputs = [] if args.model is None else [os.path.join(args.model, f) for f in MODEL_FILES]
+    for kind in ("lm", "dates"):  # another kind of model directory: none of its files either
+        directory = getattr(args, kind, None)
+        if directory is not None:
+            inputs += [os.path.join(directory, f) for f in GENERATED_FILES]
     check_output(args.out, inputs + [p for p in [getattr(args, "data", None)] if p])
 
 
@@ -66,6 +87,8 @@ def run(args):
     from ..pictures.plots import MAX_GRAPH_WORDS, draw_unrolled_graph
 
     check_out(args)  # before any training
+    if args.lm is not None or args.dates is not None:
+        return run_generated(args)
     words = " ".join(args.sentence).split()
     if not words:
         raise BpttError("sentence: empty; give at least one word")
@@ -87,6 +110,36 @@ def run(args):
         trace = tagger.trace(words, gold=gold)
     path = draw_unrolled_graph(trace, args.out)
     print(f"wrote {path}")
+
+
+def run_generated(args):
+    """``--lm``: a generated sequence, each drawn character fed back; ``--dates``: the encoder-decoder."""
+    from ..pictures.plots import draw_unrolled_graph
+
+    if args.lm is not None:
+        from ..lm.model import MAX_GRAPH_CHARS, lm_trace, load_lm
+
+        if args.sentence:
+            raise BpttError("--lm: takes no sentence; give the text to start from as --prime")
+        if not 1 <= args.length or len(args.prime) + args.length + 1 > MAX_GRAPH_CHARS:
+            raise BpttError(
+                f"--length: from 1 to {MAX_GRAPH_CHARS - 1} characters with the prime, got {args.length}"
+            )
+        if not args.temperature > 0:
+            raise BpttError(f"--temperature: expected a number > 0, got {args.temperature:g}")
+        model = load_lm(args.lm)
+        trace = lm_trace(model, args.prime, args.length, args.temperature, np.random.default_rng(args.seed))
+        print(f"wrote {draw_unrolled_graph(trace, args.out)}")
+        return 0
+    from ..pictures.seq2seq import draw_seq2seq_graph
+    from ..seq2seq.dates import load_date_model
+
+    text = " ".join(args.sentence)
+    if not text:
+        raise BpttError('sentence: give the date to draw, as written (e.g. "3 May 1979")')
+    model = load_date_model(args.dates)
+    print(f"wrote {draw_seq2seq_graph(model.trace(text), args.out)}")
+    return 0
 
 
 def gold_iob2(gold, known):

@@ -118,9 +118,8 @@ def add_parser(sub):
     )
     option("optimizer", "update rule", choices=list(OPTIMIZERS))
     option("lr", "learning rate", type=float)
-    option(
-        "lr-decay", "multiply the learning rate by this when the held-out bpc does not improve", type=float
-    )
+    option("lr-decay", "multiply the learning rate by this when the held-out bpc stops improving", type=float)
+    option("patience", "evaluations in a row without improvement before the learning rate decays", type=int)
     option("clip", "clip the global gradient norm to this; 0 off", type=float)
     option("dropout", "dropout rate on a<t> before the output layer, while training", type=float)
     option("eval-every", "updates between held-out evaluations and checkpoints", type=int)
@@ -188,6 +187,7 @@ def config(args):
             text=list(args.text), conll=list(args.conll), entities=args.entities, unit=args.unit,
             cell=args.cell, init=args.init, hidden=args.hidden, batch_size=args.batch_size,
             bptt_steps=args.bptt_steps, optimizer=args.optimizer, lr=args.lr, lr_decay=args.lr_decay,
+            patience=args.patience,
             clip=args.clip, dropout=args.dropout, minutes=args.time_budget, updates=args.updates,
             eval_every=args.eval_every, valid_fraction=args.valid_fraction, seed=args.seed, dtype=args.dtype,
         )  # fmt: skip

@@ -33,6 +33,7 @@ _RULES = {
     "optimizer": one_of(OPTIMIZERS),
     "lr": number(0, above=True),
     "lr_decay": number(0, 1, above=True),
+    "patience": number(1, 10**6, integer=True),
     "clip": number(0),
     "dropout": number(0, 1, below=True),
     "minutes": number(0, above=True, optional=True),
@@ -60,7 +61,8 @@ class LMConfig(Checked):
     bptt_steps: int = 100  # k: characters per update of each stream; the gradient is cut every k steps
     optimizer: str = "adam"  # "adam", "adagrad" (min-char-rnn's), "momentum" or "sgd"
     lr: float = 2e-3  # learning rate
-    lr_decay: float = 0.5  # the learning rate is multiplied by this when the held-out bpc stops falling
+    lr_decay: float = 0.5  # the learning rate is multiplied by this when the held-out bpc stops falling:
+    patience: int = 2  # after this many evaluations in a row that do not improve on the best
     clip: float = 5.0  # clip the global gradient norm to this (0: off)
     dropout: float = 0.25  # inverted dropout on a⟨t⟩ before the head while training (never on W_aa)
     minutes: float | None = 20.0  # wall-time budget: training and evaluations together

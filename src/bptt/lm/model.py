@@ -29,6 +29,7 @@ MODEL_FORMAT, MODEL_VERSION = "bptt-lm", 1
 PIECES = 16  # a stream is scored as this many pieces side by side (a batch): 16× fewer steps
 EVAL_STEPS = 1000  # steps per forward call while scoring: the caches of one call stay small
 EVAL_LINES = 256  # lines scored side by side (``unit="line"``)
+MAX_GRAPH_CHARS = 60  # steps of a generation's unrolled graph (more is unreadable)
 
 
 def pieces(text, n=PIECES):
@@ -120,6 +121,44 @@ class LanguageModel:
                 if done.all():
                     break
         return [prime + self.alphabet.decode(out[: written[b], b]) for b in range(n)]
+
+
+SHOWN = {"\n": "⏎", " ": "␣"}  # how the graph writes characters that would not show
+
+
+def shown(ch):
+    return SHOWN.get(ch, ch)
+
+
+def lm_trace(model, prime="", length=12, temperature=1.0, rng=None):
+    """The unrolled graph of a generated sequence (``bptt graph --lm``): the model reads "\\n" and the
+    prime, then writes ``length`` characters, each drawn one fed back as the next input.
+
+    Every step's loss is −log ŷ⟨t⟩ of the character that came next (the prime's, or the one drawn), and
+    the messages are the BPTT of their sum. Returns: the trace for ``plots.draw_unrolled_graph``.
+    """
+    from ..pictures.plots import trace_from_params
+
+    text = model.sample(1, length, temperature, prime, rng)[0]
+    read = "\n" + text  # x⟨1⟩ … x⟨T⟩ and, one ahead, what each step predicts
+    if model.unit == "line" and len(text) - len(prime) < length:
+        read += "\n"  # the line ended: the last prediction is the end symbol
+    ids = model.alphabet.encode(read)
+    V = len(model.alphabet)
+    X = np.eye(V, dtype=np.float64)[ids[:-1]]  # (T, V) one-hot
+    params = {k: v.astype(np.float64) for k, v in model.params.items()}
+    chars = [shown(c) for c in model.alphabet.chars]
+    trace = trace_from_params(
+        params, [shown(c) for c in read[:-1]], X, ids[1:], tags=chars, output="softmax", cell=model.cell.name,
+        title=f"Generation by a character {model.cell.name.upper()}: each drawn character is the next input",
+    )  # fmt: skip
+    log_p = np.log(np.maximum(np.exp(-np.array(trace["L_t"])), 1e-300))
+    trace["predicted"] = [shown(c) for c in read[1:]]  # what came next: the prime's, or the one drawn
+    trace["y_hat"] = np.exp(log_p).tolist()  # its probability
+    trace["gold"] = None
+    trace["fed_back"] = [t >= len(prime) for t in range(len(read) - 1)]
+    trace["output_label"] = "ŷ⟨t⟩ = softmax(W_ya a⟨t⟩ + b_y), a character drawn from it"
+    return trace
 
 
 def load_lm(model):

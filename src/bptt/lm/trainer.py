@@ -33,21 +33,20 @@ import hashlib
 import json
 import math
 import os
-import signal
 import time
+from dataclasses import asdict
 
 import numpy as np
 
-from .. import faults
 from ..cells import get_cell
 from ..errors import BpttError
 from ..io.atomic import atomic_write
 from ..io.modelfiles import load_checkpoint, load_document, save_checkpoint, save_document
 from ..io.safetensors_io import save_safetensors
+from ..training.budget import BudgetedTrainer
 from ..training.optim import clip_grad_norm, make_optimizer
 from ..training.progress import Progress, fmt_time
 from ..training.rundir import list_out_dir
-from ..training.trainer import Stop
 from .config import LMConfig
 from .corpus import Alphabet, line_batch, lines_of, read_corpus
 from .model import MODEL_FORMAT, MODEL_VERSION, evaluate_lines, pieces
@@ -55,7 +54,6 @@ from .network import LN2, chunk_loss, init_lm
 
 SETTINGS_FILE, SETTINGS_FORMAT, SETTINGS_VERSION = "lm.json", "bptt-lm-run", 1
 RUN_FILES = (SETTINGS_FILE, "checkpoint", "checkpoint.old", "log.jsonl", "weights.safetensors", "result.json")
-LINE_EVERY = 60  # seconds between progress lines of their own (a log file gets one a minute)
 
 
 def text_sha256(text):
@@ -75,16 +73,16 @@ def split_held_out(text, fraction):
     return train, held
 
 
-class LMTrainer:
+class LMTrainer(BudgetedTrainer):
     """Trains (or, with ``resume``, continues) a character language model in ``out``."""
+
+    FAULT = "lm:step"
 
     def __init__(self, cfg, out, progress=None):
         self.cfg, self.out = cfg, os.fspath(out)
         self.progress = progress or Progress(enabled=False)
         self.cell = get_cell(cfg.cell)
         self.dtype = np.dtype(cfg.dtype).type
-        self.stop_signal = None
-        self.last_line = -math.inf
 
     # ------------------------------------------------------------------ data
     def read_data(self, alphabet=None):
@@ -130,6 +128,7 @@ class LMTrainer:
         self.bad = 0
         self.lr = c.lr
         self.best = None  # the best held-out bpc so far
+        self.stale = 0  # evaluations since the best
         self.log = []
         self.interval = {"loss": 0.0, "chars": 0, "skipped": 0, "clipped": 0, "updates": 0}
         self.carry = self.zero_state(c.batch_size)
@@ -141,6 +140,7 @@ class LMTrainer:
         return {
             "updates": self.updates, "steps": self.steps, "epoch": self.epoch, "pos": self.pos,
             "chars": self.chars, "seconds": seconds, "bad": self.bad, "lr": self.lr, "best": self.best,
+            "stale": self.stale,
             "log": self.log, "interval": self.interval, "rng": self.rng.bit_generator.state,
         }  # fmt: skip
 
@@ -165,7 +165,19 @@ class LMTrainer:
         self.opt.lr = state["lr"]
         n = len(self.cell.fields(self.carry))
         self.carry = self.cell.join(arrays[f"carry.{i}"] for i in range(n))
-        for k in ("updates", "steps", "epoch", "pos", "chars", "seconds", "bad", "lr", "best", "log"):
+        for k in (
+            "updates",
+            "steps",
+            "epoch",
+            "pos",
+            "chars",
+            "seconds",
+            "bad",
+            "lr",
+            "best",
+            "stale",
+            "log",
+        ):
             setattr(self, k, state[k])
         self.interval = state["interval"]
         self.rng.bit_generator.state = state["rng"]
@@ -235,11 +247,15 @@ class LMTrainer:
         bpc = evaluate_lines(self.params, self.cell, self.alphabet, self.held)
         improved = self.best is None or bpc < self.best
         if improved:
+            self.stale = 0
             self.best = bpc
             self.best_params = {k: v.copy() for k, v in self.params.items()}
-        elif self.log:  # no better than the best: a smaller step
+        else:
+            self.stale += 1
+        if self.stale >= self.cfg.patience:  # the held-out bpc stopped falling: a smaller step
             self.lr *= self.cfg.lr_decay
             self.opt.lr = self.lr
+            self.stale = 0
         record = {
             "updates": self.updates, "chars": self.chars, "epoch": self.epoch, "seconds": seconds,
             "train_bpc": iv["loss"] / iv["chars"] / LN2 if iv["chars"] else None,
@@ -254,18 +270,18 @@ class LMTrainer:
         )
         return record
 
-    def stop_reason(self, seconds):
-        c = self.cfg
-        if self.bad >= c.max_bad_steps:
-            return "diverged"
-        if c.updates is not None and self.steps >= c.updates:
-            return "updates"
-        if seconds >= c.budget_seconds:
-            return "minutes"
-        return None
+    def status(self, seconds):
+        best = "—" if self.best is None else f"{self.best:.4f}"
+        train = self.log[-1]["train_bpc"] if self.log else None
+        return (
+            f"  {self.updates:>8,} updates  {self.chars:>12,} chars  held-out bpc {best}"
+            + (f"  train bpc {train:.4f}" if train is not None else "")
+            + f"  {self.chars / max(seconds, 1e-9):,.0f} chars/s  {self.budget_left(seconds)}"
+        )
 
-    # ------------------------------------------------------------------ the loop
+    # ------------------------------------------------------------------ the run
     def run(self, resume=False):
+        """Train from the start, or with ``resume`` from the checkpoint in ``out``. Returns: the result."""
         c = self.cfg
         if resume:
             doc = read_settings(self.out)
@@ -282,8 +298,7 @@ class LMTrainer:
         resumed = resume and self.restore()
         if not resume:
             os.makedirs(self.out, exist_ok=True)
-            doc = {"settings": c.to_json() if hasattr(c, "to_json") else vars_of(c),
-                   "alphabet": self.alphabet.to_json(), "text_sha256": self.sha}  # fmt: skip
+            doc = {"settings": asdict(c), "alphabet": self.alphabet.to_json(), "text_sha256": self.sha}
             save_document(os.path.join(self.out, SETTINGS_FILE), SETTINGS_FORMAT, SETTINGS_VERSION, doc)
         n_params = sum(v.size for v in self.params.values())
         self.progress.line(
@@ -291,62 +306,7 @@ class LMTrainer:
             f" {self.train_chars:,} training characters ({c.unit}s), {self.held_chars:,} held out"
             + (f"; resumed after {self.updates:,} updates" if resumed else "")
         )
-        start = self.start = time.monotonic() - self.seconds
-        previous = {s: signal.signal(s, self.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            with np.errstate(all="ignore"):
-                if not self.log:
-                    self.show(self.evaluate(0.0), start)
-                    self.save(time.monotonic() - start)
-                while (reason := self.stop_reason(time.monotonic() - start)) is None:
-                    faults.point(f"lm:step:{self.steps}")  # test-only (BPTT_FAULT); a no-op otherwise
-                    if self.stop_signal is not None:
-                        self.save(time.monotonic() - start)
-                        raise Stop(self.stop_signal)
-                    self.update()
-                    if self.steps % c.eval_every == 0:
-                        self.show(self.evaluate(time.monotonic() - start), start)
-                        self.save(time.monotonic() - start)
-                    else:
-                        self.show(None, start)
-                if self.log[-1]["updates"] != self.updates or self.log[-1]["chars"] != self.chars:
-                    self.show(self.evaluate(time.monotonic() - start), start)
-                return self.finish(reason, time.monotonic() - start)
-        except KeyboardInterrupt:
-            self.progress.line("interrupted: the training state is saved; continue with --resume")
-            raise
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-
-    def on_signal(self, signum, frame):
-        if self.stop_signal is not None:
-            raise Stop(signum)
-        self.stop_signal = signum
-        self.progress.line(f"{signal.Signals(signum).name}: saving the training state, then stopping")
-
-    def show(self, record, start):
-        seconds = time.monotonic() - start
-        c = self.cfg
-        best = "—" if self.best is None else f"{self.best:.4f}"
-        budget = []
-        if c.updates is not None:
-            budget.append(f"{100 * self.steps / c.updates:3.0f}%")
-        if c.minutes is not None:
-            budget.append(f"{fmt_time(c.budget_seconds - seconds)} left")
-        text = (
-            f"  {self.updates:>8,} updates  {self.chars:>12,} chars  held-out bpc {best}"
-            f"  {self.chars / max(seconds, 1e-9):,.0f} chars/s  {'  '.join(budget)}"
-        )
-        now = time.monotonic()
-        if record is None or now - self.last_line < LINE_EVERY:
-            self.progress.update(text)
-            return
-        train = record["train_bpc"]
-        self.progress.line(
-            text + (f"  train bpc {train:.4f}" if train is not None else "") + f"  ({fmt_time(seconds)})"
-        )
-        self.last_line = now
+        return self.loop(time.monotonic() - self.seconds)
 
     def finish(self, reason, seconds):
         c = self.cfg
@@ -367,12 +327,6 @@ class LMTrainer:
             f" in {fmt_time(seconds)} (stopped: {reason}); the model is {self.out}"
         )
         return result
-
-
-def vars_of(cfg):
-    from dataclasses import asdict
-
-    return asdict(cfg)
 
 
 def check_new_dir(out):
@@ -425,23 +379,11 @@ def check_checkpoint(where, arrays, state, trainer):
     except BpttError as e:
         raise BpttError(f"{where}: opt.{e}") from None
     path = os.path.join(where, "state.json")
-    fields = (
-        "updates",
-        "steps",
-        "epoch",
-        "pos",
-        "chars",
-        "seconds",
-        "bad",
-        "lr",
-        "best",
-        "log",
-        "interval",
-        "rng",
-    )
+    fields = ("updates", "steps", "epoch", "pos", "chars", "seconds", "bad", "lr", "best", "stale", "log")
+    fields += ("interval", "rng")
     if not isinstance(state, dict) or sorted(state) != sorted(fields):
         raise BpttError(f"{path}: expected an object of {', '.join(fields)}")
-    for k in ("updates", "steps", "epoch", "pos", "chars", "bad"):
+    for k in ("updates", "steps", "epoch", "pos", "chars", "bad", "stale"):
         if type(state[k]) is not int or not 0 <= state[k] < 2**62:
             raise BpttError(f"{path}: {k}: expected an integer >= 0")
     for k in ("seconds", "lr"):

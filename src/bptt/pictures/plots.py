@@ -23,6 +23,9 @@ It takes a *trace*, a plain dict (so any model can draw itself):
     cell           "rnn", "gru" or "lstm", optional (default "rnn"): the equations in the legend
     cell_message_norms  [float] * T or None, optional: ‖∂L/∂c⟨t⟩‖ of an LSTM; draws the cell-state
                    lane c⟨t−1⟩ → c⟨t⟩ between x⟨t⟩ and a⟨t⟩, its nodes coloured on the same scale
+    fed_back       [bool] * T or None, optional: generation (one-to-many): ŷ⟨t⟩'s drawn symbol is
+                   fed back as x⟨t+1⟩, drawn as a green arrow from ŷ⟨t⟩ to x⟨t+1⟩
+    output_label   str, optional: the legend's output equation (default the sigmoid's)
 
 Gradient flow takes the training log's records (one dict per epoch, see ``bptt.pictures.report``).
 """
@@ -39,6 +42,7 @@ from ..errors import BpttError
 FORWARD = "#1f5fa8"  # forward arrows
 BACKWARD = "#d1402a"  # backpropagation arrows
 PARAM = "#8a8a8a"  # shared-parameter connectors
+FEEDBACK = "#2a9d3a"  # a sampled output fed back as the next input
 FORMATS = (".png", ".svg")
 DPI = 130
 MAX_GRAPH_WORDS = 200  # the unrolled graph of a longer sentence is unreadable (and takes minutes, gigabytes)
@@ -107,7 +111,7 @@ def _check_trace(trace):
     for key, required in (("y_hat", True), ("predicted", True), ("message_norms", True)):
         if trace.get(key) is None and required:
             raise BpttError(f"trace['{key}']: missing")
-    for key in ("y_hat", "predicted", "message_norms", "gold", "L_t", "cell_message_norms"):
+    for key in ("y_hat", "predicted", "message_norms", "gold", "L_t", "cell_message_norms", "fed_back"):
         v = trace.get(key)
         if v is not None and len(v) != T:
             raise BpttError(f"trace['{key}']: expected {T} values (one per word), got {len(v)}")
@@ -159,6 +163,7 @@ def draw_unrolled_graph(trace, path):
     norms = np.asarray(trace["message_norms"], dtype=float)
     c_norms = trace.get("cell_message_norms")
     c_norms = None if c_norms is None else np.asarray(c_norms, dtype=float)
+    fed_back = trace.get("fed_back") or [False] * T
 
     # the figure, laid out by hand (inches): title on top, legend below, colour bar on the right
     x_lo, y_lo, y_hi = -1.75, -0.75, Y_L + 0.35
@@ -310,6 +315,13 @@ def draw_unrolled_graph(trace, path):
         left = (t - 1) + (R_A * 0.85 if t == 1 else R_A)  # a⟨t−1⟩ → a⟨t⟩, and back
         arrow((left, Y_A + OFF), (t - R_A, Y_A + OFF), FORWARD)
         arrow((t - R_A, Y_A - OFF), (left, Y_A - OFF), BACKWARD, width(v))
+        if fed_back[i] and t < T:  # generation: the symbol drawn at ŷ⟨t⟩ is read as x⟨t+1⟩
+            ax.add_patch(
+                FancyArrowPatch(
+                    (t + W_BOX / 2, Y_YHAT - 0.25), (t + 1 - 0.24, Y_X + 0.24), arrowstyle="-|>",
+                    mutation_scale=9, color=FEEDBACK, lw=1.1, ls=(0, (4, 2)), zorder=2,
+                )
+            )  # fmt: skip
 
     # L = Σ_t L⟨t⟩: one bar over all the steps
     ax.add_patch(
@@ -329,7 +341,13 @@ def draw_unrolled_graph(trace, path):
 
     forward, recurrent = EQUATIONS[trace.get("cell", "rnn")]
     handles = [
-        Line2D([], [], color=FORWARD, lw=2, label=f"forward: {forward},  ŷ⟨t⟩ = σ(W_ya a⟨t⟩ + b_y)"),
+        Line2D(
+            [],
+            [],
+            color=FORWARD,
+            lw=2,
+            label=f"forward: {forward},  {trace.get('output_label') or 'ŷ⟨t⟩ = σ(W_ya a⟨t⟩ + b_y)'}",
+        ),  # fmt: skip
         Line2D(
             [],
             [],
@@ -348,6 +366,12 @@ def draw_unrolled_graph(trace, path):
             label="shared parameters, the same at every step",
         ),
     ]
+    if any(fed_back):
+        handles.append(
+            Line2D(
+                [], [], color=FEEDBACK, lw=1.2, ls="--", label="generation: the drawn ŷ⟨t⟩ is read as x⟨t+1⟩"
+            )
+        )
     if c_norms is not None:
         handles.append(
             Line2D(

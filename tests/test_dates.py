@@ -1,0 +1,133 @@
+"""``bptt dates train`` / ``bptt dates convert``: the run's files, resume after a fault, conversion that
+keeps its output aligned with its input, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bptt import faults
+from bptt.cli import main
+from bptt.cli.dates import convert_lines
+from bptt.seq2seq.dates import DateModel, load_date_model
+from tests.helpers import error_line, png_ok
+
+TINY = ["--hidden", "8", "--attention-units", "4", "--batch-size", "8", "--eval-every", "5",
+        "--valid-size", "20",
+        "--test-size", "20", "--beam", "2", "--quiet"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dates") / "run"
+    assert main(["dates", "train", "--updates", "12", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_a_run_writes_its_model_results_and_report(trained):
+    result = json.loads((trained / "result.json").read_text())
+    assert result["updates"] == 12 and result["stopped"] == "updates"
+    for part in ("seen_formats", "held_out_formats"):
+        t = result["test"][part]
+        assert t["n"] == 20 and 0 <= t["exact_greedy"] <= 1 and 0 <= t["exact_beam"] <= 1
+    assert set(result["test"]["held_out_formats"]["per_format"]) == {
+        "the_dth_of_month_yy_lower", "dd_mon_yy_dash_lower", "month_d_yyyy_upper", "yyyy_mm_dd_slash",
+    }  # fmt: skip
+    log = [json.loads(line) for line in (trained / "log.jsonl").read_text().splitlines()]
+    assert [r["updates"] for r in log] == [0, 5, 10, 12]
+    png_ok(trained / "attention-maps.png")
+    assert (trained / "report.html").read_text().count("data:image/png;base64,") == 2
+    model = load_date_model(trained)
+    assert model.net.attention and model.net.n_e == 8
+
+
+def test_convert_keeps_the_output_aligned_and_names_bad_lines(trained, tmp_path, capsys):
+    f = tmp_path / "in.txt"
+    f.write_text("3 May 1979\n\nzebra 12\n" + "x" * 50 + "\nTuesday, July 10, 2007\n")
+    capsys.readouterr()
+    rc = main(["dates", "convert", "--model", str(trained), "--input", str(f)])
+    out, err = capsys.readouterr()
+    lines = out.split("\n")
+    assert len(lines) == 6 and lines[-1] == ""  # five answers, one a line
+    assert lines[1] == lines[2] == lines[3] == ""
+    assert (
+        f"{f}:2: empty date" in err
+        and f"{f}:3:" in err
+        and "'z': no date format" in err
+        and f"{f}:4: date too long" in err
+    )
+    assert rc == 1
+
+
+class Fixed(DateModel):
+    """A model that writes what it is told to (to test what convert does with any output)."""
+
+    def __init__(self, outputs):
+        self.outputs = outputs
+
+    def convert(self, texts, beam=1):
+        return [self.outputs[t] for t in texts]
+
+
+def test_convert_refuses_outputs_that_are_no_calendar_date():
+    model = Fixed({"3 May 1979": "1979-05-03", "30 Feb 1979": "1979-02-30", "1 May 1979": "1979-05"})
+    got = convert_lines(model, [(1, "3 May 1979"), (2, " 30 Feb 1979 "), (3, "1 May 1979")], beam=1)
+    assert got[0] == ("1979-05-03", None)
+    assert got[1][0] == "" and "no calendar date" in got[1][1] and "'1979-02-30'" in got[1][1]
+    assert got[2][0] == "" and "'1979-05'" in got[2][1]
+
+
+def run_with_fault(monkeypatch, argv, fault):
+    monkeypatch.setenv(faults.ENV, fault)
+    faults.reset()
+    try:
+        return main(argv)
+    finally:
+        monkeypatch.delenv(faults.ENV)
+        faults.reset()
+
+
+def test_sigterm_then_resume_is_bit_identical(tmp_path, monkeypatch):
+    argv = ["dates", "train", "--updates", "9", *TINY]
+    assert main([*argv, "--out", str(tmp_path / "ref")]) == 0
+    out = tmp_path / "run"
+    assert run_with_fault(monkeypatch, [*argv, "--out", str(out)], "SIGTERM@dates:step:7") == 143
+    assert not (out / "weights.safetensors").exists()
+    assert main(["dates", "train", "--resume", str(out), "--quiet"]) == 0
+    ref = tmp_path / "ref"
+    assert (ref / "weights.safetensors").read_bytes() == (out / "weights.safetensors").read_bytes()
+    a, b = (json.loads((d / "result.json").read_text()) for d in (ref, out))
+    assert a["test"] == b["test"] and a["updates"] == b["updates"] == 9
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--time-budget", "0"], ["--time-budget", "more than 0"]),
+        (["--hidden", "0"], ["--hidden", "expected an integer"]),
+        (["--cell", "transformer"], ["--cell", "invalid choice"]),
+        (["--beam", "0"], ["--beam", "expected an integer"]),
+        (["--lr", "-1"], ["--lr", "expected a number"]),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, capsys, extra, words):
+    message = error_line(
+        capsys, "dates", "train", "--out", tmp_path / "out", "--updates", "3", "--quiet", *extra
+    )
+    for w in words:
+        assert w in message, message
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_overwrite_and_bad_models(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    assert "holds files" in error_line(capsys, "dates", "train", "--out", out, "--updates", "2")
+    assert "--out: required" in error_line(capsys, "dates", "train", "--updates", "2")
+    assert "no such file" in error_line(capsys, "dates", "convert", "--model", tmp_path / "none")
+    bad = tmp_path / "bad.safetensors"
+    from bptt.io.safetensors_io import save_safetensors
+
+    save_safetensors(bad, {"W": np.zeros(2, np.float32)}, {"format": "something"})
+    assert "not a model of bptt dates train" in error_line(capsys, "dates", "convert", "--model", bad)
