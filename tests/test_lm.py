@@ -252,9 +252,10 @@ def test_train_evaluate_sample_end_to_end(tmp_path, capsys):
     assert result["updates"] == 40 and len(log) == 9
     assert log[-1]["held_out_bpc"] < log[0]["held_out_bpc"] - 0.5  # it learns
     capsys.readouterr()
-    assert main(["lm", "evaluate", "--model", str(out), "--text", str(f), "--json"]) == 0
+    assert main(["lm", "evaluate", "--model", str(out), "--text", str(f), "--json", "--ngram", "3"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["characters"] == len(f.read_text()) and 0 < doc["bpc"] < math.log2(len(load_lm(out).alphabet))
+    assert doc["ngram"]["order"] == 3 and 0 < doc["ngram"]["bpc"] < doc["bpc"]  # it memorises a tiny text
     assert (
         main(["sample", "--model", str(out), "--n", "3", "--length", "20", "--seed", "1", "--prime", "the"])
         == 0
@@ -346,3 +347,27 @@ def test_no_overwrite_and_bad_models(tmp_path, capsys):
     bad.write_text("\n\n")
     msg = error_line(capsys, "lm", "train", "--text", bad, "--out", tmp_path / "e", "--updates", "2")
     assert "no text" in msg
+
+
+def test_baseline_command_matches_the_library(tmp_path, capsys):
+    from bptt.lm.ngram import KneserNey, bits_per_char
+
+    f, g = corpus(tmp_path), tmp_path / "eval.txt"
+    g.write_text("the cat 3 sat on the mat number 7\nthe dog sat\n")
+    capsys.readouterr()
+    assert (
+        main(["lm", "baseline", "--text", str(f), "--eval-text", str(g), "--orders", "1", "3", "--json"]) == 0
+    )
+    got = json.loads(capsys.readouterr().out)
+    a = Alphabet.of(f.read_text())
+    want = bits_per_char(KneserNey(3, len(a)).fit([a.encode(f.read_text())]), [a.encode(g.read_text())])
+    assert set(got) == {"1", "3"} and math.isclose(got["3"], want, rel_tol=1e-12) and got["3"] < got["1"]
+    assert main(["lm", "baseline", "--text", str(f), "--eval-text", str(g), "--unit", "line", "--json"]) == 0
+    lines = json.loads(capsys.readouterr().out)
+    seqs = [a.encode("\n" + line + "\n") for line in g.read_text().split("\n") if line]
+    want = bits_per_char(
+        KneserNey(7, len(a)).fit([a.encode("\n" + s + "\n") for s in f.read_text().split("\n") if s]), seqs, 1
+    )
+    assert math.isclose(lines["7"], want, rel_tol=1e-12)
+    assert "--eval-text" in error_line(capsys, "lm", "baseline", "--text", f)
+    assert "--orders" in error_line(capsys, "lm", "baseline", "--text", f, "--eval-text", g, "--orders", "0")

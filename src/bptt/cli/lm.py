@@ -34,6 +34,13 @@ TRAIN_EXAMPLES = """\
   bptt lm train --resume runs/lm
 """
 
+BASELINE_EXAMPLES = """\
+  # Kneser-Ney n-grams, n = 2..7, trained on eng.train's text, scored on eng.testa's:
+  bptt lm baseline --conll ../shared/data/conll2003/eng.train --eval-conll ../shared/data/conll2003/eng.testa
+  # names, one a line (as bptt lm train --unit line reads them):
+  bptt lm baseline --conll eng.train --eval-conll eng.testa --entities PER --unit line --json
+"""
+
 EVAL_EXAMPLES = """\
   bptt lm evaluate --model runs/lm --conll ../shared/data/conll2003/eng.testa
   bptt lm evaluate --model runs/lm --text notes.txt --json
@@ -150,10 +157,41 @@ def add_parser(sub):
         epilog="examples:\n" + EVAL_EXAMPLES,
     )
     e.add_argument("--model", required=True, metavar="DIR", help="the run directory of bptt lm train")
+    e.add_argument(
+        "--ngram", type=int, metavar="N",
+        help="also a Kneser-Ney n-gram of order N fitted on the model's training text, for comparison",
+    )  # fmt: skip
     add_text_options(e, "the text to score")
     e.add_argument("--json", action="store_true", help="print one JSON object (bpc, characters, unknown)")
     add_threads_option(e)
     e.set_defaults(run=run_evaluate)
+
+    b = inner.add_parser(
+        "baseline",
+        help="bits per character of Kneser-Ney character n-grams (the baseline)",
+        description="Fit character n-gram models with interpolated Kneser-Ney smoothing (one discount for\n"
+        "all orders) on the training text and score the evaluation text, read as bptt lm reads them\n"
+        "(--unit stream: one stream; --unit line: each line from a start symbol, its end predicted).\n"
+        "Characters not in the training text are one unknown symbol.",
+        formatter_class=HELP_FORMAT,
+        epilog="examples:\n" + BASELINE_EXAMPLES,
+    )
+    add_text_options(b, "the training text")
+    b.add_argument(
+        "--eval-text", nargs="+", default=[], metavar="FILE", help="the evaluation text: text file(s)"
+    )
+    b.add_argument(
+        "--eval-conll", nargs="+", default=[], metavar="FILE", help="the evaluation text: CoNLL file(s)"
+    )
+    b.add_argument(
+        "--unit", choices=["stream", "line"], default="stream", help="as bptt lm train (default stream)"
+    )
+    b.add_argument(
+        "--orders", nargs="+", type=int, default=[2, 3, 4, 5, 6, 7], metavar="N", help="(default 2 … 7)"
+    )
+    b.add_argument("--discount", type=float, default=0.75, help="the discount D (default 0.75)")
+    b.add_argument("--json", action="store_true", help="print one JSON object: {order: bpc}")
+    b.set_defaults(run=run_baseline)
 
 
 def run_train(defaults, args):
@@ -198,6 +236,45 @@ def config(args):
         raise BpttError(f"{OPTIONS.get(field, '--' + field.replace('_', '-'))}:{rest}") from None
 
 
+def run_baseline(args):
+    from ..lm.corpus import Alphabet, read_corpus
+    from ..lm.ngram import baseline_table
+
+    if not args.eval_text and not args.eval_conll:
+        raise BpttError("--eval-text: no evaluation text: give --eval-text FILE or --eval-conll FILE")
+    bad = [n for n in args.orders if not 1 <= n <= 20]
+    if bad:
+        raise BpttError(f"--orders: expected orders from 1 to 20, got {bad[0]}")
+    if not 0 < args.discount < 1:
+        raise BpttError(f"--discount: expected a number between 0 and 1, got {args.discount:g}")
+    train = read_corpus(args.text, args.conll, args.entities)
+    evaluate = read_corpus(args.eval_text, args.eval_conll, args.entities)
+    table = baseline_table(train, evaluate, Alphabet.of(train), args.unit, args.orders, args.discount)
+    if args.json:
+        print(json.dumps({str(n): bpc for n, bpc in table}))
+    else:
+        for n, bpc in table:
+            print(f"n = {n}: {bpc:.4f} bits per character")
+    return 0
+
+
+def ngram_of(run, order, text, model):
+    """A Kneser-Ney n-gram's bpc on ``text``, fitted on the run's training text with its held-out part."""
+    from ..lm.corpus import read_corpus
+    from ..lm.ngram import baseline_table
+    from ..lm.trainer import read_settings, split_held_out, text_sha256
+
+    if not 1 <= order <= 20:
+        raise BpttError(f"--ngram: expected an order from 1 to 20, got {order}")
+    doc = read_settings(run)
+    c = doc["settings"]
+    train = read_corpus(c.text, c.conll, c.entities)
+    if text_sha256(train) != doc["text_sha256"]:
+        raise BpttError(f"{run}: --ngram: the training files changed since the model was trained")
+    train = split_held_out(train, c.valid_fraction)[0]  # the part the network trained on
+    return baseline_table(train, text, model.alphabet, model.unit, [order])[0][1]
+
+
 def run_evaluate(args):
     from ..lm.corpus import read_corpus
     from ..lm.model import load_lm
@@ -215,8 +292,16 @@ def run_evaluate(args):
     with blas_threads(args.threads):
         bpc = model.bits_per_char(text)
     chars = len(text) if model.unit == "stream" else sum(len(line) + 1 for line in text.split("\n") if line)
+    doc = {"bpc": bpc, "characters": chars, "unknown": n_unknown, "unit": model.unit}
+    if args.ngram is not None:
+        doc["ngram"] = {"order": args.ngram, "bpc": ngram_of(args.model, args.ngram, text, model)}
     if args.json:
-        print(json.dumps({"bpc": bpc, "characters": chars, "unknown": n_unknown, "unit": model.unit}))
+        print(json.dumps(doc))
     else:
         print(f"{bpc:.4f} bits per character over {chars:,} characters ({model.unit} model)")
+        if args.ngram is not None:
+            print(
+                f"{doc['ngram']['bpc']:.4f} bits per character: Kneser-Ney n = {args.ngram},"
+                " fitted on the same training text"
+            )
     return 0

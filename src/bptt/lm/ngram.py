@@ -194,3 +194,27 @@ def bits_per_char(model, sequences, start=0) -> float:
     if scored == 0:
         raise BpttError("sequences: no symbols to score")
     return total / (scored * np.log(2.0))
+
+
+def text_sequences(text, alphabet, unit):
+    """A text as the n-gram model reads it, and where scoring starts: the stream as one sequence
+    (every character scored), or each line as "\\n" + line + "\\n" (the start symbol read, not scored).
+
+    Returns: (list of 1-D int arrays, start).
+    """
+    if unit == "stream":
+        return [alphabet.encode(text)], 0
+    return [alphabet.encode("\n" + line + "\n") for line in text.split("\n") if line], 1
+
+
+def baseline_table(train, evaluate, alphabet, unit="stream", orders=range(2, 8), discount=0.75):
+    """Bits per character of interpolated Kneser–Ney models of each order, fitted on the text ``train``
+    and scored on ``evaluate`` (strings; the alphabet maps unseen characters to its unknown symbol).
+
+    Returns: [(order, bpc)].
+    """
+    fit_on, _ = text_sequences(train, alphabet, unit)
+    scored, start = text_sequences(evaluate, alphabet, unit)
+    return [
+        (n, bits_per_char(KneserNey(n, len(alphabet), discount).fit(fit_on), scored, start)) for n in orders
+    ]
