@@ -265,3 +265,17 @@ def torch_twin_grads(module, cell, suffix="_l0"):
         n_a = module.hidden_size
         grads["b_hn"] = getattr(module, f"bias_hh{suffix}").grad.numpy()[2 * n_a :]
     return grads
+
+
+def run_with_fault(monkeypatch, argv, fault):
+    """``bptt ARGV`` in this process, which signals itself at the fault point (SIGTERM or SIGINT: handled)."""
+    from bptt import faults
+    from bptt.cli import main
+
+    monkeypatch.setenv(faults.ENV, fault)
+    faults.reset()
+    try:
+        return main(argv)
+    finally:
+        monkeypatch.delenv(faults.ENV)
+        faults.reset()

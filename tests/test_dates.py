@@ -6,11 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from bptt import faults
 from bptt.cli import main
 from bptt.cli.dates import convert_lines
 from bptt.seq2seq.dates import DateModel, load_date_model
-from tests.helpers import error_line, png_ok
+from tests.helpers import error_line, png_ok, run_with_fault
 
 TINY = ["--hidden", "8", "--attention-units", "4", "--batch-size", "8", "--eval-every", "5",
         "--valid-size", "20",
@@ -75,16 +74,6 @@ def test_convert_refuses_outputs_that_are_no_calendar_date():
     assert got[0] == ("1979-05-03", None)
     assert got[1][0] == "" and "no calendar date" in got[1][1] and "'1979-02-30'" in got[1][1]
     assert got[2][0] == "" and "'1979-05'" in got[2][1]
-
-
-def run_with_fault(monkeypatch, argv, fault):
-    monkeypatch.setenv(faults.ENV, fault)
-    faults.reset()
-    try:
-        return main(argv)
-    finally:
-        monkeypatch.delenv(faults.ENV)
-        faults.reset()
 
 
 def test_sigterm_then_resume_is_bit_identical(tmp_path, monkeypatch):

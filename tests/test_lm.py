@@ -7,14 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from bptt import faults
 from bptt.cells import get_cell
 from bptt.cli import main
 from bptt.lm.corpus import Alphabet, conll_text, line_batch, read_corpus
 from bptt.lm.model import LanguageModel, evaluate_lines, load_lm, pieces
 from bptt.lm.network import LN2, chunk_log_probs, chunk_loss, init_lm, one_hot, step_log_softmax
 from bptt.lm.trainer import split_held_out
-from tests.helpers import error_line, torch_twin, torch_twin_grads
+from tests.helpers import error_line, run_with_fault, torch_twin, torch_twin_grads
 
 CELLS = ["rnn", "gru", "lstm"]
 V, N_A, K, B = 7, 5, 6, 3
@@ -274,16 +273,6 @@ def test_line_unit_model_writes_lines(tmp_path, capsys):
     assert main(["sample", "--model", str(out), "--n", "5", "--length", "30", "--seed", "0"]) == 0
     lines = capsys.readouterr().out.split("\n")[:-1]
     assert len(lines) == 5 and all(len(line) <= 30 for line in lines)
-
-
-def run_with_fault(monkeypatch, argv, fault):
-    monkeypatch.setenv(faults.ENV, fault)
-    faults.reset()
-    try:
-        return main(argv)
-    finally:
-        monkeypatch.delenv(faults.ENV)
-        faults.reset()
 
 
 @pytest.mark.parametrize("unit", ["stream", "line"])

@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 
 import bptt
-from bptt import faults
 from bptt.cli import main
 from bptt.io.modelfiles import load_checkpoint, save_checkpoint
 from bptt.longrange import LongRangeConfig, LongRangeTrainer
 from bptt.tasks import MAX_T, get_task, stream, task_rng
 from bptt.tasks.longrange import BLANK, DELIMITER
-from tests.helpers import error_line, png_ok, start_with_fault
+from tests.helpers import error_line, png_ok, run_with_fault, start_with_fault
 
 # ------------------------------------------------------------------------------------------ generators
 
@@ -236,17 +235,6 @@ def test_a_tiny_run_end_to_end(tmp_path):
     assert (again / "runs" / "adding-T10-lstm-forget1" / "weights.safetensors").read_bytes() == (
         run / "weights.safetensors"
     ).read_bytes()
-
-
-def run_with_fault(monkeypatch, argv, fault):
-    """``bptt ARGV`` in this process, which signals itself at the fault point (SIGTERM or SIGINT: handled)."""
-    monkeypatch.setenv(faults.ENV, fault)
-    faults.reset()
-    try:
-        return main(argv)
-    finally:
-        monkeypatch.delenv(faults.ENV)
-        faults.reset()
 
 
 def test_sigterm_inside_a_configuration_then_resume_is_bit_identical(tmp_path, monkeypatch, capsys):

@@ -184,3 +184,39 @@ class PipeLines:
         while not self.eof and self.buf.find(b"\n", self.pos) < 0 and select.select([self.fd], [], [], 0)[0]:
             self._fill()
         return self.eof or self.buf.find(b"\n", self.pos) >= 0
+
+
+def run_training(args, given, settings, trainer):
+    """``bptt lm train`` / ``bptt dates train``: a new run from ``settings(args)`` (a checked config), or
+    with ``--resume DIR`` the run in DIR with its own settings (``trainer.settings_of``)."""
+    from ..errors import BpttError
+    from ..training.progress import Progress
+
+    if args.resume:
+        refuse_with_resume(given, ("resume", "quiet", "threads"), "run's own settings in " + args.resume)
+        cfg = trainer.settings_of(args.resume)
+    else:
+        if not args.out:
+            raise BpttError("--out: required: a new or empty directory for the run (or --resume DIR)")
+        for name in ("time_budget", "updates"):
+            value = getattr(args, name)
+            if value is not None and not value > 0:
+                raise BpttError(f"--{name.replace('_', '-')}: the budget must be more than 0, got {value:g}")
+        cfg = settings(args)
+    with blas_threads(args.threads):
+        trainer(cfg, args.resume or args.out, Progress(enabled=not args.quiet)).run(resume=bool(args.resume))
+    return 0
+
+
+def checked_settings(cls, options, **values):
+    """``cls(**values)``, a checked settings dataclass, with an error naming the command-line option
+    (``options`` maps a field to its option where they differ) instead of the field."""
+    from ..errors import BpttError
+
+    try:
+        return cls(**values)
+    except BpttError as e:  # "field: expected ..." names the field: say the option instead
+        field, _, rest = str(e).partition(":")
+        if field.startswith("--"):
+            raise
+        raise BpttError(f"{options.get(field, '--' + field.replace('_', '-'))}:{rest}") from None

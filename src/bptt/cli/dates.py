@@ -11,9 +11,10 @@ from .common import (
     add_seed_option,
     add_threads_option,
     blas_threads,
+    checked_settings,
     given_options,
     open_input,
-    refuse_with_resume,
+    run_training,
     track_given,
 )
 
@@ -35,7 +36,6 @@ no calendar date) gets a message naming its line on stderr and an empty line on 
 output stays aligned with the input; the exit status is then 1.
 """
 
-WITH_RESUME = ("resume", "quiet", "threads")
 OPTIONS = {"minutes": "--time-budget", "attention": "--no-attention", "attention_units": "--attention-units"}
 CHUNK = 256  # lines converted at once (fewer when the input is a pipe and no more has arrived)
 
@@ -121,39 +121,20 @@ def add_parser(sub):
 
 
 def run_train(defaults, args):
-    from ..seq2seq.dates import DatesTrainer, read_settings
-    from ..training.progress import Progress
+    from ..seq2seq.dates import DatesTrainer
 
-    args, given = given_options(defaults, args)
-    if args.resume:
-        refuse_with_resume(given, WITH_RESUME, f"settings in {args.resume}/dates.json")
-        cfg = read_settings(args.resume)
-    else:
-        if not args.out:
-            raise BpttError("--out: required: a new or empty directory for the run (or --resume DIR)")
-        cfg = config(args)
-    with blas_threads(args.threads):
-        DatesTrainer(cfg, args.resume or args.out, Progress(enabled=not args.quiet)).run(
-            resume=bool(args.resume)
-        )
-    return 0
+    return run_training(*given_options(defaults, args), config, DatesTrainer)
 
 
 def config(args):
+    """The run's DatesConfig from the options, checked (errors name the option)."""
     from ..seq2seq.dates import DatesConfig
 
-    for name, value in (("time-budget", args.time_budget), ("updates", args.updates)):
-        if value is not None and not value > 0:
-            raise BpttError(f"--{name}: the budget must be more than 0, got {value:g}")
     names = ("cell", "attention", "hidden", "attention_units", "batch_size", "lr", "clip", "updates",
              "eval_every", "valid_size", "test_size", "beam", "seed", "dtype")  # fmt: skip
-    try:
-        return DatesConfig(minutes=args.time_budget, **{k: getattr(args, k) for k in names})
-    except BpttError as e:  # "field: expected ..." names the field: say the option instead
-        field, _, rest = str(e).partition(":")
-        if field.startswith("--"):
-            raise
-        raise BpttError(f"{OPTIONS.get(field, '--' + field.replace('_', '-'))}:{rest}") from None
+    return checked_settings(
+        DatesConfig, OPTIONS, minutes=args.time_budget, **{k: getattr(args, k) for k in names}
+    )
 
 
 def run_convert(args):

@@ -11,8 +11,9 @@ from .common import (
     add_seed_option,
     add_threads_option,
     blas_threads,
+    checked_settings,
     given_options,
-    refuse_with_resume,
+    run_training,
     track_given,
 )
 
@@ -46,7 +47,6 @@ EVAL_EXAMPLES = """\
   bptt lm evaluate --model runs/lm --text notes.txt --json
 """
 
-WITH_RESUME = ("resume", "quiet", "threads")
 OPTIONS = {"minutes": "--time-budget"}
 
 
@@ -195,45 +195,21 @@ def add_parser(sub):
 
 
 def run_train(defaults, args):
-    from ..lm.trainer import LMTrainer, read_settings
-    from ..training.progress import Progress
+    from ..lm.trainer import LMTrainer
 
-    args, given = given_options(defaults, args)
-    if args.resume:
-        refuse_with_resume(given, WITH_RESUME, f"settings in {args.resume}/lm.json")
-        cfg = read_settings(args.resume)["settings"]
-    else:
-        if not args.out:
-            raise BpttError("--out: required: a new or empty directory for the run (or --resume DIR)")
-        cfg = config(args)
-    with blas_threads(args.threads):
-        LMTrainer(cfg, args.resume or args.out, Progress(enabled=not args.quiet)).run(
-            resume=bool(args.resume)
-        )
-    return 0
+    return run_training(*given_options(defaults, args), config, LMTrainer)
 
 
 def config(args):
     """The run's LMConfig from the options, checked (errors name the option)."""
     from ..lm.config import LMConfig
 
-    for name, value in (("time-budget", args.time_budget), ("updates", args.updates)):
-        if value is not None and not value > 0:
-            raise BpttError(f"--{name}: the budget must be more than 0, got {value:g}")
-    try:
-        return LMConfig(
-            text=list(args.text), conll=list(args.conll), entities=args.entities, unit=args.unit,
-            cell=args.cell, init=args.init, hidden=args.hidden, batch_size=args.batch_size,
-            bptt_steps=args.bptt_steps, optimizer=args.optimizer, lr=args.lr, lr_decay=args.lr_decay,
-            patience=args.patience,
-            clip=args.clip, dropout=args.dropout, minutes=args.time_budget, updates=args.updates,
-            eval_every=args.eval_every, valid_fraction=args.valid_fraction, seed=args.seed, dtype=args.dtype,
-        )  # fmt: skip
-    except BpttError as e:  # "field: expected ..." names the field: say the option instead
-        field, _, rest = str(e).partition(":")
-        if field.startswith("--"):
-            raise
-        raise BpttError(f"{OPTIONS.get(field, '--' + field.replace('_', '-'))}:{rest}") from None
+    names = ("text", "conll", "entities", "unit", "cell", "init", "hidden", "batch_size", "bptt_steps",
+             "optimizer", "lr", "lr_decay", "patience", "clip", "dropout", "updates", "eval_every",
+             "valid_fraction", "seed", "dtype")  # fmt: skip
+    values = {k: getattr(args, k) for k in names}
+    values.update(text=list(args.text), conll=list(args.conll), minutes=args.time_budget)
+    return checked_settings(LMConfig, OPTIONS, **values)
 
 
 def run_baseline(args):

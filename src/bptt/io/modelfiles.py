@@ -451,3 +451,16 @@ def _bptt_version():
     from .. import __version__  # here, not at the top: the package may import this module first
 
     return __version__
+
+
+def check_weights(path, params, shapes):
+    """Weights loaded from ``path`` are exactly ``shapes`` (name -> shape), finite, nothing else."""
+    for k, shape in shapes.items():
+        if k not in params or params[k].shape != tuple(shape):
+            got = "missing" if k not in params else list(params[k].shape)
+            raise BpttError(f"{path}: {k} is {got}, expected {list(shape)}")
+        if not np.isfinite(params[k]).all():
+            raise BpttError(f"{path}: {k} holds NaN or infinity")
+    extra = sorted(set(params) - set(shapes))
+    if extra:
+        raise BpttError(f"{path}: unexpected array {extra[0]!r}")

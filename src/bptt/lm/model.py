@@ -21,6 +21,7 @@ import numpy as np
 
 from ..cells import get_cell
 from ..errors import BpttError
+from ..io.modelfiles import check_weights
 from ..io.safetensors_io import load_safetensors
 from .corpus import UNITS, Alphabet, line_batch, lines_of
 from .network import LN2, chunk_log_probs, step_log_softmax
@@ -186,14 +187,5 @@ def load_lm(model):
     if "W_aa" not in params or "W_ya" not in params:
         raise BpttError(f"{path}: missing weights W_aa or W_ya")
     n_a = params["W_aa"].shape[-1]
-    shapes = {**c.param_shapes(V, n_a), "W_ya": (V, n_a), "b_y": (V,)}
-    for k, shape in shapes.items():
-        if k not in params or params[k].shape != shape:
-            got = "missing" if k not in params else list(params[k].shape)
-            raise BpttError(f"{path}: {k} is {got}, expected {list(shape)}")
-        if not np.isfinite(params[k]).all():
-            raise BpttError(f"{path}: {k} holds NaN or infinity")
-    extra = sorted(set(params) - set(shapes))
-    if extra:
-        raise BpttError(f"{path}: unexpected array {extra[0]!r}")
+    check_weights(path, params, {**c.param_shapes(V, n_a), "W_ya": (V, n_a), "b_y": (V,)})
     return LanguageModel(params, cell, alphabet, unit)

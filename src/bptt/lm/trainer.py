@@ -41,12 +41,13 @@ import numpy as np
 from ..cells import get_cell
 from ..errors import BpttError
 from ..io.atomic import atomic_write
-from ..io.modelfiles import load_checkpoint, load_document, save_checkpoint, save_document
+from ..io.modelfiles import load_checkpoint, save_checkpoint, save_document
 from ..io.safetensors_io import save_safetensors
 from ..training.budget import BudgetedTrainer
+from ..training.checkpoint import check_checkpoint_arrays
 from ..training.optim import clip_grad_norm, make_optimizer
 from ..training.progress import Progress, fmt_time
-from ..training.rundir import list_out_dir
+from ..training.rundir import check_new_run_dir, read_run_document
 from .config import LMConfig
 from .corpus import Alphabet, line_batch, lines_of, read_corpus
 from .model import MODEL_FORMAT, MODEL_VERSION, evaluate_lines, pieces
@@ -77,6 +78,11 @@ class LMTrainer(BudgetedTrainer):
     """Trains (or, with ``resume``, continues) a character language model in ``out``."""
 
     FAULT = "lm:step"
+
+    @staticmethod
+    def settings_of(out):
+        """The settings of the run in ``out`` (for --resume)."""
+        return read_settings(out)["settings"]
 
     def __init__(self, cfg, out, progress=None):
         self.cfg, self.out = cfg, os.fspath(out)
@@ -292,7 +298,7 @@ class LMTrainer(BudgetedTrainer):
                     " with the same files"
                 )
         else:
-            check_new_dir(self.out)
+            check_new_run_dir(self.out, SETTINGS_FILE, "a language-model run")
             self.read_data()
         self.init_state()
         resumed = resume and self.restore()
@@ -329,28 +335,16 @@ class LMTrainer(BudgetedTrainer):
         return result
 
 
-def check_new_dir(out):
-    """A new run writes only into a new or empty directory."""
-    names = list_out_dir(out) or []
-    if SETTINGS_FILE in names:
-        raise BpttError(
-            f"{out}: holds a language-model run; continue it with --resume, or choose another --out"
-        )
-    if names:
-        shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
-        raise BpttError(f"{out}: holds files ({shown}); choose a new or empty --out")
-
-
 def read_settings(out):
     """The settings, alphabet and text checksum of the run in ``out`` (lm.json, checksummed and checked)."""
-    path = os.path.join(out, SETTINGS_FILE)
-    if not os.path.isdir(out):
-        raise BpttError(f"{out}: no such directory; --resume needs a directory written by bptt lm train")
-    if not os.path.lexists(path):
-        raise BpttError(f"{path}: no such file; --resume needs a directory written by bptt lm train")
-    doc = load_document(path, SETTINGS_FORMAT, SETTINGS_VERSION)
-    if sorted(doc) != ["alphabet", "settings", "text_sha256"]:
-        raise BpttError(f"{path}: expected the fields alphabet, settings, text_sha256")
+    doc, path = read_run_document(
+        out,
+        SETTINGS_FILE,
+        SETTINGS_FORMAT,
+        SETTINGS_VERSION,
+        "bptt lm train",
+        ("alphabet", "settings", "text_sha256"),
+    )
     cfg = LMConfig.from_json(doc["settings"], f"{path}: settings")
     alphabet = Alphabet.from_json(doc["alphabet"], path)
     sha = doc["text_sha256"]
@@ -364,20 +358,7 @@ def check_checkpoint(where, arrays, state, trainer):
     want = {f"param.{k}": v for k, v in trainer.params.items()}
     want.update({f"best.{k}": v for k, v in trainer.params.items()})
     want.update({f"carry.{i}": s for i, s in enumerate(trainer.cell.fields(trainer.carry))})
-    for name, w in want.items():
-        got = arrays.get(name)
-        if got is None or got.shape != w.shape or got.dtype != w.dtype:
-            found = "missing" if got is None else f"{got.dtype}{list(got.shape)}"
-            raise BpttError(f"{where}: {name} is {found}, this run needs {w.dtype}{list(w.shape)}")
-    extra = sorted(k for k in arrays if k not in want and not k.startswith("opt."))
-    if extra:
-        raise BpttError(f"{where}: holds {extra[0]}, which this run does not have")
-    try:
-        trainer.opt.check_state_dict(
-            {k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}, trainer.params
-        )
-    except BpttError as e:
-        raise BpttError(f"{where}: opt.{e}") from None
+    check_checkpoint_arrays(where, arrays, want, trainer.opt, trainer.params)
     path = os.path.join(where, "state.json")
     fields = ("updates", "steps", "epoch", "pos", "chars", "seconds", "bad", "lr", "best", "stale", "log")
     fields += ("interval", "rng")

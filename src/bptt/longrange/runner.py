@@ -31,13 +31,13 @@ from dataclasses import asdict
 
 from ..errors import BpttError
 from ..io.atomic import is_temporary
-from ..io.modelfiles import CHECKPOINT, CHECKPOINT_OLD, CHECKPOINT_TMP_PREFIX, load_document, save_document
+from ..io.modelfiles import CHECKPOINT, CHECKPOINT_OLD, CHECKPOINT_TMP_PREFIX, save_document
 from ..io.output import open_output
 from ..resources import check_memory, gib
 from ..tasks.longrange import get_task
 from ..training.parallel import world
 from ..training.progress import Progress
-from ..training.rundir import check_checkpoint_dirs, list_out_dir
+from ..training.rundir import check_checkpoint_dirs, check_new_run_dir, read_run_document
 from .config import CELL_SPECS, LongRangeConfig
 from .trainer import TABLE_HEAD, LongRangeTrainer, eval_chunk, table_row
 
@@ -130,27 +130,12 @@ def table(cfg, records):
 
 def check_new_dir(out):
     """A new run writes only into a new or empty directory."""
-    names = list_out_dir(out) or []
-    if SETTINGS_FILE in names:
-        raise BpttError(
-            f"{out}: holds a long-range run; continue it with --resume {out}, or choose another --out"
-        )
-    if names:
-        shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
-        raise BpttError(f"{out}: holds files ({shown}); choose a new or empty --out")
+    check_new_run_dir(out, SETTINGS_FILE, "a long-range run")
 
 
 def read_settings(out):
     """The settings of the run in ``out``, from its longrange.json (checksummed, every field checked)."""
-    path = os.path.join(out, SETTINGS_FILE)
-    if not os.path.isdir(out):
-        raise BpttError(f"{out}: no such directory; --resume needs a directory written by bptt longrange")
-    if not os.path.lexists(path):
-        raise BpttError(f"{path}: no such file; --resume needs a directory written by bptt longrange")
-    doc = load_document(path, SETTINGS_FORMAT, SETTINGS_VERSION)
-    unknown = sorted(set(doc) - {"settings"})
-    if unknown:
-        raise BpttError(f"{path}: unknown field {unknown[0]!r}")
+    doc, path = read_run_document(out, SETTINGS_FILE, SETTINGS_FORMAT, SETTINGS_VERSION, "bptt longrange")
     return LongRangeConfig.from_json(doc.get("settings"), f"{path}: settings")
 
 

@@ -46,6 +46,7 @@ from ..io.modelfiles import load_checkpoint
 from ..io.safetensors_io import save_safetensors
 from ..models.lecture import init_params, sequence_loss
 from ..tasks.longrange import get_task, task_rng
+from ..training.budget import BudgetedTrainer
 from ..training.checkpoint import check_rng_state, restore_arrays, save_training_state
 from ..training.optim import clip_grad_norm, make_optimizer
 from ..training.parallel import Comm, agreed, agreed_signal
@@ -67,8 +68,12 @@ def eval_chunk(length, hidden):
     return int(min(256, max(1, EVAL_FLOATS // (length * hidden * 8))))
 
 
-class LongRangeTrainer:
-    """Trains (or resumes) one configuration into ``out``; ``run`` returns its result."""
+class LongRangeTrainer(BudgetedTrainer):
+    """Trains (or resumes) one configuration into ``out``; ``run`` returns its result.
+
+    Its loop is its own (several processes agree on when to stop); `BudgetedTrainer` gives it
+    ``on_signal``.
+    """
 
     def __init__(self, cfg, conf, out, progress=None, comm=None):
         self.cfg, self.conf, self.out = cfg, conf, os.fspath(out)
@@ -370,13 +375,6 @@ class LongRangeTrainer:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-
-    def on_signal(self, signum, frame):
-        """SIGINT/SIGTERM: finish the batch, save, stop. A second one stops at once."""
-        if self.stop_signal is not None:
-            raise Stop(signum)  # every file on disk is still whole: they are all written atomically
-        self.stop_signal = signum
-        self.progress.line(f"{signal.Signals(signum).name}: saving the training state, then stopping")
 
     def show(self, record, start):
         """The progress line; after an evaluation, a line of its own (at most one a LINE_EVERY seconds)."""

@@ -32,14 +32,14 @@ import numpy as np
 from ..config import Checked, number, one_of
 from ..errors import BpttError
 from ..io.atomic import atomic_write
-from ..io.modelfiles import load_checkpoint, load_document, save_checkpoint, save_document
+from ..io.modelfiles import check_weights, load_checkpoint, save_checkpoint, save_document
 from ..io.safetensors_io import load_safetensors, save_safetensors
 from ..tasks import dates as task
 from ..training.budget import BudgetedTrainer
-from ..training.checkpoint import check_rng_state
+from ..training.checkpoint import check_checkpoint_arrays, check_rng_state
 from ..training.optim import Adam, clip_grad_norm
 from ..training.progress import Progress, fmt_time
-from ..training.rundir import list_out_dir
+from ..training.rundir import check_new_run_dir, read_run_document
 from .decode import beam_decode, greedy_decode
 from .network import Seq2SeqConfig, init_seq2seq, param_shapes, seq2seq_forward, seq2seq_loss
 
@@ -195,16 +195,7 @@ def load_date_model(model):
         raise BpttError(f"{path}: metadata: network: {e}") from None
     if (net.n_x, net.n_y) != (task.N_INPUT, task.N_DECODER_INPUT):
         raise BpttError(f"{path}: the network's vocabularies differ from this bptt's date task")
-    shapes = param_shapes(net)
-    for k, shape in shapes.items():
-        if k not in params or params[k].shape != tuple(shape):
-            got = "missing" if k not in params else list(params[k].shape)
-            raise BpttError(f"{path}: {k} is {got}, expected {list(shape)}")
-        if not np.isfinite(params[k]).all():
-            raise BpttError(f"{path}: {k} holds NaN or infinity")
-    extra = sorted(set(params) - set(shapes))
-    if extra:
-        raise BpttError(f"{path}: unexpected array {extra[0]!r}")
+    check_weights(path, params, param_shapes(net))
     return DateModel(params, net)
 
 
@@ -212,6 +203,11 @@ class DatesTrainer(BudgetedTrainer):
     """Trains (or, with ``resume``, continues) a date normaliser in ``out``."""
 
     FAULT = "dates:step"
+
+    @staticmethod
+    def settings_of(out):
+        """The settings of the run in ``out`` (for --resume)."""
+        return read_settings(out)
 
     def __init__(self, cfg, out, progress=None):
         self.cfg, self.out = cfg, os.fspath(out)
@@ -384,7 +380,7 @@ class DatesTrainer(BudgetedTrainer):
         if resume:
             resumed = self.restore()
         else:
-            check_new_dir(self.out)
+            check_new_run_dir(self.out, SETTINGS_FILE, "a date-model run")
             os.makedirs(self.out, exist_ok=True)
             save_document(
                 os.path.join(self.out, SETTINGS_FILE),
@@ -401,44 +397,16 @@ class DatesTrainer(BudgetedTrainer):
         return self.loop(time.monotonic() - self.seconds)
 
 
-def check_new_dir(out):
-    """A new run writes only into a new or empty directory."""
-    names = list_out_dir(out) or []
-    if SETTINGS_FILE in names:
-        raise BpttError(f"{out}: holds a date-model run; continue it with --resume, or choose another --out")
-    if names:
-        shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
-        raise BpttError(f"{out}: holds files ({shown}); choose a new or empty --out")
-
-
 def read_settings(out):
     """The settings of the run in ``out`` (dates.json, checksummed, every field checked)."""
-    path = os.path.join(out, SETTINGS_FILE)
-    if not os.path.isdir(out):
-        raise BpttError(f"{out}: no such directory; --resume needs a directory written by bptt dates train")
-    if not os.path.lexists(path):
-        raise BpttError(f"{path}: no such file; --resume needs a directory written by bptt dates train")
-    doc = load_document(path, SETTINGS_FORMAT, SETTINGS_VERSION)
-    if sorted(doc) != ["settings"]:
-        raise BpttError(f"{path}: expected the field settings")
+    doc, path = read_run_document(out, SETTINGS_FILE, SETTINGS_FORMAT, SETTINGS_VERSION, "bptt dates train")
     return DatesConfig.from_json(doc["settings"], f"{path}: settings")
 
 
 def check_arrays(where, arrays, params, opt):
     """A checkpoint's arrays are exactly this run's weights, best weights and optimizer state."""
     want = {f"{kind}.{k}": v for kind in ("param", "best") for k, v in params.items()}
-    for name, w in want.items():
-        got = arrays.get(name)
-        if got is None or got.shape != w.shape or got.dtype != w.dtype:
-            found = "missing" if got is None else f"{got.dtype}{list(got.shape)}"
-            raise BpttError(f"{where}: {name} is {found}, this run needs {w.dtype}{list(w.shape)}")
-    extra = sorted(k for k in arrays if k not in want and not k.startswith("opt."))
-    if extra:
-        raise BpttError(f"{where}: holds {extra[0]}, which this run does not have")
-    try:
-        opt.check_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}, params)
-    except BpttError as e:
-        raise BpttError(f"{where}: opt.{e}") from None
+    check_checkpoint_arrays(where, arrays, want, opt, params)
 
 
 def check_state(path, state):

@@ -176,3 +176,20 @@ def check_rng_state(value, where, field):
             f"{where}: {field}: expected the state of NumPy's PCG64 generator"
             f" ({{bit_generator, state: {{state, inc}}, has_uint32, uinteger}}), got {reprlib.repr(value)}"
         )
+
+
+def check_checkpoint_arrays(where, arrays, want, opt, params):
+    """A checkpoint's ``arrays`` are exactly the arrays ``want`` (name -> array of the shape and dtype
+    expected) and the optimizer's state for ``params`` ("opt.*"), nothing else. Errors name ``where``."""
+    for name, w in want.items():
+        got = arrays.get(name)
+        if got is None or got.shape != w.shape or got.dtype != w.dtype:
+            found = "missing" if got is None else f"{got.dtype}{list(got.shape)}"
+            raise BpttError(f"{where}: {name} is {found}, this run needs {w.dtype}{list(w.shape)}")
+    extra = sorted(k for k in arrays if k not in want and not k.startswith("opt."))
+    if extra:
+        raise BpttError(f"{where}: holds {extra[0]}, which this run does not have")
+    try:
+        opt.check_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}, params)
+    except BpttError as e:
+        raise BpttError(f"{where}: opt.{e}") from None

@@ -290,3 +290,35 @@ def changed_file(tcfg, data, unreadable):
         if now != was:
             return path, "size" if now["bytes"] != was["bytes"] else "sha256"
     return None
+
+
+# ---------------------------------------------------------------------------------- runs of other commands
+
+
+def check_new_run_dir(out, settings_file, what):
+    """A new run (of `bptt longrange`, `lm train`, `dates train`) writes only into a new or empty
+    directory; one holding ``settings_file`` is ``what`` ("a long-range run"), to go on with --resume."""
+    names = list_out_dir(out) or []
+    if settings_file in names:
+        raise BpttError(f"{out}: holds {what}; continue it with --resume {out}, or choose another --out")
+    if names:
+        shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
+        raise BpttError(f"{out}: holds files ({shown}); choose a new or empty --out")
+
+
+def read_run_document(out, settings_file, fmt, version, command, fields=("settings",)):
+    """The checksummed settings document (``settings_file``) of the run of ``command`` in ``out``, which
+    must hold exactly ``fields``. Errors are one line naming the directory or the file."""
+    path = os.path.join(out, settings_file)
+    if not os.path.isdir(out):
+        raise BpttError(f"{out}: no such directory; --resume needs a directory written by {command}")
+    if not os.path.lexists(path):
+        raise BpttError(f"{path}: no such file; --resume needs a directory written by {command}")
+    doc = load_document(path, fmt, version)
+    unknown = sorted(set(doc) - set(fields))
+    if unknown:
+        raise BpttError(f"{path}: unknown field {unknown[0]!r}")
+    missing = [f for f in fields if f not in doc]
+    if missing:
+        raise BpttError(f"{path}: missing the field {missing[0]!r}")
+    return doc, path
