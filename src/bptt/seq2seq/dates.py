@@ -7,7 +7,7 @@ A run trains in its own directory, DIR:
     checkpoint/          the training state at the last evaluation (or, after SIGINT/SIGTERM, before
                          the next update): weights, the best weights so far, the optimizer, counters
     log.jsonl            one record per evaluation: updates, training loss, validation exact match
-    weights.safetensors  written at the end: the weights with the best validation exact match, the
+    weights.safetensors  written at the end: the last weights with the best validation exact match, the
                          network's sizes in the header's metadata (all `bptt dates convert` needs)
     result.json          written last: exact match on held-out dates in the training formats and in
                          the held-out formats (greedy and beam search), per format, the attention maps
@@ -296,7 +296,7 @@ class DatesTrainer(BudgetedTrainer):
     def evaluate(self, seconds):
         iv = self.interval
         score, _ = self.exact(self.params, *self.valid)
-        if self.best is None or score > self.best:
+        if self.best is None or score >= self.best:  # ties: the later weights, trained longer
             self.best = score
             self.best_params = {k: v.copy() for k, v in self.params.items()}
         record = {
