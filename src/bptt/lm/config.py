@@ -58,13 +58,13 @@ class LMConfig(Checked):
     init: str = "default"  # PyTorch's; "orthogonal"; "forget1" (lstm); "chrono" (gru, lstm)
     hidden: int = 512  # n_a
     batch_size: int = 32  # B: streams (or lines) advanced together per update
-    bptt_steps: int = 100  # k: characters per update of each stream; the gradient is cut every k steps
+    bptt_steps: int = 64  # k: characters per update of each stream; the gradient is cut every k steps
     optimizer: str = "adam"  # "adam", "adagrad" (min-char-rnn's), "momentum" or "sgd"
-    lr: float = 2e-3  # learning rate
+    lr: float = 5e-3  # learning rate
     lr_decay: float = 0.5  # the learning rate is multiplied by this when the held-out bpc stops falling:
     patience: int = 2  # after this many evaluations in a row that do not improve on the best
     clip: float = 5.0  # clip the global gradient norm to this (0: off)
-    dropout: float = 0.25  # inverted dropout on a⟨t⟩ before the head while training (never on W_aa)
+    dropout: float = 0.3  # inverted dropout on a⟨t⟩ before the head while training (never on W_aa)
     minutes: float | None = 20.0  # wall-time budget: training and evaluations together
     updates: int | None = None  # a budget in updates (deterministic: a resumed run ends bit-identical)
     eval_every: int = 200  # updates between evaluations on the held-out text (and checkpoints)
