@@ -40,6 +40,17 @@ def test_a_run_writes_its_model_results_and_report(trained):
     assert model.net.attention and model.net.n_e == 8
 
 
+def test_graph_of_the_encoder_decoder_over_a_date(trained, tmp_path):
+    trace = load_date_model(trained).trace("3 May 1979")
+    assert trace["source"] == list("3 May 1979") and len(trace["outputs"]) == len(trace["p"])
+    alphas = np.asarray(trace["alphas"])
+    np.testing.assert_allclose(alphas.sum(axis=1), 1, atol=1e-5)  # each output step reads the source once
+    assert all(v > 0 for v in trace["encoder_messages"] + trace["decoder_messages"])
+    picture = tmp_path / "dates.png"
+    assert main(["graph", "--dates", str(trained), "3 May 1979", "--out", str(picture)]) == 0
+    png_ok(picture)
+
+
 def test_convert_keeps_the_output_aligned_and_names_bad_lines(trained, tmp_path, capsys):
     f = tmp_path / "in.txt"
     f.write_text("3 May 1979\n\nzebra 12\n" + "x" * 50 + "\nTuesday, July 10, 2007\n")

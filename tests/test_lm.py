@@ -13,7 +13,7 @@ from bptt.lm.corpus import Alphabet, conll_text, line_batch, read_corpus
 from bptt.lm.model import LanguageModel, evaluate_lines, load_lm, pieces
 from bptt.lm.network import LN2, chunk_log_probs, chunk_loss, init_lm, one_hot, step_log_softmax
 from bptt.lm.trainer import split_held_out
-from tests.helpers import error_line, run_with_fault, torch_twin, torch_twin_grads
+from tests.helpers import error_line, png_ok, run_with_fault, torch_twin, torch_twin_grads
 
 CELLS = ["rnn", "gru", "lstm"]
 V, N_A, K, B = 7, 5, 6, 3
@@ -261,6 +261,16 @@ def test_train_evaluate_sample_end_to_end(tmp_path, capsys):
     )
     text = capsys.readouterr().out
     assert text.count("the") >= 3
+    picture = tmp_path / "generation.png"
+    argv = ["graph", "--lm", str(out), "--prime", "th", "--length", "6", "--seed", "2", "--out", str(picture)]
+    assert main(argv) == 0
+    png_ok(picture)
+    assert "takes no sentence" in error_line(
+        capsys, "graph", "--lm", out, "the cat", "--out", tmp_path / "x.png"
+    )
+    assert "--length" in error_line(
+        capsys, "graph", "--lm", out, "--length", "500", "--out", tmp_path / "x.png"
+    )
 
 
 def test_line_unit_model_writes_lines(tmp_path, capsys):
