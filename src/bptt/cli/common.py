@@ -33,13 +33,8 @@ def strip_prefix_arg(value):
     return None if value in (None, "none", "") else value
 
 
-def add_threads_option(p):
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="BLAS threads (default 1: the per-word matrices are small, one thread is fastest)",
-    )
+def add_threads_option(p, why="the per-word matrices are small, one thread is fastest"):
+    p.add_argument("--threads", type=int, default=1, help=f"BLAS threads (default 1: {why})")
 
 
 def seed(text):

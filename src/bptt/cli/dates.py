@@ -102,7 +102,7 @@ def add_parser(sub):
         "--resume", metavar="DIR", help="continue the run in DIR; only --quiet and --threads may be added"
     )
     g.add_argument("--quiet", action="store_true", help="no progress display")
-    add_threads_option(g)
+    add_threads_option(g, "the matrices of one batch of dates are small")
     track_given(p, run_train)
 
     c = inner.add_parser(
@@ -116,7 +116,7 @@ def add_parser(sub):
     c.add_argument("--model", required=True, metavar="DIR", help="the run directory of bptt dates train")
     c.add_argument("--input", metavar="FILE", help="dates, one a line (default: standard input)")
     c.add_argument("--beam", type=int, default=1, help="beam width (default 1: greedy decoding)")
-    add_threads_option(c)
+    add_threads_option(c, "the matrices of a few dates are small")
     c.set_defaults(run=run_convert)
 
 

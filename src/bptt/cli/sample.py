@@ -30,7 +30,7 @@ def add_parser(sub):
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature, > 0 (default 1)")
     p.add_argument("--prime", default="", help="text to start from (default: the start of a line)")
     p.add_argument("--seed", type=seed, default=None, help="random seed (default: a fresh one each run)")
-    add_threads_option(p)
+    add_threads_option(p, "a few samples are drawn side by side")
     p.set_defaults(run=run)
 
 
