@@ -125,7 +125,13 @@ class DateModel:
 
     def convert(self, texts, beam=1):
         """ISO dates for written ones (each checked: ``tasks.dates.check_text``). Returns: list of str."""
-        X, lengths = task.encode_input(list(texts))
+        return self.decode(*task.encode_input(list(texts)), beam)
+
+    def decode(self, X, lengths, beam=1):
+        """The ISO strings the decoder writes for encoded sources, greedy (beam 1) or by beam search.
+
+        Shapes: X (T_x, B) input ids, lengths (B,). Returns: list of B strings (no check).
+        """
         if beam == 1:
             ids, _ = greedy_decode(self.params, self.net, X, lengths, task.START, task.END, task.TY)
         else:
@@ -283,14 +289,8 @@ class DatesTrainer(BudgetedTrainer):
         """The fraction of exact ISO dates, decoding ``SCORE_BATCH`` at a time, and the outputs."""
         model, out = DateModel(params, self.net), []
         for s in range(0, X.shape[1], SCORE_BATCH):
-            Xs, ls = X[:, s : s + SCORE_BATCH], lengths[s : s + SCORE_BATCH]
-            Xs = Xs[: int(ls.max())]
-            if beam == 1:
-                ids, _ = greedy_decode(params, self.net, Xs, ls, task.START, task.END, task.TY)
-            else:
-                ids = beam_decode(params, self.net, Xs, ls, task.START, task.END, task.TY, beam)
-            out += [decode(i) for i in ids]
-        del model
+            ls = lengths[s : s + SCORE_BATCH]
+            out += model.decode(X[: int(ls.max()), s : s + SCORE_BATCH], ls, beam)
         return float(np.mean([o == w for o, w in zip(out, isos)])), out
 
     def evaluate(self, seconds):
