@@ -53,19 +53,26 @@ def test_graph_of_the_encoder_decoder_over_a_date(trained, tmp_path):
 
 def test_convert_keeps_the_output_aligned_and_names_bad_lines(trained, tmp_path, capsys):
     f = tmp_path / "in.txt"
-    f.write_text("3 May 1979\n\nzebra 12\n" + "x" * 50 + "\nTuesday, July 10, 2007\n")
+    lines = [
+        b"3 May 1979",
+        b"",
+        b"zebra 12",
+        b"x" * 50,
+        b"\xff\xfe bad",
+        b"a" * 5000,
+        b"1 May\x00 1979",
+        b"5/30/09",
+    ]
+    f.write_bytes(b"\n".join(lines) + b"\n")
     capsys.readouterr()
     rc = main(["dates", "convert", "--model", str(trained), "--input", str(f)])
     out, err = capsys.readouterr()
-    lines = out.split("\n")
-    assert len(lines) == 6 and lines[-1] == ""  # five answers, one a line
-    assert lines[1] == lines[2] == lines[3] == ""
-    assert (
-        f"{f}:2: empty date" in err
-        and f"{f}:3:" in err
-        and "'z': no date format" in err
-        and f"{f}:4: date too long" in err
-    )
+    got = out.split("\n")
+    assert len(got) == len(lines) + 1 and got[-1] == ""  # one answer a line, in order
+    assert got[1:7] == [""] * 6
+    for want in (":2: empty date", ":3: 'z': no date format", ":4: date too long",
+                 ":5: invalid UTF-8 (byte 0xff", ":6: line over 4096 bytes", ":7: '\\x00'"):  # fmt: skip
+        assert f"{f}{want}" in err, (want, err)
     assert rc == 1
 
 

@@ -138,7 +138,6 @@ def config(args):
 
 
 def run_convert(args):
-    from ..io.conll import text_lines
     from ..io.output import open_output
     from ..seq2seq.dates import load_date_model
 
@@ -162,14 +161,43 @@ def run_convert(args):
             pending.clear()
 
         try:
-            for lineno, line in text_lines(stream, name, "text"):
-                pending.append((lineno, line.rstrip("\r\n")))
+            for lineno, line in input_lines(stream):
+                pending.append((lineno, line))
                 if len(pending) >= CHUNK or (ready is not None and not ready()):
                     flush()
             flush()
         finally:
             stream.close()
     return 1 if failed else 0
+
+
+MAX_LINE_BYTES = 4096  # a longer line is no date; it is skipped (with a message), not read whole
+
+
+def input_lines(stream):
+    """(line number, text without its line end) for each line of a binary stream; a line that is not
+    text (invalid UTF-8, over MAX_LINE_BYTES) comes as (line number, UnreadableLine(problem)), so that
+    it gets its message and its empty output line and the rest goes on."""
+    lineno = 0
+    while raw := stream.readline(MAX_LINE_BYTES + 1):
+        lineno += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while raw and not raw.endswith(b"\n"):  # the rest of the line
+                raw = stream.readline(MAX_LINE_BYTES + 1)
+            yield lineno, UnreadableLine(f"line over {MAX_LINE_BYTES} bytes")
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            yield lineno, UnreadableLine(f"invalid UTF-8 (byte 0x{raw[e.start]:02x} at byte {e.start + 1})")
+            continue
+        if lineno == 1 and text.startswith("\ufeff"):  # a UTF-8 byte-order mark
+            text = text[1:]
+        yield lineno, text.rstrip("\r\n")
+
+
+class UnreadableLine(str):
+    """A line that is not text: the string is the problem."""
 
 
 def convert_lines(model, lines, beam):
@@ -181,6 +209,9 @@ def convert_lines(model, lines, beam):
     answers = [("", None)] * len(lines)
     readable = []
     for k, (_, text) in enumerate(lines):
+        if isinstance(text, UnreadableLine):
+            answers[k] = ("", str(text))
+            continue
         text = text.strip()
         try:
             task.check_text(text)
