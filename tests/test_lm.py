@@ -249,6 +249,9 @@ def test_train_evaluate_sample_end_to_end(tmp_path, capsys):
     result = json.loads((out / "result.json").read_text())
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert result["updates"] == 40 and len(log) == 9
+    from bptt.lm.trainer import read_settings
+
+    assert read_settings(out)["settings"].minutes is None  # --updates alone: no wall-time budget
     assert log[-1]["held_out_bpc"] < log[0]["held_out_bpc"] - 0.5  # it learns
     capsys.readouterr()
     assert main(["lm", "evaluate", "--model", str(out), "--text", str(f), "--json", "--ngram", "3"]) == 0

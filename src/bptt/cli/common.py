@@ -215,3 +215,11 @@ def checked_settings(cls, options, **values):
         if field.startswith("--"):
             raise
         raise BpttError(f"{options.get(field, '--' + field.replace('_', '-'))}:{rest}") from None
+
+
+def minutes_of(args, cls):
+    """The wall-time budget: --time-budget, else none with --updates (a deterministic budget alone),
+    else the settings' default."""
+    if args.time_budget is not None:
+        return args.time_budget
+    return None if args.updates is not None else cls.__dataclass_fields__["minutes"].default

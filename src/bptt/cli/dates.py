@@ -13,6 +13,7 @@ from .common import (
     blas_threads,
     checked_settings,
     given_options,
+    minutes_of,
     open_input,
     run_training,
     track_given,
@@ -82,8 +83,8 @@ def add_parser(sub):
     g = p.add_argument_group("budget (at least one)")
     budget = d["minutes"].default
     g.add_argument(
-        "--time-budget", type=float, metavar="MINUTES", default=budget,
-        help=f"wall time, training and validations (default {budget:g})",
+        "--time-budget", type=float, metavar="MINUTES",
+        help=f"wall time, training and validations (default {budget:g}, none with --updates alone)",
     )  # fmt: skip
     g.add_argument("--updates", type=int, metavar="N", help="updates (deterministic: same seed, same model)")
     g = p.add_argument_group("training")
@@ -133,7 +134,7 @@ def config(args):
     names = ("cell", "attention", "hidden", "attention_units", "batch_size", "lr", "clip", "updates",
              "eval_every", "valid_size", "test_size", "beam", "seed", "dtype")  # fmt: skip
     return checked_settings(
-        DatesConfig, OPTIONS, minutes=args.time_budget, **{k: getattr(args, k) for k in names}
+        DatesConfig, OPTIONS, minutes=minutes_of(args, DatesConfig), **{k: getattr(args, k) for k in names}
     )
 
 

@@ -13,6 +13,7 @@ from .common import (
     blas_threads,
     checked_settings,
     given_options,
+    minutes_of,
     run_training,
     track_given,
 )
@@ -102,8 +103,8 @@ def add_parser(sub):
     g = p.add_argument_group("budget (at least one)")
     budget = d["minutes"].default
     g.add_argument(
-        "--time-budget", type=float, metavar="MINUTES", default=budget,
-        help=f"wall time, training and evaluations (default {budget:g})",
+        "--time-budget", type=float, metavar="MINUTES",
+        help=f"wall time, training and evaluations (default {budget:g}, none with --updates alone)",
     )  # fmt: skip
     g.add_argument("--updates", type=int, metavar="N", help="updates (deterministic: same seed, same model)")
     g = p.add_argument_group("network and training")
@@ -208,7 +209,7 @@ def config(args):
              "optimizer", "lr", "lr_decay", "patience", "clip", "dropout", "updates", "eval_every",
              "valid_fraction", "seed", "dtype")  # fmt: skip
     values = {k: getattr(args, k) for k in names}
-    values.update(text=list(args.text), conll=list(args.conll), minutes=args.time_budget)
+    values.update(text=list(args.text), conll=list(args.conll), minutes=minutes_of(args, LMConfig))
     return checked_settings(LMConfig, OPTIONS, **values)
 
 
