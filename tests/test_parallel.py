@@ -432,3 +432,51 @@ def test_longrange_is_the_same_on_1_and_3_processes(mpiexec, tmp_path):
         wb, _ = load_safetensors(tmp_path / "three" / "runs" / name / "weights.safetensors")
         for k in wa:
             np.testing.assert_allclose(wb[k], wa[k], rtol=0, atol=1e-12, err_msg=k)
+
+
+LM = ["--hidden", "8", "--batch-size", "5", "--bptt-steps", "7", "--eval-every", "6", "--updates", "20",
+      "--dtype", "float64", "--dropout", "0.3", "--lr", "0.02", "--quiet"]  # fmt: skip
+
+
+def assert_same_weights_within(a, b, tol=1e-12):
+    wa, _ = load_safetensors(a / "weights.safetensors")
+    wb, _ = load_safetensors(b / "weights.safetensors")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        np.testing.assert_allclose(wb[k], wa[k], rtol=0, atol=tol, err_msg=k)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("unit", ["stream", "line"])
+def test_language_model_is_the_same_on_1_2_and_3_processes(mpiexec, tmp_path, unit):
+    """Streams (or lines) shared out, dropout drawn for the whole batch, the carried state gathered."""
+    text = tmp_path / "text.txt"
+    text.write_text("".join(f"the cat {i % 7} sat on the mat {i}\n" for i in range(80)))
+    args = ["lm", "train", "--text", text, "--unit", unit, *LM]
+    assert main([*map(str, args), "--out", str(tmp_path / "one")]) == 0
+    for n in (2, 3):
+        rc, output = launch(mpiexec, n, bptt(*args, "--out", tmp_path / f"n{n}"), fault=followers(n))
+        assert rc == 0, output
+        assert_same_weights_within(tmp_path / "one", tmp_path / f"n{n}")
+
+
+@pytest.mark.slow
+def test_language_model_interrupted_on_2_resumes_on_3(mpiexec, tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("".join(f"the cat {i % 7} sat on the mat {i}\n" for i in range(80)))
+    args = ["lm", "train", "--text", text, *LM]
+    assert main([*map(str, args), "--out", str(tmp_path / "one")]) == 0
+    out = tmp_path / "run"
+    rc, output = launch(mpiexec, 2, bptt(*args, "--out", out), fault={1: "SIGTERM@lm:step:9"})
+    assert rc != 0 and not (out / "weights.safetensors").exists(), output
+    rc, output = launch(mpiexec, 3, bptt("lm", "train", "--resume", out, "--quiet"), fault=followers(3))
+    assert rc == 0, output
+    assert_same_weights_within(tmp_path / "one", out)
+
+
+@pytest.mark.slow
+def test_dates_train_refuses_several_processes(mpiexec, tmp_path):
+    rc, output = launch(
+        mpiexec, 2, bptt("dates", "train", "--updates", "2", "--out", tmp_path / "d", "--quiet")
+    )
+    assert rc == 2 and output.count("bptt: error: bptt dates train runs on one process") == 1, output

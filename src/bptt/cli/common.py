@@ -185,11 +185,13 @@ def run_training(args, given, settings, trainer):
     """``bptt lm train`` / ``bptt dates train``: a new run from ``settings(args)`` (a checked config), or
     with ``--resume DIR`` the run in DIR with its own settings (``trainer.settings_of``)."""
     from ..errors import BpttError
+    from ..training.parallel import world
     from ..training.progress import Progress
 
+    comm = world()  # `mpiexec -n N bptt lm train ...`: N processes train one model
     if args.resume:
         refuse_with_resume(given, ("resume", "quiet", "threads"), "run's own settings in " + args.resume)
-        cfg = trainer.settings_of(args.resume)
+        cfg = comm.on_root(lambda: trainer.settings_of(args.resume))
     else:
         if not args.out:
             raise BpttError("--out: required: a new or empty directory for the run (or --resume DIR)")
@@ -198,8 +200,9 @@ def run_training(args, given, settings, trainer):
             if value is not None and not value > 0:
                 raise BpttError(f"--{name.replace('_', '-')}: the budget must be more than 0, got {value:g}")
         cfg = settings(args)
-    with blas_threads(args.threads):
-        trainer(cfg, args.resume or args.out, Progress(enabled=not args.quiet)).run(resume=bool(args.resume))
+    progress = Progress(enabled=not args.quiet and comm.root, muted=not comm.root)  # process 0 speaks
+    with blas_threads(args.threads), comm.collective():
+        trainer(cfg, args.resume or args.out, progress, comm=comm).run(resume=bool(args.resume))
     return 0
 
 

@@ -25,6 +25,12 @@ advances every stream by k = ``bptt_steps`` characters, carrying the state from 
 gradient cut at the boundary); after the last chunk (an epoch) the streams start again from zero.
 ``unit="line"``: each epoch shuffles the lines (seeded); an update reads B lines, each from the zero
 state, in chunks of k steps if longer (`corpus.line_batch`).
+
+Started by ``mpiexec -n N`` the N processes train one model as the tagger's do
+(`bptt.training.parallel`): each computes its share of the B streams (or lines), keeping those
+streams' carried state; dropout is drawn for the whole batch; one Allreduce sums the gradients; every
+process applies the same update; only process 0 writes, gathering the carried state for its
+checkpoints. 1, 2 and 3 processes train float64 models equal to 1e-12, and a run resumes on any number.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from ..io.safetensors_io import save_safetensors
 from ..training.budget import BudgetedTrainer
 from ..training.checkpoint import check_checkpoint_arrays
 from ..training.optim import clip_grad_norm, make_optimizer
+from ..training.parallel import Comm, ShareDraws
 from ..training.progress import Progress, fmt_time
 from ..training.rundir import check_new_run_dir, read_run_document
 from .config import LMConfig
@@ -84,8 +91,9 @@ class LMTrainer(BudgetedTrainer):
         """The settings of the run in ``out`` (for --resume)."""
         return read_settings(out)["settings"]
 
-    def __init__(self, cfg, out, progress=None):
+    def __init__(self, cfg, out, progress=None, comm=None):
         self.cfg, self.out = cfg, os.fspath(out)
+        self.comm = comm or Comm()  # the processes training together (`bptt.training.parallel`)
         self.progress = progress or Progress(enabled=False)
         self.cell = get_cell(cfg.cell)
         self.dtype = np.dtype(cfg.dtype).type
@@ -151,19 +159,48 @@ class LMTrainer(BudgetedTrainer):
         }  # fmt: skip
 
     def save(self, seconds):
+        """The training state as out/checkpoint/ (process 0 writes it; the others hand it their columns
+        of the carried state)."""
+        carry = self.gathered_carry()
+        if not self.comm.root:
+            return
         arrays = {f"param.{k}": v for k, v in self.params.items()}
         arrays.update({f"best.{k}": v for k, v in self.best_params.items()})
         arrays.update({f"opt.{k}": v for k, v in self.opt.state_dict().items()})
-        arrays.update({f"carry.{i}": s for i, s in enumerate(self.cell.fields(self.carry))})
+        arrays.update({f"carry.{i}": s for i, s in enumerate(self.cell.fields(carry))})
         save_checkpoint(self.out, arrays, self.state(seconds))
 
+    def gathered_carry(self):
+        """The state carried along every stream: each process keeps its own streams' rows current."""
+        if self.comm.size == 1:
+            return self.carry
+        lo, hi, mean_over = self.comm.share(self.cfg.batch_size)
+        mine = (
+            (lo, hi, [f[lo:hi] for f in self.cell.fields(self.carry)])
+            if math.isfinite(mean_over)
+            else None
+        )
+        fields = [f.copy() for f in self.cell.fields(self.carry)]
+        for part in self.comm.allgather(mine):
+            if part is not None:
+                for whole, cols in zip(fields, part[2]):
+                    whole[part[0] : part[1]] = cols
+        return self.cell.join(fields)
+
     def restore(self):
-        found = load_checkpoint(self.out)
+        """Load the checkpoint in ``out``, every array and field checked (with several processes, process
+        0 loads it and every process gets it). Returns: False if there is none."""
+
+        def load():
+            found = load_checkpoint(self.out)
+            if found is not None:
+                check_checkpoint(os.path.join(self.out, "checkpoint"), *found, self)
+            return found
+
+        found = self.comm.on_root(load)
         if found is None:
             return False
         arrays, state = found
-        where = os.path.join(self.out, "checkpoint")
-        check_checkpoint(where, arrays, state, self)
         for k in self.params:
             self.params[k] = arrays[f"param.{k}"]
             self.best_params[k] = arrays[f"best.{k}"]
@@ -187,6 +224,7 @@ class LMTrainer(BudgetedTrainer):
             setattr(self, k, state[k])
         self.interval = state["interval"]
         self.rng.bit_generator.state = state["rng"]
+        self.agreed_seconds = self.seconds
         return True
 
     # ------------------------------------------------------------------ one update
@@ -210,29 +248,52 @@ class LMTrainer(BudgetedTrainer):
         return ids_in, ids_out, mask, self.zero_state(len(chosen))
 
     def train_step(self, params, batch):
-        """One batch's summed loss and gradients (chunks of k steps for long lines), the count of
-        predictions, and the state at its end. Nothing is updated."""
+        """One batch's loss and BPTT gradients, each the mean over the batch's predictions, and the state
+        at its end (chunks of k steps for long lines). Nothing is updated.
+
+        With several processes each computes its share of the streams (or lines), the loss and
+        gradients divided by the whole batch's count of predictions (`update` sums the shares), and
+        the dropout masks drawn for the whole batch (`parallel.ShareDraws`): the same model at any
+        number of processes. Returns: (L, grads, predictions in the whole batch, the share's state).
+        """
         ids_in, ids_out, mask, state = batch
+        B = ids_in.shape[1]
+        n = ids_out.size if mask is None else int(mask.sum())  # the whole batch's predictions
+        lo, hi, mean_over = self.comm.share(B)
+        fields = self.cell.fields(state)
+        state = self.cell.join(f[lo:hi] for f in fields)
         k, total, grads = self.cfg.bptt_steps, 0.0, None
         for s in range(0, ids_in.shape[0], k):  # one chunk for a stream; lines may need several
-            m = None if mask is None else mask[s : s + k]
-            L, g, state = chunk_loss(
-                params, self.cell, ids_in[s : s + k], ids_out[s : s + k], state, m, self.cfg.dropout, self.rng
+            m = None if mask is None else mask[s : s + k, lo:hi]
+            draws = (
+                self.rng
+                if self.comm.size == 1
+                else ShareDraws(self.rng, ids_in[s : s + k].shape[0], B, lo, hi)
             )
+            L, g, state = chunk_loss(
+                params, self.cell, ids_in[s : s + k, lo:hi], ids_out[s : s + k, lo:hi], state, m,
+                self.cfg.dropout, draws,
+            )  # fmt: skip
             total += L
-            grads = g if grads is None else {n: grads[n] + g[n] for n in grads}
-        n = ids_out.size if mask is None else int(mask.sum())
-        return total, grads, n, state
+            grads = g if grads is None else {name: grads[name] + g[name] for name in grads}
+        scale = 1.0 / n if math.isfinite(mean_over) else 0.0  # an empty share counts for nothing
+        for g in grads.values():
+            g *= scale
+        return total * scale, grads, n, (state if math.isfinite(mean_over) else None)
 
     def update(self):
         batch = self.next_batch()
         L, grads, n, state = self.train_step(self.params, batch)
-        for g in grads.values():
-            g /= n  # the mean over the batch's predictions
+        L, grads = self.sum_shares(L, grads)
         norm = clip_grad_norm(grads, self.cfg.clip)
         self.steps += 1
         if self.cfg.unit == "stream":
-            self.carry = state if self.pos else self.zero_state(self.cfg.batch_size)
+            if not self.pos:  # an epoch ended: every stream starts again from zero
+                self.carry = self.zero_state(self.cfg.batch_size)
+            elif state is not None:  # this process's streams
+                lo, hi, _ = self.comm.share(self.cfg.batch_size)
+                for whole, part in zip(self.cell.fields(self.carry), self.cell.fields(state)):
+                    whole[lo:hi] = part
         if not (math.isfinite(L) and math.isfinite(norm)):
             self.bad += 1  # a non-finite step never reaches the weights
             self.interval["skipped"] += 1
@@ -242,7 +303,7 @@ class LMTrainer(BudgetedTrainer):
         self.updates += 1
         self.chars += n
         iv = self.interval
-        iv["loss"] += L
+        iv["loss"] += L * n
         iv["chars"] += n
         iv["updates"] += 1
         iv["clipped"] += bool(self.cfg.clip) and norm > self.cfg.clip
@@ -271,9 +332,11 @@ class LMTrainer(BudgetedTrainer):
         }  # fmt: skip
         self.log.append(record)
         self.interval = {"loss": 0.0, "chars": 0, "skipped": 0, "clipped": 0, "updates": 0}
-        atomic_write(
-            os.path.join(self.out, "log.jsonl"), "".join(json.dumps(r) + "\n" for r in self.log).encode()
-        )
+        self.comm.check_same(self.params, f"after {self.updates:,} updates")
+        if self.comm.root:  # only process 0 writes
+            atomic_write(
+                os.path.join(self.out, "log.jsonl"), "".join(json.dumps(r) + "\n" for r in self.log).encode()
+            )
         return record
 
     def status(self, seconds):
@@ -290,22 +353,26 @@ class LMTrainer(BudgetedTrainer):
         """Train from the start, or with ``resume`` from the checkpoint in ``out``. Returns: the result."""
         c = self.cfg
         if resume:
-            doc = read_settings(self.out)
-            self.read_data(doc["alphabet"])
+            doc = self.comm.on_root(lambda: read_settings(self.out))
+            self.comm.every(lambda: self.read_data(doc["alphabet"]))
             if doc["text_sha256"] != self.sha:
                 raise BpttError(
                     f"{self.out}: the text differs from the one this run was trained on (SHA-256); resume"
                     " with the same files"
                 )
         else:
-            check_new_run_dir(self.out, SETTINGS_FILE, "a language-model run")
-            self.read_data()
+            self.comm.on_root(lambda: check_new_run_dir(self.out, SETTINGS_FILE, "a language-model run"))
+            self.comm.every(self.read_data)
         self.init_state()
         resumed = resume and self.restore()
         if not resume:
-            os.makedirs(self.out, exist_ok=True)
-            doc = {"settings": asdict(c), "alphabet": self.alphabet.to_json(), "text_sha256": self.sha}
-            save_document(os.path.join(self.out, SETTINGS_FILE), SETTINGS_FORMAT, SETTINGS_VERSION, doc)
+
+            def start():  # (process 0)
+                os.makedirs(self.out, exist_ok=True)
+                doc = {"settings": asdict(c), "alphabet": self.alphabet.to_json(), "text_sha256": self.sha}
+                save_document(os.path.join(self.out, SETTINGS_FILE), SETTINGS_FORMAT, SETTINGS_VERSION, doc)
+
+            self.comm.on_root(start)
         n_params = sum(v.size for v in self.params.values())
         self.progress.line(
             f"{c.cell} language model: {n_params:,} parameters, {len(self.alphabet)} symbols,"
@@ -320,14 +387,18 @@ class LMTrainer(BudgetedTrainer):
             "format": MODEL_FORMAT, "format_version": str(MODEL_VERSION), "cell": c.cell,
             "hidden": str(c.hidden), "unit": c.unit, "alphabet": self.alphabet.to_json(),
         }  # fmt: skip
-        save_safetensors(os.path.join(self.out, "weights.safetensors"), self.best_params, meta)
+        if self.comm.root:  # only process 0 writes
+            save_safetensors(os.path.join(self.out, "weights.safetensors"), self.best_params, meta)
         result = {
             "held_out_bpc": self.best, "updates": self.updates, "chars": self.chars, "epochs":
             self.chars / self.train_chars, "seconds": seconds, "stopped": reason,
             "train_chars": self.train_chars, "held_out_chars": self.held_chars, "cell": c.cell,
             "hidden": c.hidden, "unit": c.unit, "parameters": int(sum(v.size for v in self.params.values())),
         }  # fmt: skip
-        atomic_write(os.path.join(self.out, "result.json"), (json.dumps(result, indent=1) + "\n").encode())
+        if self.comm.root:
+            atomic_write(
+                os.path.join(self.out, "result.json"), (json.dumps(result, indent=1) + "\n").encode()
+            )
         self.progress.line(
             f"held-out bpc {self.best:.4f} after {self.updates:,} updates ({result['epochs']:.1f} epochs)"
             f" in {fmt_time(seconds)} (stopped: {reason}); the model is {self.out}"

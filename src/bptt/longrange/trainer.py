@@ -49,9 +49,8 @@ from ..tasks.longrange import get_task, task_rng
 from ..training.budget import BudgetedTrainer
 from ..training.checkpoint import check_rng_state, restore_arrays, save_training_state
 from ..training.optim import clip_grad_norm, make_optimizer
-from ..training.parallel import Comm, agreed, agreed_signal
+from ..training.parallel import Comm, agreed_signal
 from ..training.progress import Progress, fmt_time
-from ..training.trainer import Stop
 from .config import CELL_SPECS
 
 EVAL_FLOATS = 2**25  # floats of the forward caches while scoring: sequences are scored in chunks of this
@@ -186,28 +185,6 @@ class LongRangeTrainer(BudgetedTrainer):
         for g in grads.values():
             g /= mean_over  # the mean over the whole batch
         return L / mean_over, grads
-
-    def sum_shares(self, L, grads):
-        """With several processes: the batch's loss and gradients, the sum of the shares' (one
-        Allreduce), which also carries a stop signal any process got and process 0's clock."""
-        if self.comm.size == 1:
-            return L, grads
-        own = self.stop_signal or 0
-        seconds = time.monotonic() - self.start if self.comm.root else 0.0
-        L, grads, (count, signums, seconds) = self.comm.sum(L, grads, (own > 0, own, seconds))
-        self.agreed_stop, self.agreed_seconds = agreed_signal(count, signums), seconds
-        return L, grads
-
-    def clock(self, start):
-        """Seconds of the configuration so far: this process's; with several, process 0's as of the
-        last step (so that all stop at the same batch)."""
-        return time.monotonic() - start if self.comm.size == 1 else self.agreed_seconds
-
-    def stop(self, signum):
-        """The `Stop` after ``signum``; with several processes raised alike by all, said by process 0."""
-        if self.comm.size == 1:
-            return Stop(signum)
-        return agreed(Stop(self.stop_signal or signum), quiet=not self.comm.root)
 
     def update(self, batch):
         """One update from one batch (`train_step`, clipping, the optimizer), counted in ``interval``; a

@@ -38,6 +38,7 @@ from ..tasks import dates as task
 from ..training.budget import BudgetedTrainer
 from ..training.checkpoint import check_checkpoint_arrays, check_rng_state
 from ..training.optim import Adam, clip_grad_norm
+from ..training.parallel import agreed
 from ..training.progress import Progress, fmt_time
 from ..training.rundir import check_new_run_dir, read_run_document
 from .decode import beam_decode, greedy_decode
@@ -215,7 +216,11 @@ class DatesTrainer(BudgetedTrainer):
         """The settings of the run in ``out`` (for --resume)."""
         return read_settings(out)
 
-    def __init__(self, cfg, out, progress=None):
+    def __init__(self, cfg, out, progress=None, comm=None):
+        if comm is not None and comm.size > 1:  # every process meets this alike: process 0 says it
+            raise agreed(
+                BpttError("bptt dates train runs on one process: start it without mpiexec"), not comm.root
+            )
         self.cfg, self.out = cfg, os.fspath(out)
         self.progress = progress or Progress(enabled=False)
         self.net = cfg.network()

@@ -8,6 +8,10 @@ a row) and ``log`` (evaluation records, each with "updates"), and provides ``upd
 ``evaluate(seconds) -> record``, ``save(seconds)``, ``finish(reason, seconds) -> result`` and
 ``status(seconds) -> str`` (the progress line). ``FAULT`` names its fault points (`bptt.faults`):
 "FAULT:STEP" before batch STEP.
+
+With several processes (``comm``, `bptt.training.parallel`) the subclass sums its shares through
+``sum_shares``, whose Allreduce also carries any process's stop signal and process 0's clock: every
+process stops at the same update, for the same reason.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import time
 import numpy as np
 
 from .. import faults
+from .parallel import Comm, agreed, agreed_signal
 from .progress import fmt_time
 from .trainer import Stop
 
@@ -27,8 +32,34 @@ LINE_EVERY = 60  # seconds between progress lines of their own (a log file gets 
 
 class BudgetedTrainer:
     FAULT = "step"
+    comm = Comm()  # the processes training together (`bptt.training.parallel`); a subclass may set its own
     stop_signal = None  # set by SIGINT/SIGTERM: save and stop before the next update
     last_line = -math.inf  # when `show` last wrote a line of its own (time.monotonic)
+    # with several processes, what they all act on, from the last update's Allreduce: a stop signal any
+    # of them got, and process 0's clock
+    agreed_stop, agreed_seconds, start = None, 0.0, 0.0
+
+    def sum_shares(self, L, grads):
+        """With several processes: the batch's loss and gradients, the sum of the shares' (one
+        Allreduce), which also carries a stop signal any process got and process 0's clock."""
+        if self.comm.size == 1:
+            return L, grads
+        own = self.stop_signal or 0
+        seconds = time.monotonic() - self.start if self.comm.root else 0.0
+        L, grads, (count, signums, seconds) = self.comm.sum(L, grads, (own > 0, own, seconds))
+        self.agreed_stop, self.agreed_seconds = agreed_signal(count, signums), seconds
+        return L, grads
+
+    def clock(self, start):
+        """Seconds of training so far: this process's; with several, process 0's as of the last update
+        (so that all stop at the same one)."""
+        return time.monotonic() - start if self.comm.size == 1 else self.agreed_seconds
+
+    def stop(self, signum):
+        """The `Stop` to raise; with several processes raised alike by all, said by process 0."""
+        if self.comm.size == 1:
+            return Stop(signum)
+        return agreed(Stop(self.stop_signal or signum), quiet=not self.comm.root)
 
     def stop_reason(self, seconds):
         """Why training stops now, or None to go on."""
@@ -44,6 +75,7 @@ class BudgetedTrainer:
     def loop(self, start):
         """Train from the state in memory until the budget is spent. Returns: ``finish``'s result."""
         c = self.cfg
+        self.start, self.agreed_seconds = start, time.monotonic() - start
         previous = {s: signal.signal(s, self.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             # a non-finite step is caught where it matters (skipped, counted): NumPy's warnings repeat it
@@ -51,11 +83,12 @@ class BudgetedTrainer:
                 if not self.log:
                     self.show(self.evaluate(time.monotonic() - start), start)  # the curve starts untrained
                     self.save(time.monotonic() - start)
-                while (reason := self.stop_reason(time.monotonic() - start)) is None:
+                while (reason := self.stop_reason(self.clock(start))) is None:
                     faults.point(f"{self.FAULT}:{self.steps}")  # test-only (BPTT_FAULT); else a no-op
-                    if self.stop_signal is not None:  # SIGINT/SIGTERM: save the state before this update
+                    stop = self.stop_signal if self.comm.size == 1 else self.agreed_stop
+                    if stop is not None:  # SIGINT/SIGTERM: save the state before this update
                         self.save(time.monotonic() - start)
-                        raise Stop(self.stop_signal)
+                        raise self.stop(stop)
                     self.update()
                     if self.steps % c.eval_every == 0:
                         self.show(self.evaluate(time.monotonic() - start), start)
