@@ -226,3 +226,23 @@ def minutes_of(args, cls):
     if args.time_budget is not None:
         return args.time_budget
     return None if args.updates is not None else cls.__dataclass_fields__["minutes"].default
+
+
+def add_budget_options(p, minutes, what):
+    """--time-budget and --updates of a training command; ``minutes`` is the default budget, ``what`` the
+    evaluations that count in it ("evaluations")."""
+    g = p.add_argument_group("budget (at least one)")
+    g.add_argument(
+        "--time-budget", type=float, metavar="MINUTES",
+        help=f"wall time, training and {what} (default {minutes:g}, none with --updates alone)",
+    )  # fmt: skip
+    g.add_argument("--updates", type=int, metavar="N", help="updates (deterministic: same seed, same model)")
+
+
+def add_run_options(p, resume_help, threads_why):
+    """--out, --resume, --quiet and --threads of a training command."""
+    g = p.add_argument_group("output")
+    g.add_argument("--out", metavar="DIR", help="a new or empty directory for the run")
+    g.add_argument("--resume", metavar="DIR", help=resume_help)
+    g.add_argument("--quiet", action="store_true", help="no progress display")
+    add_threads_option(g, threads_why)

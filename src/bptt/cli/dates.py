@@ -8,6 +8,8 @@ import sys
 from ..errors import BpttError
 from .common import (
     HELP_FORMAT,
+    add_budget_options,
+    add_run_options,
     add_seed_option,
     add_threads_option,
     blas_threads,
@@ -80,13 +82,7 @@ def add_parser(sub):
     )  # fmt: skip
     option("hidden", "hidden units of each encoder direction and of the decoder", type=int)
     option("attention-units", "units of the attention's scoring layer", type=int)
-    g = p.add_argument_group("budget (at least one)")
-    budget = d["minutes"].default
-    g.add_argument(
-        "--time-budget", type=float, metavar="MINUTES",
-        help=f"wall time, training and validations (default {budget:g}, none with --updates alone)",
-    )  # fmt: skip
-    g.add_argument("--updates", type=int, metavar="N", help="updates (deterministic: same seed, same model)")
+    add_budget_options(p, d["minutes"].default, "validations")
     g = p.add_argument_group("training")
     option("batch-size", "dates per update", type=int)
     option("lr", "Adam's learning rate", type=float)
@@ -97,13 +93,10 @@ def add_parser(sub):
     option("beam", "beam width of the final test (1: greedy only)", type=int)
     option("dtype", "of the weights, gradients and optimizer state", choices=["float32", "float64"])
     add_seed_option(g, "random seed: the weights and every draw of dates")
-    g = p.add_argument_group("output")
-    g.add_argument("--out", metavar="DIR", help="a new or empty directory for the run")
-    g.add_argument(
-        "--resume", metavar="DIR", help="continue the run in DIR; only --quiet and --threads may be added"
-    )
-    g.add_argument("--quiet", action="store_true", help="no progress display")
-    add_threads_option(g, "the matrices of one batch of dates are small")
+    add_run_options(
+        p, "continue the run in DIR; only --quiet and --threads may be added",
+        "the matrices of one batch of dates are small",
+    )  # fmt: skip
     track_given(p, run_train)
 
     c = inner.add_parser(

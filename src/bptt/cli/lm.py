@@ -8,6 +8,8 @@ import sys
 from ..errors import BpttError
 from .common import (
     HELP_FORMAT,
+    add_budget_options,
+    add_run_options,
     add_seed_option,
     add_threads_option,
     blas_threads,
@@ -31,7 +33,7 @@ TRAIN_EXAMPLES = """\
       --hidden 256 --out runs/names --time-budget 5
   # min-char-rnn's settings: the vanilla cell, 100 units, 25-step truncation, Adagrad
   bptt lm train --conll eng.train --cell rnn --hidden 100 --bptt-steps 25 --batch-size 1 \\
-      --optimizer adagrad --lr 0.1 --dropout 0 --out runs/minchar --time-budget 20
+      --optimizer adagrad --lr 0.1 --dropout 0 --lr-decay 1 --out runs/minchar --time-budget 20
   # continue an interrupted run:
   bptt lm train --resume runs/lm
 """
@@ -100,13 +102,7 @@ def add_parser(sub):
         default="stream",
         help="one stream, or one sequence a line (default stream)",
     )
-    g = p.add_argument_group("budget (at least one)")
-    budget = d["minutes"].default
-    g.add_argument(
-        "--time-budget", type=float, metavar="MINUTES",
-        help=f"wall time, training and evaluations (default {budget:g}, none with --updates alone)",
-    )  # fmt: skip
-    g.add_argument("--updates", type=int, metavar="N", help="updates (deterministic: same seed, same model)")
+    add_budget_options(p, d["minutes"].default, "evaluations")
     g = p.add_argument_group("network and training")
 
     def option(name, help, **kw):
@@ -136,15 +132,10 @@ def add_parser(sub):
     )
     option("dtype", "of the weights, gradients and optimizer state", choices=["float32", "float64"])
     add_seed_option(g, "random seed: weights, dropout, the order of lines")
-    g = p.add_argument_group("output")
-    g.add_argument("--out", metavar="DIR", help="a new or empty directory for the run")
-    g.add_argument(
-        "--resume",
-        metavar="DIR",
-        help="continue the run in DIR (same text files); only --quiet and --threads may be added",
-    )
-    g.add_argument("--quiet", action="store_true", help="no progress display")
-    add_threads_option(g, "2 runs a network of 512 units about 1.5x as fast on this 2-core machine")
+    add_run_options(
+        p, "continue the run in DIR (same text files); only --quiet and --threads may be added",
+        "2 runs a network of 512 units about 1.5x as fast on this 2-core machine",
+    )  # fmt: skip
     track_given(p, run_train)
 
     e = inner.add_parser(
