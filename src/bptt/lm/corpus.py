@@ -144,9 +144,3 @@ def line_batch(lines, alphabet):
         ids_out[:n, b], ids_out[n, b] = ids, nl  # predict the line, then "\n" (end)
         mask[: n + 1, b] = True
     return ids_in, ids_out, mask
-
-
-def check_unit(unit):
-    if unit not in UNITS:
-        raise BpttError(f"--unit: expected one of {', '.join(UNITS)}, got {unit!r}")
-    return unit

@@ -50,7 +50,7 @@ from ..io.atomic import atomic_write
 from ..io.modelfiles import load_checkpoint, save_checkpoint, save_document
 from ..io.safetensors_io import save_safetensors
 from ..training.budget import BudgetedTrainer
-from ..training.checkpoint import check_checkpoint_arrays
+from ..training.checkpoint import check_budgeted_state, check_checkpoint_arrays
 from ..training.optim import clip_grad_norm, make_optimizer
 from ..training.parallel import Comm, ShareDraws
 from ..training.progress import Progress, fmt_time
@@ -176,9 +176,7 @@ class LMTrainer(BudgetedTrainer):
             return self.carry
         lo, hi, mean_over = self.comm.share(self.cfg.batch_size)
         mine = (
-            (lo, hi, [f[lo:hi] for f in self.cell.fields(self.carry)])
-            if math.isfinite(mean_over)
-            else None
+            (lo, hi, [f[lo:hi] for f in self.cell.fields(self.carry)]) if math.isfinite(mean_over) else None
         )
         fields = [f.copy() for f in self.cell.fields(self.carry)]
         for part in self.comm.allgather(mine):
@@ -432,15 +430,9 @@ def check_checkpoint(where, arrays, state, trainer):
     check_checkpoint_arrays(where, arrays, want, trainer.opt, trainer.params)
     path = os.path.join(where, "state.json")
     fields = ("updates", "steps", "epoch", "pos", "chars", "seconds", "bad", "lr", "best", "stale", "log")
-    fields += ("interval", "rng")
-    if not isinstance(state, dict) or sorted(state) != sorted(fields):
-        raise BpttError(f"{path}: expected an object of {', '.join(fields)}")
-    for k in ("updates", "steps", "epoch", "pos", "chars", "bad", "stale"):
-        if type(state[k]) is not int or not 0 <= state[k] < 2**62:
-            raise BpttError(f"{path}: {k}: expected an integer >= 0")
-    for k in ("seconds", "lr"):
-        if type(state[k]) not in (int, float) or not math.isfinite(state[k]) or state[k] < 0:
-            raise BpttError(f"{path}: {k}: expected a finite number >= 0")
+    integers = ("updates", "steps", "epoch", "pos", "chars", "bad", "stale")
+    interval = ("chars", "clipped", "loss", "skipped", "updates")
+    check_budgeted_state(path, state, (*fields, "interval", "rng"), integers, ("seconds", "lr"), interval)
     if state["best"] is not None and (
         type(state["best"]) not in (int, float) or not math.isfinite(state["best"])
     ):
@@ -448,15 +440,3 @@ def check_checkpoint(where, arrays, state, trainer):
     limit = trainer.inputs.shape[0] if trainer.cfg.unit == "stream" else len(trainer.lines)
     if state["pos"] >= limit:
         raise BpttError(f"{path}: pos: expected a position in the epoch, below {limit}")
-    if (
-        not isinstance(state["log"], list)
-        or not state["log"]
-        or not all(isinstance(r, dict) for r in state["log"])
-    ):
-        raise BpttError(f"{path}: log: expected a non-empty list of evaluation records")
-    iv = state["interval"]
-    if not isinstance(iv, dict) or sorted(iv) != ["chars", "clipped", "loss", "skipped", "updates"]:
-        raise BpttError(f"{path}: interval: expected an object of chars, clipped, loss, skipped, updates")
-    from ..training.checkpoint import check_rng_state
-
-    check_rng_state(state["rng"], path, "rng")

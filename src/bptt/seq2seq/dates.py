@@ -36,7 +36,7 @@ from ..io.modelfiles import check_weights, load_checkpoint, save_checkpoint, sav
 from ..io.safetensors_io import load_safetensors, save_safetensors
 from ..tasks import dates as task
 from ..training.budget import BudgetedTrainer
-from ..training.checkpoint import check_checkpoint_arrays, check_rng_state
+from ..training.checkpoint import check_budgeted_state, check_checkpoint_arrays
 from ..training.optim import Adam, clip_grad_norm
 from ..training.parallel import agreed
 from ..training.progress import Progress, fmt_time
@@ -416,27 +416,8 @@ def check_arrays(where, arrays, params, opt):
 
 def check_state(path, state):
     fields = ("steps", "updates", "bad", "seconds", "best", "log", "interval", "rng")
-    if not isinstance(state, dict) or sorted(state) != sorted(fields):
-        raise BpttError(f"{path}: expected an object of {', '.join(fields)}")
-    for k in ("steps", "updates", "bad"):
-        if type(state[k]) is not int or not 0 <= state[k] < 2**62:
-            raise BpttError(f"{path}: {k}: expected an integer >= 0")
-    if (
-        type(state["seconds"]) not in (int, float)
-        or not math.isfinite(state["seconds"])
-        or state["seconds"] < 0
-    ):
-        raise BpttError(f"{path}: seconds: expected a finite number >= 0")
+    interval = ("dates", "loss", "skipped", "updates")
+    check_budgeted_state(path, state, fields, ("steps", "updates", "bad"), ("seconds",), interval)
     best = state["best"]
     if best is not None and (type(best) not in (int, float) or not 0 <= best <= 1):
         raise BpttError(f"{path}: best: expected null or a number from 0 to 1")
-    if (
-        not isinstance(state["log"], list)
-        or not state["log"]
-        or not all(isinstance(r, dict) for r in state["log"])
-    ):
-        raise BpttError(f"{path}: log: expected a non-empty list of evaluation records")
-    iv = state["interval"]
-    if not isinstance(iv, dict) or sorted(iv) != ["dates", "loss", "skipped", "updates"]:
-        raise BpttError(f"{path}: interval: expected an object of dates, loss, skipped, updates")
-    check_rng_state(state["rng"], path, "rng")

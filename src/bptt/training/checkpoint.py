@@ -193,3 +193,24 @@ def check_checkpoint_arrays(where, arrays, want, opt, params):
         opt.check_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}, params)
     except BpttError as e:
         raise BpttError(f"{where}: opt.{e}") from None
+
+
+def check_budgeted_state(path, state, fields, integers, numbers, interval):
+    """The state.json of a `training.budget` trainer (lm, dates), checked before any field is used: exactly
+    ``fields``; ``integers`` ≥ 0; ``numbers`` finite ≥ 0; a non-empty log of evaluation records; the
+    running totals ``interval`` (their keys); the RNG state. Errors are one line naming ``path``."""
+    if not isinstance(state, dict) or sorted(state) != sorted(fields):
+        raise BpttError(f"{path}: expected an object of {', '.join(fields)}")
+    for k in integers:
+        if type(state[k]) is not int or not 0 <= state[k] < 2**62:
+            raise BpttError(f"{path}: {k}: expected an integer >= 0")
+    for k in numbers:
+        if type(state[k]) not in (int, float) or not math.isfinite(state[k]) or state[k] < 0:
+            raise BpttError(f"{path}: {k}: expected a finite number >= 0")
+    log = state["log"]
+    if not isinstance(log, list) or not log or not all(isinstance(r, dict) for r in log):
+        raise BpttError(f"{path}: log: expected a non-empty list of evaluation records")
+    iv = state["interval"]
+    if not isinstance(iv, dict) or sorted(iv) != sorted(interval):
+        raise BpttError(f"{path}: interval: expected an object of {', '.join(sorted(interval))}")
+    check_rng_state(state["rng"], path, "rng")
