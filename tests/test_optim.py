@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bptt.models.layers import RowGrad
-from bptt.training.optim import SGD, Adam, clip_grad_norm, global_norm
+from bptt.training.optim import SGD, Adagrad, Adam, clip_grad_norm, global_norm
 
 torch = pytest.importorskip("torch")
 
@@ -34,6 +34,11 @@ def test_momentum_matches_torch():
 
 def test_adam_matches_torch():
     run_both(Adam(lr=0.01), lambda ps: torch.optim.Adam(ps, lr=0.01), steps=20)
+
+
+def test_adagrad_matches_torch():
+    """min-char-rnn's Adagrad: torch.optim.Adagrad with the same ε (its default is 1e-10)."""
+    run_both(Adagrad(lr=0.1), lambda ps: torch.optim.Adagrad(ps, lr=0.1, eps=1e-8), steps=20)
 
 
 def test_clip_grad_norm_matches_torch(rng):
