@@ -457,3 +457,84 @@ def test_gated_loops_take_any_memory_layout(K, rng, cell, batch):
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-13)
     for key in grads:
         np.testing.assert_allclose(grads_f[key], grads[key], rtol=0, atol=1e-13, err_msg=key)
+
+
+def _adam_numpy(p, g, m, v, beta1, beta2, c2, eps, step):
+    """Adam's dense update as `Adam.step` writes it in NumPy: the reference for ``adam_step``."""
+    m *= beta1
+    m += (1 - beta1) * g
+    v *= beta2
+    v += (1 - beta2) * (g * g)
+    denom = np.sqrt(v / c2)
+    denom += eps
+    p -= step * m / denom
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1,), (7,), (1000,), (13, 37), (512, 158)])
+def test_adam_step_is_bit_identical_to_numpy(K, rng, dtype, shape):
+    p0 = rng.standard_normal(shape).astype(dtype)
+    state = [p0.copy(), np.zeros(shape, dtype), np.zeros(shape, dtype)]
+    ours = [p0.copy(), np.zeros(shape, dtype), np.zeros(shape, dtype)]
+    for t in range(1, 6):  # gradients over eight orders of magnitude, zeros included
+        g = (rng.standard_normal(shape) * 10.0 ** rng.uniform(-6, 2, shape)).astype(dtype)
+        g.flat[0] = 0
+        c1, c2 = 1 - 0.9**t, 1 - 0.999**t
+        _adam_numpy(state[0], g, state[1], state[2], 0.9, 0.999, c2, 1e-8, 3e-3 / c1)
+        K.adam_step(ours[0], g, ours[1], ours[2], 0.9, 0.999, c2, 1e-8, 3e-3 / c1)
+        for a, b in zip(ours, state):
+            assert a.tobytes() == b.tobytes()  # the same bits, not merely close
+
+
+def test_adam_step_takes_strided_rows_and_refuses_bad_arguments(K, rng):
+    big = rng.standard_normal((6, 10))
+    p, g = big[:, :4], np.ones((6, 4))  # p's rows 10 apart
+    m, v = np.zeros((6, 4)), np.zeros((6, 4))
+    before, beside = p.copy(), big[:, 4:].copy()
+    K.adam_step(p, g, m, v, 0.9, 0.999, 0.001, 1e-8, 0.01)
+    # first step: m = 0.1 g, v = 0.001 g², so p moves by step·0.1 / (√(0.001 / c2) + ε), c2 = 0.001
+    assert np.allclose(p, before - 0.01 * 0.1 / (1 + 1e-8))
+    assert np.array_equal(big[:, 4:], beside)  # the numbers between the rows are left alone
+    with pytest.raises(ValueError, match="argument 2: shape differs"):
+        K.adam_step(p, np.ones((6, 5)), m, v, 0.9, 0.999, 0.5, 1e-8, 0.01)
+    with pytest.raises(ValueError, match="argument 3: dtype differs"):
+        K.adam_step(p, g, m.astype(np.float32), v, 0.9, 0.999, 0.5, 1e-8, 0.01)
+    with pytest.raises(ValueError, match="overlaps"):
+        K.adam_step(p, g, m, m, 0.9, 0.999, 0.5, 1e-8, 0.01)
+    with pytest.raises(TypeError, match="expected 9 arguments"):
+        K.adam_step(p, g, m, v)
+    with pytest.raises(TypeError):
+        K.adam_step(p, g, m, v, "0.9", 0.999, 0.5, 1e-8, 0.01)
+
+
+def test_adam_uses_the_kernel_with_the_same_result(K, rng, monkeypatch):
+    from bptt.training.optim import Adam
+
+    params = {"W": rng.standard_normal((5, 3)).astype(np.float32), "b": np.zeros(5, np.float32)}
+    grads = [{k: rng.standard_normal(v.shape).astype(np.float32) for k, v in params.items()} for _ in range(4)]
+    calls = []
+    monkeypatch.setattr(bptt.drivers.rnn, "_kernels", _Counting(K, calls))
+    fused, opt = {k: v.copy() for k, v in params.items()}, Adam(lr=0.01)
+    for g in grads:
+        opt.step(fused, g)
+    assert len(calls) == 8  # every dense parameter, every step
+    monkeypatch.setattr(bptt.drivers.rnn, "_kernels", None)
+    plain, opt = {k: v.copy() for k, v in params.items()}, Adam(lr=0.01)
+    for g in grads:
+        opt.step(plain, g)
+    for k in params:
+        assert fused[k].tobytes() == plain[k].tobytes()
+
+
+class _Counting:
+    """``bptt._kernels`` with its ``adam_step`` calls counted."""
+
+    def __init__(self, kernels, calls):
+        self._k, self._calls = kernels, calls
+
+    def __getattr__(self, name):
+        return getattr(self._k, name)
+
+    def adam_step(self, *args):
+        self._calls.append(args[0].shape)
+        return self._k.adam_step(*args)

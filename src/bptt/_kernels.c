@@ -20,6 +20,9 @@
  * direct terms in one pass.  NumPy needs 10 to 14 calls a step each way for these.  Each takes
  * an optional (x, W): then the recurrent product r = x W is computed in the same call (small steps).
  *
+ * Beside the steps, adam_step: the optimizer's update of one parameter in one pass (NumPy takes
+ * thirteen over the whole array), rounded as NumPy rounds it, so the same bits.
+ *
  * Optional: when this module is missing bptt computes the same equations in NumPy
  * (bptt.drivers.rnn, bptt.cells), and the tests hold the two to agree within a few ulp.
  *
@@ -670,6 +673,63 @@ static PyObject *py_gru_step_backward(PyObject *Py_UNUSED(self), PyObject *const
     Py_RETURN_NONE;
 }
 
+/* Adam's update (bptt.training.optim.Adam), one pass over a parameter instead of NumPy's thirteen:
+ *   m ← β₁ m + (1 − β₁) g,   v ← β₂ v + (1 − β₂) g²,   θ ← θ − (η / c₁) m / (√(v / c₂) + ε)
+ * in the parameter's dtype, each operation rounded as NumPy rounds it (no fused multiply-adds), so the
+ * result is bit-identical to the NumPy update. */
+#define ADAM_LOOP(T, SUFFIX)                                                                           \
+    VECTOR_LOOP __attribute__((optimize("fp-contract=off"))) static void              \
+    adam_row_##SUFFIX(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, Py_ssize_t n,   \
+                      const double *k)                                                                 \
+    {                                                                                                  \
+        const T b1 = (T)k[0], a1 = (T)k[1], b2 = (T)k[2], a2 = (T)k[3], c2 = (T)k[4], eps = (T)k[5];    \
+        const T step = (T)k[6];                                                                        \
+        for (Py_ssize_t j = 0; j < n; j++) {                                                           \
+            T mj = m[j] * b1 + a1 * g[j];                                                              \
+            T vj = v[j] * b2 + a2 * (g[j] * g[j]);                                                     \
+            m[j] = mj;                                                                                 \
+            v[j] = vj;                                                                                 \
+            p[j] = p[j] - (step * mj) / (sqrt(vj / c2) + eps);                                         \
+        }                                                                                              \
+    }
+
+ADAM_LOOP(double, d)
+ADAM_LOOP(float, f)
+
+PyDoc_STRVAR(adam_step_doc,
+             "adam_step(p, g, m, v, beta1, beta2, c2, eps, step)\n--\n\n"
+             "Adam's update of one parameter in one pass, in place on p, m and v (one shape, one float dtype,\n"
+             "contiguous rows): m = beta1 m + (1 - beta1) g, v = beta2 v + (1 - beta2) g^2,\n"
+             "p -= step m / (sqrt(v / c2) + eps), where step = lr / c1 (c1, c2: the bias corrections).\n"
+             "Rounded as NumPy's operations on the same dtype: the same bits.");
+
+static PyObject *py_adam_step(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    const char *name = "adam_step";
+    if (nargs != 9) {
+        PyErr_Format(PyExc_TypeError, "%s: expected 9 arguments, got %zd", name, nargs);
+        return NULL;
+    }
+    double beta1 = PyFloat_AsDouble(args[4]), beta2 = PyFloat_AsDouble(args[5]);
+    double k[7] = {beta1, 1.0 - beta1, beta2, 1.0 - beta2, PyFloat_AsDouble(args[6]), PyFloat_AsDouble(args[7]),
+                   PyFloat_AsDouble(args[8])};
+    if (PyErr_Occurred())
+        return NULL;
+    Args b;
+    if (take(&b, args, 4, 4, 0xD, 0, 0, name) < 0 || check_disjoint(&b, 4, 0xD, name) < 0)
+        return NULL;
+    for (Py_ssize_t row = 0; row < b.rows; row++) {
+        if (b.kind == 'd')
+            adam_row_d(ROW(b, 0, row, double), ROW(b, 1, row, double), ROW(b, 2, row, double),
+                       ROW(b, 3, row, double), b.cols, k);
+        else
+            adam_row_f(ROW(b, 0, row, float), ROW(b, 1, row, float), ROW(b, 2, row, float),
+                       ROW(b, 3, row, float), b.cols, k);
+    }
+    release(&b);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"tanh_add", (PyCFunction)(void (*)(void))py_tanh_add, METH_FASTCALL, tanh_add_doc},
     {"tanh_backward", (PyCFunction)(void (*)(void))py_tanh_backward, METH_FASTCALL, tanh_backward_doc},
@@ -682,11 +742,12 @@ static PyMethodDef methods[] = {
     {"gru_step", (PyCFunction)(void (*)(void))py_gru_step, METH_FASTCALL, gru_step_doc},
     {"gru_step_backward", (PyCFunction)(void (*)(void))py_gru_step_backward, METH_FASTCALL,
      gru_step_backward_doc},
+    {"adam_step", (PyCFunction)(void (*)(void))py_adam_step, METH_FASTCALL, adam_step_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_kernels", "A recurrent step's elementwise work in one pass: tanh RNN, LSTM, GRU (see _kernels.c).", -1,
+    PyModuleDef_HEAD_INIT, "_kernels", "A recurrent step's elementwise work in one pass: tanh RNN, LSTM, GRU; Adam's update (see _kernels.c).", -1,
     methods, NULL, NULL, NULL, NULL,
 };
 

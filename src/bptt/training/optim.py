@@ -23,8 +23,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..backend import array_namespace
+from ..cells.base import step_kernels
 from ..errors import BpttError
 from ..models.layers import RowGrad
+
+
+def _fused(*arrays):
+    """``bptt._kernels`` when its one-pass update applies to these arrays (NumPy, one float dtype, 1-D or
+    2-D with contiguous rows), else None."""
+    kernels = step_kernels(arrays[0])
+    if kernels is None or any(type(a) is not np.ndarray or a.dtype != arrays[0].dtype for a in arrays):
+        return None
+    if any(a.ndim > 2 or (a.ndim and a.shape[-1] > 1 and a.strides[-1] != a.itemsize) for a in arrays):
+        return None
+    return kernels
 
 
 def _values(g):
@@ -113,8 +125,12 @@ class Adam:
             if isinstance(g, RowGrad):
                 self._rows_step(params[k], g, self.m[k], self.v[k], c1, c2)
                 continue
-            xp = array_namespace(g)
             m, v = self.m[k], self.v[k]
+            kernels = _fused(params[k], g, m, v)
+            if kernels is not None:  # the same update in one pass (bit-identical)
+                kernels.adam_step(params[k], g, m, v, self.beta1, self.beta2, c2, self.eps, self.lr / c1)
+                continue
+            xp = array_namespace(g)
             m *= self.beta1
             m += (1 - self.beta1) * g
             v *= self.beta2
