@@ -1,5 +1,6 @@
 """Data-parallel training measured: words/s on 1 process x 1 thread, 1 process x 2 threads and 2
-processes x 1 thread, and the time of the tagger's gradient Allreduce between two processes.
+processes x 1 thread at the same global batch, 2 processes with twice the global batch (the same
+sentences per process), and the time of the tagger's gradient Allreduce between two processes.
 
     python benchmarks/bench_parallel.py [--data FILE] [--sentences 3000] [--epochs 2] [--json]
     python benchmarks/bench_parallel.py --smoke          # a tiny model, seconds: does it run?
@@ -33,7 +34,15 @@ import warnings
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "..", "shared", "data", "conll2003", "eng.train")
 SMOKE_MODEL = ["--cell", "rnn", "--hidden", "24", "--word-dim", "24", "--char-dim", "8", "--char-hidden", "8"]
-CONFIGS = [("1 process x 1 thread", 1, 1), ("1 process x 2 threads", 1, 2), ("2 processes x 1 thread", 2, 1)]
+# (name, processes, threads, global batch as a multiple of --batch-size): the same global batch on
+# each (strong scaling), and last the global batch grown with the processes, --batch-size sentences
+# each (weak scaling; the learning-rate rule for it is benchmarks/lr_rule.py's)
+CONFIGS = [
+    ("1 process x 1 thread", 1, 1, 1),
+    ("1 process x 2 threads", 1, 2, 1),
+    ("2 processes x 1 thread", 2, 1, 1),
+    ("2 processes x 1 thread, 2x batch", 2, 1, 2),
+]
 
 
 def parse():
@@ -73,13 +82,13 @@ def model_args(args):
     return SMOKE_MODEL if args.smoke else []
 
 
-def words_per_second(args, processes, threads):
+def words_per_second(args, processes, threads, batch_size):
     """Train one configuration; returns {"last": words/s of the last epoch, "mean": of all epochs}."""
     with tempfile.TemporaryDirectory() as out:
         model = os.path.join(out, "m")
         command = [sys.executable, "-m", "bptt", "train", "--train", args.data, "--out", model,
                    "--max-sentences", str(args.sentences), "--epochs", str(args.epochs), "--batch-size",
-                   str(args.batch_size), "--threads", str(threads), "--quiet", *model_args(args)]  # fmt: skip
+                   str(batch_size), "--threads", str(threads), "--quiet", *model_args(args)]  # fmt: skip
         if processes > 1:
             command = [find_mpiexec(), "-n", str(processes), *command]
         subprocess.run(command, env=environment(threads), check=True)
@@ -151,8 +160,8 @@ def main():
             print(json.dumps(result))
         return
     results = {"words_per_s": {}, "settings": vars(args)}
-    for name, processes, threads in CONFIGS:
-        results["words_per_s"][name] = words_per_second(args, processes, threads)
+    for name, processes, threads, times in CONFIGS:
+        results["words_per_s"][name] = words_per_second(args, processes, threads, times * args.batch_size)
     command = [find_mpiexec(), "-n", "2", sys.executable, os.path.abspath(__file__), "--allreduce",
                "--data", args.data, "--sentences", str(args.sentences), "--batch-size", str(args.batch_size),
                "--reps", str(args.reps), *(["--smoke"] if args.smoke else [])]  # fmt: skip
@@ -164,7 +173,7 @@ def main():
     base = results["words_per_s"][CONFIGS[0][0]]["last"]
     for name, speed in results["words_per_s"].items():
         ratio = speed["last"] / base
-        print(f"{name:24s} {speed['last']:10,.0f} words/s (mean {speed['mean']:,.0f})  x{ratio:.2f}")
+        print(f"{name:34s} {speed['last']:10,.0f} words/s (mean {speed['mean']:,.0f})  x{ratio:.2f}")
     a = results["allreduce"]
     print(
         f"gradient sum, 2 processes: {a['sum_ms']:.3f} ms (allgather of rows + Allreduce of"

@@ -186,6 +186,20 @@ def test_configurations_and_inits():
         small_config(cells=["irnn"], inits=["chrono"])
 
 
+def test_solved_stops_only_after_two_evaluations_in_a_row(tmp_path):
+    """One validation score under the threshold is not enough (a GRU stopped on its first, 0.0094, scored
+    0.01003 on the test set): the configuration stops once two evaluations in a row meet the criterion."""
+    cfg = small_config(tasks=["adding"])
+    trainer = LongRangeTrainer(cfg, cfg.configurations()[0], tmp_path / "run")
+    for mse, stop in [(0.05, None), (0.0094, None), (0.02, None), (0.009, None), (0.008, "solved")]:
+        trainer.log.append({"valid": {"mse": mse}})
+        assert trainer.stop_reason(0.0) == stop, mse
+    keep = small_config(tasks=["adding"], keep_going=True)
+    trainer = LongRangeTrainer(keep, keep.configurations()[0], tmp_path / "keep")
+    trainer.log = [{"valid": {"mse": 0.001}}] * 3
+    assert trainer.stop_reason(0.0) is None  # --keep-going trains the whole budget
+
+
 def test_probes_show_the_vanishing_gradient(tmp_path):
     """With one loss at the end, a tanh RNN's messages and reach fall with the distance."""
     cfg = small_config(cells=["rnn"], lengths=[30], hidden=16)

@@ -43,7 +43,8 @@ def add_parser(sub):
         "train cells on the adding, copy and temporal-order tasks",
         "Train one model per configuration (task x --T x --cell x --init) by hand-written BPTT, the loss\n"
         "at the end of each sequence (many-to-one; the copy task: on its last 10 steps), within its\n"
-        "budget (--minutes and/or --sequences), stopping once solved. Each is scored on fresh sequences\n"
+        "budget (--minutes and/or --sequences), stopping once solved (on the validation sequences, at two\n"
+        "evaluations in a row). Each is scored on fresh sequences\n"
         "against the memoryless baseline (adding: MSE 1/6 for always answering 1; copy: cross-entropy\n"
         "10 ln 8/(T+20) per step; order: accuracy 1/4). --out gets results.json (one record per\n"
         "configuration), table.md, learning curves, messages and reach (PNG) and report.html; each\n"

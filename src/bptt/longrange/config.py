@@ -94,7 +94,8 @@ class LongRangeConfig(Checked):
     valid_size: int = 500  # fresh sequences scored at every evaluation: the learning curve, "solved"
     test_size: int = 2000  # other fresh sequences, scored once at the end: the reported value
     probes: int = 2  # validation sequences whose messages and reach are measured, at the start and end
-    keep_going: bool = False  # train the whole budget even once solved (default: stop when solved)
+    keep_going: bool = False  # train the whole budget even once solved (default: stop once the validation
+    # score has met the criterion at two evaluations in a row)
     max_bad_steps: int = 20  # a configuration diverged after this many non-finite updates in a row
     seed: int = 0  # parameters and the training stream (the same for every configuration)
     dtype: str = "float32"  # of the weights, gradients, optimizer state and sequences

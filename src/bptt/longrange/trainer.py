@@ -10,8 +10,8 @@ One configuration (task, T, cell, initialisation) trains in its own directory, D
 
 Every file is written atomically. A configuration stops when its budget is spent — sequences
 (deterministic: a resumed run ends bit-identical to an uninterrupted one) and/or minutes of wall
-time (training and evaluation together) — once its validation score meets the task's criterion
-(unless ``keep_going``), or when it diverges (``max_bad_steps`` non-finite updates in a row). The
+time (training and evaluation together) — once its validation score has met the task's criterion
+at SOLVED_IN_A_ROW evaluations in a row (unless ``keep_going``), or when it diverges (``max_bad_steps`` non-finite updates in a row). The
 final weights are then scored on fresh test sequences, never seen in training or validation.
 
 Every configuration of a seed draws the same parameters' stream, the same training batches and the
@@ -55,6 +55,9 @@ from .config import CELL_SPECS
 
 EVAL_FLOATS = 2**25  # floats of the forward caches while scoring: sequences are scored in chunks of this
 MAX_REACH_STEPS = 2000  # the reach of longer sequences is not measured (a Jacobian product per step)
+# evaluations in a row that must meet the criterion before a configuration stops as solved: the first
+# one alone stopped a GRU at a validation MSE of 0.0094 whose test MSE was 0.01003, just over 0.01
+SOLVED_IN_A_ROW = 2
 LINE_EVERY = 60  # seconds between the progress lines of evaluations (a log file gets one a minute)
 INTERVAL = ("loss_sum", "sequences", "grad_norm_sum", "updates", "clipped", "skipped")
 
@@ -292,7 +295,8 @@ class LongRangeTrainer(BudgetedTrainer):
         c = self.cfg
         if self.bad >= c.max_bad_steps:
             return "diverged"
-        if self.solved_at is not None and not c.keep_going:
+        recent = self.log[-SOLVED_IN_A_ROW:]
+        if not c.keep_going and len(recent) == SOLVED_IN_A_ROW and all(self.task.solved(r["valid"]) for r in recent):
             return "solved"
         if c.sequences is not None and self.sequences >= c.sequences:
             return "sequences"
