@@ -8,7 +8,8 @@ sentences per process), and the time of the tagger's gradient Allreduce between 
 Each configuration trains the tagger (`bptt train`, float32, the default model unless --smoke) on
 the first --sentences sentences of --data for --epochs epochs, without a dev set, into a temporary
 directory, and reports words/s from its log (the epochs' training time; evaluation and saving are
-not counted), the last epoch's and the mean. Two processes run under the mpiexec beside this
+not counted) as the mean over its epochs; with --rounds, every configuration again in turn, and the
+median of each round's ratio. Two processes run under the mpiexec beside this
 Python (the mpich wheel's) or on PATH.
 
 The Allreduce is timed by this script run under ``mpiexec -n 2`` (``--allreduce``, started by the
@@ -48,10 +49,13 @@ CONFIGS = [
 def parse():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=DATA, help="a CoNLL training file (default: CoNLL-2003 eng.train)")
-    p.add_argument("--sentences", type=int, default=3000, help="train on the first N sentences (3000)")
+    p.add_argument("--sentences", type=int, default=3000, help="train on the first N sentences (3000; 0: all)")
     p.add_argument("--epochs", type=int, default=2, help="epochs per configuration (2)")
     p.add_argument("--batch-size", type=int, default=32, help="sentences per update, all processes (32)")
     p.add_argument("--reps", type=int, default=50, help="timed gradient sums (50)")
+    p.add_argument(
+        "--rounds", type=int, default=1, help="train every configuration this many times, interleaved (1)"
+    )
     p.add_argument(
         "--smoke", action="store_true", help="a tiny model on 100 sentences: a check, not a measure"
     )
@@ -87,8 +91,10 @@ def words_per_second(args, processes, threads, batch_size):
     with tempfile.TemporaryDirectory() as out:
         model = os.path.join(out, "m")
         command = [sys.executable, "-m", "bptt", "train", "--train", args.data, "--out", model,
-                   "--max-sentences", str(args.sentences), "--epochs", str(args.epochs), "--batch-size",
-                   str(batch_size), "--threads", str(threads), "--quiet", *model_args(args)]  # fmt: skip
+                   "--epochs", str(args.epochs), "--batch-size", str(batch_size), "--threads", str(threads),
+                   "--quiet", *model_args(args)]  # fmt: skip
+        if args.sentences:
+            command += ["--max-sentences", str(args.sentences)]
         if processes > 1:
             command = [find_mpiexec(), "-n", str(processes), *command]
         subprocess.run(command, env=environment(threads), check=True)
@@ -159,9 +165,11 @@ def main():
         if world().root:
             print(json.dumps(result))
         return
-    results = {"words_per_s": {}, "settings": vars(args)}
-    for name, processes, threads, times in CONFIGS:
-        results["words_per_s"][name] = words_per_second(args, processes, threads, times * args.batch_size)
+    results = {"words_per_s": {name: [] for name, *_ in CONFIGS}, "settings": vars(args)}
+    for _ in range(args.rounds):  # interleaved, so that a slower spell of the machine hits every one
+        for name, processes, threads, times in CONFIGS:
+            speed = words_per_second(args, processes, threads, times * args.batch_size)
+            results["words_per_s"][name].append(speed)
     command = [find_mpiexec(), "-n", "2", sys.executable, os.path.abspath(__file__), "--allreduce",
                "--data", args.data, "--sentences", str(args.sentences), "--batch-size", str(args.batch_size),
                "--reps", str(args.reps), *(["--smoke"] if args.smoke else [])]  # fmt: skip
@@ -170,10 +178,13 @@ def main():
     if args.json:
         print(json.dumps(results, indent=1))
         return
-    base = results["words_per_s"][CONFIGS[0][0]]["last"]
-    for name, speed in results["words_per_s"].items():
-        ratio = speed["last"] / base
-        print(f"{name:34s} {speed['last']:10,.0f} words/s (mean {speed['mean']:,.0f})  x{ratio:.2f}")
+    base = results["words_per_s"][CONFIGS[0][0]]
+    print(f"words/s, the mean of each run's epochs, {args.rounds} round(s); the ratio to 1 process x 1 thread")
+    for name, speeds in results["words_per_s"].items():
+        means = [s["mean"] for s in speeds]
+        ratios = sorted(s["mean"] / b["mean"] for s, b in zip(speeds, base))
+        spread = f" (rounds {ratios[0]:.2f}-{ratios[-1]:.2f})" if len(ratios) > 1 else ""
+        print(f"{name:34s} {statistics.median(means):10,.0f}  x{statistics.median(ratios):.2f}{spread}")
     a = results["allreduce"]
     print(
         f"gradient sum, 2 processes: {a['sum_ms']:.3f} ms (allgather of rows + Allreduce of"
