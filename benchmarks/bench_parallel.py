@@ -115,7 +115,7 @@ def allreduce_times(args):
     warnings.simplefilter("ignore")  # what reading the data says, the training runs said already
     comm = world()
     tcfg = TrainConfig(
-        train=os.path.abspath(args.data), max_sentences=args.sentences, batch_size=args.batch_size
+        train=os.path.abspath(args.data), max_sentences=args.sentences or None, batch_size=args.batch_size
     )
     mcfg = TaggerConfig()
     if args.smoke:
@@ -166,15 +166,16 @@ def main():
             print(json.dumps(result))
         return
     results = {"words_per_s": {name: [] for name, *_ in CONFIGS}, "settings": vars(args)}
-    for _ in range(args.rounds):  # interleaved, so that a slower spell of the machine hits every one
-        for name, processes, threads, times in CONFIGS:
-            speed = words_per_second(args, processes, threads, times * args.batch_size)
-            results["words_per_s"][name].append(speed)
+    # the Allreduce first: seconds, and a failure there should not come after minutes of training
     command = [find_mpiexec(), "-n", "2", sys.executable, os.path.abspath(__file__), "--allreduce",
                "--data", args.data, "--sentences", str(args.sentences), "--batch-size", str(args.batch_size),
                "--reps", str(args.reps), *(["--smoke"] if args.smoke else [])]  # fmt: skip
     out = subprocess.run(command, env=environment(1), check=True, capture_output=True, text=True).stdout
     results["allreduce"] = json.loads(out.strip().splitlines()[-1])
+    for _ in range(args.rounds):  # interleaved, so that a slower spell of the machine hits every one
+        for name, processes, threads, times in CONFIGS:
+            speed = words_per_second(args, processes, threads, times * args.batch_size)
+            results["words_per_s"][name].append(speed)
     if args.json:
         print(json.dumps(results, indent=1))
         return
