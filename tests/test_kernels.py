@@ -538,3 +538,14 @@ class _Counting:
     def adam_step(self, *args):
         self._calls.append(args[0].shape)
         return self._k.adam_step(*args)
+
+
+def test_adam_falls_back_to_numpy_where_the_kernel_does_not_apply(K, rng):
+    """A scalar, a 3-D array and a column-strided view take the NumPy update, with the same result."""
+    from bptt.training.optim import _fused
+
+    for a in (np.ones(()), np.ones((2, 3, 4)), np.ones((4, 6))[:, ::2]):
+        assert _fused(a, a.copy(), a.copy(), a.copy()) is None
+    plain = np.ones(5)
+    assert _fused(plain, plain.copy(), plain.copy(), plain.astype(np.float32)) is None  # dtypes differ
+    assert _fused(plain, plain.copy(), plain.copy(), plain.copy()) is K

@@ -34,7 +34,7 @@ def _fused(*arrays):
     kernels = step_kernels(arrays[0])
     if kernels is None or any(type(a) is not np.ndarray or a.dtype != arrays[0].dtype for a in arrays):
         return None
-    if any(a.ndim > 2 or (a.ndim and a.shape[-1] > 1 and a.strides[-1] != a.itemsize) for a in arrays):
+    if any(not 1 <= a.ndim <= 2 or (a.shape[-1] > 1 and a.strides[-1] != a.itemsize) for a in arrays):
         return None
     return kernels
 
