@@ -541,7 +541,7 @@ class _Counting:
 
 
 def test_adam_falls_back_to_numpy_where_the_kernel_does_not_apply(K, rng):
-    """A scalar, a 3-D array and a column-strided view take the NumPy update, with the same result."""
+    """A 0-d array, a 3-D array, a column-strided view and mixed dtypes take the NumPy update."""
     from bptt.training.optim import _fused
 
     for a in (np.ones(()), np.ones((2, 3, 4)), np.ones((4, 6))[:, ::2]):
