@@ -49,7 +49,9 @@ CONFIGS = [
 def parse():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=DATA, help="a CoNLL training file (default: CoNLL-2003 eng.train)")
-    p.add_argument("--sentences", type=int, default=3000, help="train on the first N sentences (3000; 0: all)")
+    p.add_argument(
+        "--sentences", type=int, default=3000, help="train on the first N sentences (3000; 0: all)"
+    )
     p.add_argument("--epochs", type=int, default=2, help="epochs per configuration (2)")
     p.add_argument("--batch-size", type=int, default=32, help="sentences per update, all processes (32)")
     p.add_argument("--reps", type=int, default=50, help="timed gradient sums (50)")
@@ -180,7 +182,7 @@ def main():
         print(json.dumps(results, indent=1))
         return
     base = results["words_per_s"][CONFIGS[0][0]]
-    print(f"words/s, the mean of each run's epochs, {args.rounds} round(s); the ratio to 1 process x 1 thread")
+    print(f"words/s, the mean of each run's epochs, {args.rounds} round(s); × 1 process x 1 thread")
     for name, speeds in results["words_per_s"].items():
         means = [s["mean"] for s in speeds]
         ratios = sorted(s["mean"] / b["mean"] for s, b in zip(speeds, base))

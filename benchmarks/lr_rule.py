@@ -50,7 +50,7 @@ UNSEEN = re.compile(r"unseen names .*FB1:\s+([\d.]+)")
 
 def parse():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--train", default=os.path.join(DATA, "eng.train"), help="training file (CoNLL-2003 eng.train)")
+    p.add_argument("--train", default=os.path.join(DATA, "eng.train"), help="training file (eng.train)")
     p.add_argument("--dev", default=os.path.join(DATA, "eng.testa"), help="dev file (CoNLL-2003 eng.testa)")
     p.add_argument("--epochs", type=int, default=10, help="epochs per run (10)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds (0 1)")
@@ -107,17 +107,18 @@ def main():
     print(f"{args.epochs} epochs, seeds {args.seeds}: means over the seeds (each seed's value in brackets)")
     print(f"{'configuration':15s} {'p':>2s} {'batch':>5s} {'lr':>7s}  {'last F1':>22s}  {'best F1':>22s}"
           f"  {'unseen F1':>22s}  {'words/s':>8s}  train min")  # fmt: skip
+
+    def cell(runs, key):
+        values = [r[key] for r in runs]
+        return f"{statistics.mean(values):6.2f} [{' '.join(f'{v:.2f}' for v in values)}]"
+
     for name, runs in results.items():
         p, batch, lr = CONFIGS[name]
-
-        def cell(key):
-            values = [r[key] for r in runs]
-            return f"{statistics.mean(values):6.2f} [{' '.join(f'{v:.2f}' for v in values)}]"
-
         words = statistics.mean(r["words_per_s"] for r in runs)
         minutes = statistics.mean(r["train_minutes"] for r in runs)
-        print(f"{name:15s} {p:2d} {batch:5d} {lr:7.5f}  {cell('last_f1'):>22s}  {cell('best_f1'):>22s}"
-              f"  {cell('unseen_f1'):>22s}  {words:8,.0f}  {minutes:5.1f}")  # fmt: skip
+        print(f"{name:15s} {p:2d} {batch:5d} {lr:7.5f}  {cell(runs, 'last_f1'):>22s}"
+              f"  {cell(runs, 'best_f1'):>22s}  {cell(runs, 'unseen_f1'):>22s}  {words:8,.0f}"
+              f"  {minutes:5.1f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -511,7 +511,7 @@ def test_adam_uses_the_kernel_with_the_same_result(K, rng, monkeypatch):
     from bptt.training.optim import Adam
 
     params = {"W": rng.standard_normal((5, 3)).astype(np.float32), "b": np.zeros(5, np.float32)}
-    grads = [{k: rng.standard_normal(v.shape).astype(np.float32) for k, v in params.items()} for _ in range(4)]
+    grads = [{k: rng.standard_normal(v.shape).astype(np.float32) for k, v in params.items()} for _ in "abcd"]
     calls = []
     monkeypatch.setattr(bptt.drivers.rnn, "_kernels", _Counting(K, calls))
     fused, opt = {k: v.copy() for k, v in params.items()}, Adam(lr=0.01)

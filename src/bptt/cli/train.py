@@ -33,7 +33,8 @@ EXAMPLES = """\
   # one model trained by 4 processes (pip install 'bptt[mpi]'; the same model on any number, float64):
   mpiexec -n 4 bptt train --train ../shared/data/conll2003/eng.train --out runs/person4 --dtype float64
   # faster: 32 sentences a process, Adam's learning rate times sqrt(2) (keeps the accuracy; README):
-  mpiexec -n 2 bptt train --train ../shared/data/conll2003/eng.train --out runs/person2 --batch-size 64 --lr 0.00424
+  mpiexec -n 2 bptt train --train ../shared/data/conll2003/eng.train --out runs/person2 \\
+          --batch-size 64 --lr 0.00424
   # train again into a directory that holds a model, replacing it:
   bptt train --train ../shared/data/conll2003/eng.train --out runs/person --overwrite
 """

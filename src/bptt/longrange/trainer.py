@@ -11,8 +11,9 @@ One configuration (task, T, cell, initialisation) trains in its own directory, D
 Every file is written atomically. A configuration stops when its budget is spent — sequences
 (deterministic: a resumed run ends bit-identical to an uninterrupted one) and/or minutes of wall
 time (training and evaluation together) — once its validation score has met the task's criterion
-at SOLVED_IN_A_ROW evaluations in a row (unless ``keep_going``), or when it diverges (``max_bad_steps`` non-finite updates in a row). The
-final weights are then scored on fresh test sequences, never seen in training or validation.
+at SOLVED_IN_A_ROW evaluations in a row (unless ``keep_going``), or when it diverges (``max_bad_steps``
+non-finite updates in a row). The final weights are then scored on fresh test sequences, never seen
+in training or validation.
 
 Every configuration of a seed draws the same parameters' stream, the same training batches and the
 same validation and test sequences (``bptt.tasks.task_rng``): cells differ only by what they are.
@@ -295,8 +296,8 @@ class LongRangeTrainer(BudgetedTrainer):
         c = self.cfg
         if self.bad >= c.max_bad_steps:
             return "diverged"
-        recent = self.log[-SOLVED_IN_A_ROW:]
-        if not c.keep_going and len(recent) == SOLVED_IN_A_ROW and all(self.task.solved(r["valid"]) for r in recent):
+        recent = [self.task.solved(r["valid"]) for r in self.log[-SOLVED_IN_A_ROW:]]
+        if not c.keep_going and len(recent) == SOLVED_IN_A_ROW and all(recent):
             return "solved"
         if c.sequences is not None and self.sequences >= c.sequences:
             return "sequences"
