@@ -1,6 +1,7 @@
 """What global batch and learning rate keep the tagger's accuracy as processes are added.
 
     python benchmarks/lr_rule.py [--epochs 10] [--seeds 0 1] [--out runs/lr-rule] [--only NAME ...]
+                                 [--plot PNG]
 
 Data parallelism on p processes with a fixed global batch trains the same model as one process (the
 tests hold float64 runs equal to 1e-12); it only gets faster while each process's share stays large
@@ -57,6 +58,9 @@ def parse():
     p.add_argument("--only", nargs="+", choices=list(CONFIGS), help="run only these configurations")
     p.add_argument("--out", default=os.path.join(HERE, "..", "runs", "lr-rule"), help="runs directory")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument(
+        "--plot", metavar="PNG", help="also draw dev F1 against training minutes, one line per run"
+    )
     return p.parse_args()
 
 
@@ -90,6 +94,36 @@ def train(args, name, seed):
     }
 
 
+COLOURS = {"p1-b32": "black", "p2-b64-sqrt": "tab:blue", "p3-b96-sqrt": "tab:green",
+           "p2-b64-same": "tab:orange", "p2-b64-linear": "tab:red"}  # fmt: skip
+
+
+def plot(args, names, path):
+    """Dev F1 after each epoch against the training minutes so far, every run (the seeds dashed)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 4.2), dpi=110)
+    ax = fig.add_subplot()
+    for name in names:
+        p, batch, lr = CONFIGS[name]
+        for i, seed in enumerate(args.seeds):
+            records = read_log(os.path.join(args.out, f"{name}-s{seed}", "log.jsonl"))
+            minutes = [sum(r["seconds"] for r in records[: k + 1]) / 60 for k in range(len(records))]
+            label = f"{p} process{'es' if p > 1 else ''}, batch {batch}, lr {lr:.5f}" if i == 0 else None
+            ax.plot(minutes, [r["dev"]["f1"] for r in records], color=COLOURS.get(name, "grey"),
+                    ls="-" if i == 0 else "--", lw=1.6, marker="o", ms=3, label=label)  # fmt: skip
+    ax.set_ylim(88, 95)
+    ax.set_xlabel("training minutes (2 cores; 3 processes share them)")
+    ax.set_ylabel("dev PER F1 after each epoch (eng.testa)")
+    title = f"The person tagger on 1–3 processes, {args.epochs} epochs, seeds {args.seeds} (dashed: 2nd)"
+    ax.set_title(title, fontsize=9.5)
+    ax.legend(fontsize=8.5, loc="lower right")
+    ax.grid(alpha=0.3, lw=0.4)
+    fig.tight_layout()
+    fig.savefig(path)
+    print(f"wrote {path}", file=sys.stderr)
+
+
 def read_log(path):
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -101,6 +135,8 @@ def main():
     results = {}
     for name in args.only or CONFIGS:
         results[name] = [train(args, name, seed) for seed in args.seeds]
+    if args.plot:
+        plot(args, list(results), args.plot)
     if args.json:
         print(json.dumps({"settings": vars(args), "configs": CONFIGS, "results": results}, indent=1))
         return
