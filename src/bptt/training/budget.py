@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from .. import faults
-from .parallel import Comm, agreed, agreed_signal
+from .parallel import Comm, agreed
 from .progress import fmt_time
 from .trainer import Stop
 
@@ -44,10 +44,9 @@ class BudgetedTrainer:
         Allreduce), which also carries a stop signal any process got and process 0's clock."""
         if self.comm.size == 1:
             return L, grads
-        own = self.stop_signal or 0
-        seconds = time.monotonic() - self.start if self.comm.root else 0.0
-        L, grads, (count, signums, seconds) = self.comm.sum(L, grads, (own > 0, own, seconds))
-        self.agreed_stop, self.agreed_seconds = agreed_signal(count, signums), seconds
+        L, grads, self.agreed_stop, self.agreed_seconds = self.comm.sum_agreeing(
+            L, grads, self.stop_signal, time.monotonic() - self.start
+        )
         return L, grads
 
     def clock(self, start):

@@ -195,6 +195,18 @@ class Comm:
         """The loss, gradients and ``control`` values (floats) summed over the processes."""
         return L, grads, tuple(control)
 
+    def sum_agreeing(self, L, grads, signum, seconds):
+        """`sum` of a training step that also settles what every process must act on alike: the stop
+        signal any of them got (``signum``, or None) and process 0's clock (``seconds``).
+
+        Returns: (L, grads, the agreed signal or None, process 0's seconds).
+        """
+        own = signum or 0
+        L, grads, (count, signums, seconds) = self.sum(
+            L, grads, (own > 0, own, seconds if self.root else 0.0)
+        )
+        return L, grads, agreed_signal(count, signums), seconds
+
     def agree(self, values):
         """Floats summed over the processes (a small Allreduce)."""
         return tuple(values)

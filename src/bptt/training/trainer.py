@@ -400,11 +400,11 @@ class Trainer:
         `seconds_spent`)."""
         if self.comm.size == 1:
             return L, grads
-        own = self.stop_signal or 0
-        seconds = self.train_seconds + time.monotonic() - self.epoch_start if self.comm.root else 0.0
-        L, grads, (count, signums, seconds) = self.comm.sum(L, grads, (own > 0, own, seconds))
-        self.agreed_stop, self.agreed_seconds = agreed_signal(count, signums), seconds
-        if self.agreed_stop is not None and not own:
+        seconds = self.train_seconds + time.monotonic() - self.epoch_start
+        L, grads, self.agreed_stop, self.agreed_seconds = self.comm.sum_agreeing(
+            L, grads, self.stop_signal, seconds
+        )
+        if self.agreed_stop is not None and not self.stop_signal:
             name = signal.Signals(self.agreed_stop).name
             self.progress.line(f"{name} to another process: saving the training state, then stopping")
         return L, grads
