@@ -105,6 +105,44 @@ def test_dropout_is_the_identity_at_rate_zero_and_changes_the_loss_otherwise():
     assert chunk_loss(p, c, ids_in, ids_out, s0, dropout=0.5, rng=np.random.default_rng(0))[0] != plain
 
 
+def test_weight_drop_gradient_against_central_differences(tmp_path):
+    """DropConnect on W_aa: one mask for the update; ∂L/∂W_aa is the masked weights' gradient, masked."""
+    from bptt.lm.config import LMConfig
+    from bptt.lm.trainer import LMTrainer
+
+    cfg = LMConfig(text=[str(corpus(tmp_path))], hidden=N_A, batch_size=B, bptt_steps=K, dtype="float64",
+                   dropout=0.0, weight_drop=0.4, updates=1)  # fmt: skip
+    t = LMTrainer(cfg, tmp_path / "run")
+    t.read_data()
+    t.init_state()
+    t.carry = carried("lstm", np.random.default_rng(1))
+    batch, rng_state = t.next_batch(), t.rng.bit_generator.state
+
+    def loss_and_grads():
+        t.rng.bit_generator.state = rng_state  # the same mask every call
+        L, grads, _, _ = t.train_step(t.params, batch)
+        return L, grads
+
+    L, grads = loss_and_grads()
+    W, eps = t.params["W_aa"], 1e-6
+    dropped = grads["W_aa"] == 0
+    assert 0.25 < dropped.mean() < 0.55  # about 40% of the weights dropped, and they get no gradient
+    num = np.zeros_like(W)
+    for i in np.ndindex(W.shape):
+        old = W[i]
+        W[i] = old + eps
+        up = loss_and_grads()[0]
+        W[i] = old - eps
+        down = loss_and_grads()[0]
+        W[i] = old
+        num[i] = (up - down) / (2 * eps)
+    assert np.abs(num[dropped]).max() == 0  # a dropped weight does not move the loss at all
+    np.testing.assert_allclose(grads["W_aa"], num, rtol=0, atol=1e-8)
+    t.rng.bit_generator.state = rng_state
+    t.cfg.weight_drop = 0.0
+    assert t.train_step(t.params, batch)[0] != L  # the mask changed the loss
+
+
 # ------------------------------------------------------------------------------------------ the text
 
 
@@ -291,7 +329,8 @@ def test_line_unit_model_writes_lines(tmp_path, capsys):
 @pytest.mark.parametrize("unit", ["stream", "line"])
 def test_sigterm_then_resume_is_bit_identical(tmp_path, monkeypatch, unit):
     f = corpus(tmp_path)
-    argv = ["lm", "train", "--text", str(f), "--unit", unit, "--updates", "23", "--dropout", "0.3", *TRAIN]
+    argv = ["lm", "train", "--text", str(f), "--unit", unit, "--updates", "23", "--dropout", "0.3", *TRAIN,
+            "--weight-drop", "0.25"]  # fmt: skip
     assert main([*argv, "--out", str(tmp_path / "ref")]) == 0
     out = tmp_path / "run"
     assert run_with_fault(monkeypatch, [*argv, "--out", str(out)], "SIGTERM@lm:step:12") == 143
@@ -320,6 +359,7 @@ def test_resume_refuses_a_changed_text(tmp_path, capsys, monkeypatch):
         (["--text", "TRAIN", "--time-budget", "0"], ["--time-budget", "more than 0"]),
         (["--text", "TRAIN", "--hidden", "0"], ["--hidden", "expected an integer"]),
         (["--text", "TRAIN", "--dropout", "1"], ["--dropout", "expected a number"]),
+        (["--text", "TRAIN", "--weight-drop", "-0.1"], ["--weight-drop", "expected a number"]),
         (["--text", "TRAIN", "--entities", "PER"], ["--entities", "needs --conll"]),
         (["--text", "TRAIN", "--cell", "rnn", "--init", "chrono"], ["--init", "rnn cell takes"]),
         (["--text", "TRAIN", "--batch-size", "100000"], ["--batch-size"]),

@@ -435,7 +435,8 @@ def test_longrange_is_the_same_on_1_and_3_processes(mpiexec, tmp_path):
 
 
 LM = ["--hidden", "8", "--batch-size", "5", "--bptt-steps", "7", "--eval-every", "6", "--updates", "20",
-      "--dtype", "float64", "--dropout", "0.3", "--lr", "0.02", "--quiet"]  # fmt: skip
+      "--dtype", "float64", "--dropout", "0.3", "--weight-drop", "0.2", "--lr", "0.02",
+      "--quiet"]  # fmt: skip
 
 
 def assert_same_weights_within(a, b, tol=1e-12):

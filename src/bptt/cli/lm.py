@@ -126,6 +126,11 @@ def add_parser(sub):
     option("patience", "evaluations in a row without improvement before the learning rate decays", type=int)
     option("clip", "clip the global gradient norm to this; 0 off", type=float)
     option("dropout", "dropout rate on a<t> before the output layer, while training", type=float)
+    option(
+        "weight-drop",
+        "DropConnect rate on the recurrent weights W_aa: one mask an update, for every step and stream",
+        type=float,
+    )
     option("eval-every", "updates between held-out evaluations and checkpoints", type=int)
     option(
         "valid-fraction", "fraction of the training text (its end) held out to choose the weights", type=float
@@ -197,8 +202,8 @@ def config(args):
     from ..lm.config import LMConfig
 
     names = ("text", "conll", "entities", "unit", "cell", "init", "hidden", "batch_size", "bptt_steps",
-             "optimizer", "lr", "lr_decay", "patience", "clip", "dropout", "updates", "eval_every",
-             "valid_fraction", "seed", "dtype")  # fmt: skip
+             "optimizer", "lr", "lr_decay", "patience", "clip", "dropout", "weight_drop", "updates",
+             "eval_every", "valid_fraction", "seed", "dtype")  # fmt: skip
     values = {k: getattr(args, k) for k in names}
     values.update(text=list(args.text), conll=list(args.conll), minutes=minutes_of(args, LMConfig))
     return checked_settings(LMConfig, OPTIONS, **values)

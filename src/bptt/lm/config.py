@@ -36,6 +36,7 @@ _RULES = {
     "patience": number(1, 10**6, integer=True),
     "clip": number(0),
     "dropout": number(0, 1, below=True),
+    "weight_drop": number(0, 1, below=True),
     "minutes": number(0, above=True, optional=True),
     "updates": number(1, MAX_UPDATES, integer=True, optional=True),
     "eval_every": number(1, MAX_UPDATES, integer=True),
@@ -65,6 +66,7 @@ class LMConfig(Checked):
     patience: int = 2  # after this many evaluations in a row that do not improve on the best
     clip: float = 5.0  # clip the global gradient norm to this (0: off)
     dropout: float = 0.3  # inverted dropout on a⟨t⟩ before the head while training (never on W_aa)
+    weight_drop: float = 0.0  # DropConnect on W_aa: each weight dropped for a whole update, all streams
     minutes: float | None = 20.0  # wall-time budget: training and evaluations together
     updates: int | None = None  # a budget in updates (deterministic: a resumed run ends bit-identical)
     eval_every: int = 200  # updates between evaluations on the held-out text (and checkpoints)
@@ -74,6 +76,7 @@ class LMConfig(Checked):
     dtype: str = "float32"  # of the weights, gradients and optimizer state
 
     RULES = _RULES
+    ADDED = {"weight_drop": 0.0}  # settings written before the option existed
     KIND, WHERE = "the language model's settings", "settings"
 
     def __post_init__(self):
