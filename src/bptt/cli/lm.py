@@ -26,6 +26,9 @@ TRAIN_EXAMPLES = """\
   # then its bits per character on the development file, and five samples:
   bptt lm evaluate --model runs/lm --conll ../shared/data/conll2003/eng.testa
   bptt sample --model runs/lm --n 5 --length 300 --temperature 0.8 --prime "Harry"
+  # the best of BENCHMARKS.md (1.919 bits per character): DropConnect on W_aa, both cores
+  bptt lm train --conll ../shared/data/conll2003/eng.train --out runs/lm-wd --dropout 0.25 \\
+      --weight-drop 0.25 --threads 2 --time-budget 20
   # any UTF-8 text, read as one stream:
   bptt lm train --text book.txt --out runs/book --time-budget 10
   # person names, one sequence a line: a model that invents names
