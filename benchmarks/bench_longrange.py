@@ -51,7 +51,11 @@ import torch  # noqa: E402
 
 import bptt  # noqa: E402
 from bptt.longrange import CELL_SPECS, Configuration, LongRangeConfig, LongRangeTrainer  # noqa: E402
+from bptt.resources import keep_freed_memory  # noqa: E402
 from bptt.tasks import task_rng  # noqa: E402
+
+if ARGS is not None:
+    keep_freed_memory()  # as the command line does: for both sides, torch's arrays come from malloc too
 
 
 class TorchTwin(torch.nn.Module):

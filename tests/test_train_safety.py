@@ -509,3 +509,22 @@ def test_a_loss_far_above_a_uniform_guess_is_a_divergence(data, tmp_path, monkey
     assert len((out / "log.jsonl").read_text().splitlines()) == 1
     monkeypatch.undo()
     assert run(["train", "--resume", out, "--quiet"]) == 0  # the last good state goes on
+
+
+def test_keep_freed_memory_applies_on_glibc_and_is_a_no_op_elsewhere(monkeypatch):
+    """The command line asks glibc to keep freed arrays' pages (a step reuses the last step's); where
+    there is no glibc nothing changes and nothing fails."""
+    import ctypes
+    import platform
+
+    from bptt.resources import keep_freed_memory
+
+    if platform.libc_ver()[0] == "glibc":
+        assert keep_freed_memory() is True
+        assert keep_freed_memory() is True  # again: the same settings
+
+    def no_libc(*args, **kwargs):
+        raise OSError("no C library here")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    assert keep_freed_memory() is False

@@ -81,6 +81,9 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
+    from ..resources import keep_freed_memory
+
+    keep_freed_memory()  # a step's arrays reuse the last step's pages (see its docstring)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning  # one line: bptt: warning: FILE:LINE: ...
