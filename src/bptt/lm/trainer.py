@@ -49,6 +49,7 @@ from ..errors import BpttError
 from ..io.atomic import atomic_write
 from ..io.modelfiles import load_checkpoint, save_checkpoint, save_document
 from ..io.safetensors_io import save_safetensors
+from ..models.layers import dropout_backward, dropout_forward
 from ..training.budget import BudgetedTrainer
 from ..training.checkpoint import check_budgeted_state, check_checkpoint_arrays
 from ..training.optim import clip_grad_norm, make_optimizer
@@ -261,9 +262,10 @@ class LMTrainer(BudgetedTrainer):
         fields = self.cell.fields(state)
         state = self.cell.join(f[lo:hi] for f in fields)
         k, total, grads = self.cfg.bptt_steps, 0.0, None
-        keep = weight_keep(params["W_aa"], self.cfg.weight_drop, self.rng)  # the same on every process
-        if keep is not None:
-            params = {**params, "W_aa": params["W_aa"] * keep}
+        # DropConnect on W_aa (Wan et al. 2013, as in AWD-LSTM): dropout of the weights, one mask for the
+        # update, drawn alike on every process
+        W_aa, keep = dropout_forward(params["W_aa"], self.cfg.weight_drop, self.rng)
+        params = {**params, "W_aa": W_aa}
         for s in range(0, ids_in.shape[0], k):  # one chunk for a stream; lines may need several
             m = None if mask is None else mask[s : s + k, lo:hi]
             draws = (
@@ -277,8 +279,7 @@ class LMTrainer(BudgetedTrainer):
             )  # fmt: skip
             total += L
             grads = g if grads is None else {name: grads[name] + g[name] for name in grads}
-        if keep is not None:  # backprop through W_aa ⊙ keep: the dropped weights get no gradient
-            grads["W_aa"] *= keep
+        grads["W_aa"] = dropout_backward(grads["W_aa"], keep)  # the dropped weights get no gradient
         scale = 1.0 / n if math.isfinite(mean_over) else 0.0  # an empty share counts for nothing
         for g in grads.values():
             g *= scale
@@ -407,14 +408,6 @@ class LMTrainer(BudgetedTrainer):
             f" in {fmt_time(seconds)} (stopped: {reason}); the model is {self.out}"
         )
         return result
-
-
-def weight_keep(W, rate, rng):
-    """DropConnect's mask for W (Wan et al. 2013; on W_aa as in AWD-LSTM, Merity et al. 2018): each weight
-    kept with probability 1 − rate and scaled by 1/(1 − rate), or None at rate 0 (no draw)."""
-    if not rate:
-        return None
-    return (rng.random(W.shape, dtype=W.dtype) >= rate) * W.dtype.type(1 / (1 - rate))
 
 
 def read_settings(out):
