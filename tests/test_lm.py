@@ -143,6 +143,47 @@ def test_weight_drop_gradient_against_central_differences(tmp_path):
     assert t.train_step(t.params, batch)[0] != L  # the mask changed the loss
 
 
+def test_weight_drop_equals_pytorch_autograd_through_the_mask(tmp_path):
+    """The weight-dropped update's loss and gradients = PyTorch's autograd through W_aa ⊙ keep (float64)."""
+    import torch
+
+    from bptt.lm.config import LMConfig
+    from bptt.lm.trainer import LMTrainer
+    from bptt.models.layers import dropout_forward
+
+    cfg = LMConfig(text=[str(corpus(tmp_path))], hidden=N_A, batch_size=B, bptt_steps=K, dtype="float64",
+                   dropout=0.0, weight_drop=0.4, updates=1)  # fmt: skip
+    t = LMTrainer(cfg, tmp_path / "run")
+    t.read_data()
+    t.init_state()
+    t.carry = carried("lstm", np.random.default_rng(1))
+    ids_in, ids_out, _, state = batch = t.next_batch()
+    rng_state = t.rng.bit_generator.state
+    L, grads, n, _ = t.train_step(t.params, batch)
+    t.rng.bit_generator.state = rng_state
+    _, keep = dropout_forward(t.params["W_aa"], cfg.weight_drop, t.rng)  # the mask train_step drew
+    p = t.params
+    V_ = p["W_ya"].shape[0]
+    module = torch_twin("lstm", {k: p[k] for k in ("W_ax", "W_aa", "b_a")})
+    W = torch.tensor(p["W_aa"], requires_grad=True)
+    weights = {**dict(module.named_parameters()), "weight_hh_l0": W * torch.from_numpy(keep)}
+    h0 = tuple(torch.from_numpy(np.array(x))[None] for x in state)
+    X = torch.from_numpy(one_hot(ids_in, V_, np.float64))
+    out, _ = torch.func.functional_call(module, weights, (X, h0))
+    logits = out @ torch.from_numpy(p["W_ya"]).T + torch.from_numpy(p["b_y"])
+    loss = (
+        torch.nn.functional.cross_entropy(
+            logits.reshape(-1, V_), torch.from_numpy(ids_out).reshape(-1), reduction="sum"
+        )
+        / n
+    )
+    loss.backward()
+    assert abs(L - loss.item()) < 1e-12
+    np.testing.assert_allclose(grads["W_aa"], W.grad.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(grads["W_ax"], module.weight_ih_l0.grad.numpy(), rtol=0, atol=1e-12)
+    assert (W.grad.numpy()[keep == 0] == 0).all() and (keep == 0).any()
+
+
 # ------------------------------------------------------------------------------------------ the text
 
 
