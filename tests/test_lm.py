@@ -11,7 +11,7 @@ from bptt.cells import get_cell
 from bptt.cli import main
 from bptt.lm.corpus import Alphabet, conll_text, line_batch, read_corpus
 from bptt.lm.model import LanguageModel, evaluate_lines, load_lm, pieces
-from bptt.lm.network import LN2, chunk_log_probs, chunk_loss, init_lm, one_hot, step_log_softmax
+from bptt.lm.network import LN2, Stack, chunk_log_probs, chunk_loss, init_lm, one_hot, step_log_softmax
 from bptt.lm.trainer import split_held_out
 from tests.helpers import error_line, png_ok, run_with_fault, torch_twin, torch_twin_grads
 
@@ -19,14 +19,30 @@ CELLS = ["rnn", "gru", "lstm"]
 V, N_A, K, B = 7, 5, 6, 3
 
 
-def lm_params(cell, rng):
-    p = init_lm(cell, V, N_A, seed=1, dtype=np.float64)
+def lm_params(cell, rng, layers=1):
+    p = init_lm(cell, V, N_A, seed=1, dtype=np.float64, layers=layers)
     return {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in p.items()}  # non-zero biases too
 
 
-def carried(cell, rng):
-    c = get_cell(cell)
+def carried(cell, rng, layers=1):
+    c = Stack(cell, layers)
     return c.join(0.5 * rng.standard_normal((B, N_A)) for _ in c.fields(c.zero_state(B, N_A, np.float64)))
+
+
+def numeric_grads(loss, p, eps=1e-6):
+    """Central differences of ``loss()`` in every parameter of ``p`` (changed in place and restored)."""
+    out = {}
+    for k, w in p.items():
+        num = out[k] = np.zeros_like(w)
+        for i in np.ndindex(w.shape):
+            old = w[i]
+            w[i] = old + eps
+            up = loss()
+            w[i] = old - eps
+            down = loss()
+            w[i] = old
+            num[i] = (up - down) / (2 * eps)
+    return out
 
 
 # ------------------------------------------------------------------------------------------ the gradient
@@ -42,19 +58,36 @@ def test_chunk_gradient_against_central_differences(cell):
     mask[4:, 1] = False  # a shorter line
     state0 = carried(cell, rng)
     L, grads, _ = chunk_loss(p, c, ids_in, ids_out, state0, mask)
-    eps = 1e-6
-    for k, w in p.items():
-        num = np.zeros_like(w)
-        for i in np.ndindex(w.shape):
-            old = w[i]
-            w[i] = old + eps
-            up = chunk_loss(p, c, ids_in, ids_out, state0, mask)[0]
-            w[i] = old - eps
-            down = chunk_loss(p, c, ids_in, ids_out, state0, mask)[0]
-            w[i] = old
-            num[i] = (up - down) / (2 * eps)
-        err = np.abs(num - grads[k]).max() / max(1.0, np.abs(num).max())
+    num = numeric_grads(lambda: chunk_loss(p, c, ids_in, ids_out, state0, mask)[0], p)
+    for k in p:
+        err = np.abs(num[k] - grads[k]).max() / max(1.0, np.abs(num[k]).max())
         assert err < 1e-7, (cell, k, err)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_stacked_chunk_gradient_against_central_differences(cell):
+    """Three layers, dropout between them and before the head (the same masks every call), a carried
+    state in every layer, masked steps: every layer's gradient, layer 1 under the one-layer names."""
+    rng = np.random.default_rng(3)
+    p, stack = lm_params(cell, rng, layers=3), Stack(cell, 3)
+    assert {"W_aa", "layer2.W_aa", "layer3.W_aa", "layer3.b_a"} <= p.keys()
+    assert p["layer2.W_ax"].shape == p["layer2.W_aa"].shape  # layer 2 reads layer 1's a⟨t⟩ (n_a)
+    ids_in, ids_out = rng.integers(0, V, (K, B)), rng.integers(0, V, (K, B))
+    mask = np.ones((K, B), dtype=bool)
+    mask[3:, 2] = False
+    state0 = carried(cell, rng, layers=3)
+    assert len(state0) == 3
+
+    def run():
+        return chunk_loss(p, stack, ids_in, ids_out, state0, mask, dropout=0.3, rng=np.random.default_rng(4))
+
+    L, grads, state = run()
+    num = numeric_grads(lambda: run()[0], p)
+    for k in p:
+        err = np.abs(num[k] - grads[k]).max() / max(1.0, np.abs(num[k]).max())
+        assert err < 1e-7, (cell, k, err)
+    assert run()[0] != chunk_loss(p, stack, ids_in, ids_out, state0, mask)[0]  # the masks did drop units
+    assert len(stack.fields(state)) == 3 * len(get_cell(cell).fields(get_cell(cell).zero_state(1, 1, float)))
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -93,6 +126,50 @@ def test_two_chunks_equal_pytorch_with_detached_state(cell):
         np.testing.assert_allclose(total[k], want[k], atol=1e-10, rtol=0, err_msg=k)
     for got, ref in zip(c.fields(state), h if cell == "lstm" else (h,)):
         np.testing.assert_allclose(got, ref[0].numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_stacked_chunks_equal_pytorch_num_layers_2(cell):
+    """Two layers over two chunks = ``torch.nn.LSTM/GRU/RNN(num_layers=2)`` from ``state.detach()``
+    (float64): losses to 1e-10, every layer's gradients summed over the chunks, the carried state."""
+    import torch
+
+    import bptt
+
+    rng = np.random.default_rng(5)
+    stack = Stack(cell, 2)
+    p = lm_params(cell, rng, layers=2)
+    ids = rng.integers(0, V, (2 * K + 1, B))
+    kind = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell]
+    module = kind(V, N_A, num_layers=2, dtype=torch.float64)
+    weights = {}
+    for layer, suffix in ((1, "_l0"), (2, "_l1")):
+        weights.update(bptt.params_to_torch(stack.layer_params(p, layer), cell, suffix))
+    module.load_state_dict({k: torch.tensor(v) for k, v in weights.items()})
+    state = stack.zero_state(B, N_A, np.float64)
+    h = torch.zeros(2, B, N_A, dtype=torch.float64)
+    h = (h, h.clone()) if cell == "lstm" else h
+    total = {k: 0.0 for k in p}
+    for s in (0, K):
+        L, g, state = chunk_loss(p, stack, ids[s : s + K], ids[s + 1 : s + K + 1], state)
+        total = {k: total[k] + g[k] for k in p}
+        out, h = module(torch.from_numpy(one_hot(ids[s : s + K], V, np.float64)), h)
+        logits = out @ torch.from_numpy(p["W_ya"]).T + torch.from_numpy(p["b_y"])
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, V), torch.from_numpy(ids[s + 1 : s + K + 1]).reshape(-1), reduction="sum"
+        )
+        loss.backward()
+        h = tuple(x.detach() for x in h) if cell == "lstm" else h.detach()  # the cut
+        assert abs(L - loss.item()) < 1e-10
+    for layer, suffix in ((1, "_l0"), (2, "_l1")):
+        want = torch_twin_grads(module, cell, suffix)
+        pre = "" if layer == 1 else "layer2."
+        for k, v in want.items():
+            np.testing.assert_allclose(total[pre + k], v, atol=1e-10, rtol=0, err_msg=pre + k)
+    ours = stack.fields(state)  # layer 1's fields, then layer 2's
+    theirs = [x[layer].numpy() for layer in range(2) for x in (h if cell == "lstm" else (h,))]
+    for got, ref in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(got, ref, atol=1e-12)
 
 
 def test_dropout_is_the_identity_at_rate_zero_and_changes_the_loss_otherwise():
@@ -355,6 +432,42 @@ def test_train_evaluate_sample_end_to_end(tmp_path, capsys):
     )
 
 
+def test_a_stacked_model_trains_evaluates_samples_and_loads(tmp_path, capsys):
+    """--layers 2: learns, the model file records its layers (a file without the field is one layer),
+    evaluate and sample read it; the graph, which draws one layer, says so."""
+    from bptt.io.safetensors_io import load_safetensors, save_safetensors
+
+    f = corpus(tmp_path)
+    out = tmp_path / "lm2"
+    argv = ["lm", "train", "--text", str(f), "--out", str(out), "--updates", "40", "--layers", "2", *TRAIN]
+    assert main(argv) == 0
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["held_out_bpc"] < log[0]["held_out_bpc"] - 0.5
+    assert json.loads((out / "result.json").read_text())["layers"] == 2
+    model = load_lm(out)
+    assert model.cell.layers == 2 and model.params["layer2.W_aa"].shape == (32, 8)
+    capsys.readouterr()
+    assert main(["lm", "evaluate", "--model", str(out), "--text", str(f), "--json"]) == 0
+    assert 0 < json.loads(capsys.readouterr().out)["bpc"] < math.log2(len(model.alphabet))
+    assert main(["sample", "--model", str(out), "--n", "2", "--length", "15", "--seed", "1"]) == 0
+    assert len(capsys.readouterr().out.split("\n")) >= 2
+    assert "draws one-layer models" in error_line(capsys, "graph", "--lm", out, "--out", tmp_path / "g.png")
+    params, meta = load_safetensors(out / "weights.safetensors")
+    one = {k: v for k, v in params.items() if not k.startswith("layer2.")}
+    old_meta = {k: v for k, v in meta.items() if k != "layers"}  # a file written before stacks
+    save_safetensors(tmp_path / "old.safetensors", one, old_meta)
+    assert load_lm(str(tmp_path / "old.safetensors")).cell.layers == 1
+    save_safetensors(tmp_path / "bad.safetensors", params, {**meta, "layers": "1"})  # layer2.* unexpected
+    msg = error_line(capsys, "lm", "evaluate", "--model", tmp_path / "bad.safetensors", "--text", f)
+    assert "bad.safetensors" in msg and "unexpected array 'layer2." in msg
+    save_safetensors(tmp_path / "bad3.safetensors", params, {**meta, "layers": "3"})
+    msg = error_line(capsys, "lm", "evaluate", "--model", tmp_path / "bad3.safetensors", "--text", f)
+    assert "layer3.W_ax is missing" in msg
+    save_safetensors(tmp_path / "bad2.safetensors", params, {**meta, "layers": "x"})
+    msg = error_line(capsys, "lm", "evaluate", "--model", tmp_path / "bad2.safetensors", "--text", f)
+    assert "bad2.safetensors" in msg and "layers" in msg
+
+
 def test_line_unit_model_writes_lines(tmp_path, capsys):
     f = tmp_path / "names.txt"
     f.write_text("".join(f"{n}\n" for n in ["Ann Lee", "Bob Ray", "Cy Young", "Di Moss"] * 10))
@@ -367,11 +480,11 @@ def test_line_unit_model_writes_lines(tmp_path, capsys):
     assert len(lines) == 5 and all(len(line) <= 30 for line in lines)
 
 
-@pytest.mark.parametrize("unit", ["stream", "line"])
-def test_sigterm_then_resume_is_bit_identical(tmp_path, monkeypatch, unit):
+@pytest.mark.parametrize(("unit", "layers"), [("stream", 1), ("line", 1), ("stream", 2)])
+def test_sigterm_then_resume_is_bit_identical(tmp_path, monkeypatch, unit, layers):
     f = corpus(tmp_path)
     argv = ["lm", "train", "--text", str(f), "--unit", unit, "--updates", "23", "--dropout", "0.3", *TRAIN,
-            "--weight-drop", "0.25"]  # fmt: skip
+            "--weight-drop", "0.25", "--layers", str(layers)]  # fmt: skip
     assert main([*argv, "--out", str(tmp_path / "ref")]) == 0
     out = tmp_path / "run"
     assert run_with_fault(monkeypatch, [*argv, "--out", str(out)], "SIGTERM@lm:step:12") == 143
@@ -399,6 +512,7 @@ def test_resume_refuses_a_changed_text(tmp_path, capsys, monkeypatch):
         (["--text", "MISSING"], ["MISSING", "no such file"]),
         (["--text", "TRAIN", "--time-budget", "0"], ["--time-budget", "more than 0"]),
         (["--text", "TRAIN", "--hidden", "0"], ["--hidden", "expected an integer"]),
+        (["--text", "TRAIN", "--layers", "0"], ["--layers", "expected an integer"]),
         (["--text", "TRAIN", "--dropout", "1"], ["--dropout", "expected a number"]),
         (["--text", "TRAIN", "--weight-drop", "-0.1"], ["--weight-drop", "expected a number"]),
         (["--text", "TRAIN", "--entities", "PER"], ["--entities", "needs --conll"]),

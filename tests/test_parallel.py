@@ -448,12 +448,13 @@ def assert_same_weights_within(a, b, tol=1e-12):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("unit", ["stream", "line"])
-def test_language_model_is_the_same_on_1_2_and_3_processes(mpiexec, tmp_path, unit):
-    """Streams (or lines) shared out, dropout drawn for the whole batch, the carried state gathered."""
+@pytest.mark.parametrize(("unit", "layers"), [("stream", 1), ("line", 1), ("stream", 2)])
+def test_language_model_is_the_same_on_1_2_and_3_processes(mpiexec, tmp_path, unit, layers):
+    """Streams (or lines) shared out, dropout drawn for the whole batch (between layers too), the carried
+    state of every layer gathered."""
     text = tmp_path / "text.txt"
     text.write_text("".join(f"the cat {i % 7} sat on the mat {i}\n" for i in range(80)))
-    args = ["lm", "train", "--text", text, "--unit", unit, *LM]
+    args = ["lm", "train", "--text", text, "--unit", unit, "--layers", str(layers), *LM]
     assert main([*map(str, args), "--out", str(tmp_path / "one")]) == 0
     for n in (2, 3):
         rc, output = launch(mpiexec, n, bptt(*args, "--out", tmp_path / f"n{n}"), fault=followers(n))

@@ -118,7 +118,8 @@ def add_parser(sub):
         "initialisation: PyTorch's default, orthogonal W_aa, forget-gate bias 1, chrono",
         choices=list(INITS),
     )
-    option("hidden", "hidden units n_a", type=int)
+    option("hidden", "hidden units n_a (of each layer)", type=int)
+    option("layers", "stacked recurrent layers, each reading the one below", type=int)
     option("batch-size", "streams (or lines) per update, B", type=int)
     option(
         "bptt-steps", "characters per update of each stream, k: the gradient is cut every k steps", type=int
@@ -128,10 +129,11 @@ def add_parser(sub):
     option("lr-decay", "multiply the learning rate by this when the held-out bpc stops improving", type=float)
     option("patience", "evaluations in a row without improvement before the learning rate decays", type=int)
     option("clip", "clip the global gradient norm to this; 0 off", type=float)
-    option("dropout", "dropout rate on a<t> before the output layer, while training", type=float)
+    option("dropout", "dropout rate on a<t> before what reads it (head, next layer) in training", type=float)
     option(
         "weight-drop",
-        "DropConnect rate on the recurrent weights W_aa: one mask an update, for every step and stream",
+        "DropConnect rate on the recurrent weights W_aa (every layer's): one mask an update, for every"
+        " step and stream",
         type=float,
     )
     option("eval-every", "updates between held-out evaluations and checkpoints", type=int)
@@ -204,9 +206,9 @@ def config(args):
     """The run's LMConfig from the options, checked (errors name the option)."""
     from ..lm.config import LMConfig
 
-    names = ("text", "conll", "entities", "unit", "cell", "init", "hidden", "batch_size", "bptt_steps",
-             "optimizer", "lr", "lr_decay", "patience", "clip", "dropout", "weight_drop", "updates",
-             "eval_every", "valid_fraction", "seed", "dtype")  # fmt: skip
+    names = ("text", "conll", "entities", "unit", "cell", "init", "hidden", "layers", "batch_size",
+             "bptt_steps", "optimizer", "lr", "lr_decay", "patience", "clip", "dropout", "weight_drop",
+             "updates", "eval_every", "valid_fraction", "seed", "dtype")  # fmt: skip
     values = {k: getattr(args, k) for k in names}
     values.update(text=list(args.text), conll=list(args.conll), minutes=minutes_of(args, LMConfig))
     return checked_settings(LMConfig, OPTIONS, **values)

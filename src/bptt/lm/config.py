@@ -13,6 +13,7 @@ from .corpus import UNITS
 CELLS = ("rnn", "gru", "lstm")
 OPTIMIZERS = ("adam", "adagrad", "momentum", "sgd")
 INITS = ("default", "orthogonal", "forget1", "chrono")
+MAX_LAYERS = 64  # beyond any useful stack; keeps a crafted settings file from allocating without end
 MAX_UPDATES = 10**12  # a budget beyond any run; only a mistake reaches it
 
 
@@ -28,6 +29,7 @@ _RULES = {
     "cell": one_of(CELLS),
     "init": one_of(INITS),
     "hidden": number(1, MAX_UNITS, integer=True),
+    "layers": number(1, MAX_LAYERS, integer=True),
     "batch_size": number(1, 2**16, integer=True),
     "bptt_steps": number(1, 10**6, integer=True),
     "optimizer": one_of(OPTIMIZERS),
@@ -57,7 +59,8 @@ class LMConfig(Checked):
     unit: str = "stream"  # "stream": one long sequence (truncated BPTT); "line": one sequence a line
     cell: str = "lstm"  # "rnn" (tanh), "gru" or "lstm"
     init: str = "default"  # PyTorch's; "orthogonal"; "forget1" (lstm); "chrono" (gru, lstm)
-    hidden: int = 512  # n_a
+    hidden: int = 512  # n_a (of every layer)
+    layers: int = 1  # stacked layers of the cell, each reading the a⟨t⟩ of the one below
     batch_size: int = 32  # B: streams (or lines) advanced together per update
     bptt_steps: int = 64  # k: characters per update of each stream; the gradient is cut every k steps
     optimizer: str = "adam"  # "adam", "adagrad" (min-char-rnn's), "momentum" or "sgd"
@@ -65,8 +68,8 @@ class LMConfig(Checked):
     lr_decay: float = 0.5  # the learning rate is multiplied by this when the held-out bpc stops falling:
     patience: int = 2  # after this many evaluations in a row that do not improve on the best
     clip: float = 5.0  # clip the global gradient norm to this (0: off)
-    dropout: float = 0.3  # inverted dropout on a⟨t⟩ before the head while training (never on W_aa)
-    weight_drop: float = 0.0  # DropConnect on W_aa: each weight dropped for a whole update, all streams
+    dropout: float = 0.3  # inverted dropout on a⟨t⟩ before the head (and the next layer) while training
+    weight_drop: float = 0.0  # DropConnect on every W_aa: each weight dropped for a whole update
     minutes: float | None = 20.0  # wall-time budget: training and evaluations together
     updates: int | None = None  # a budget in updates (deterministic: a resumed run ends bit-identical)
     eval_every: int = 200  # updates between evaluations on the held-out text (and checkpoints)
@@ -76,7 +79,7 @@ class LMConfig(Checked):
     dtype: str = "float32"  # of the weights, gradients and optimizer state
 
     RULES = _RULES
-    ADDED = {"weight_drop": 0.0}  # settings written before the option existed
+    ADDED = {"weight_drop": 0.0, "layers": 1}  # settings written before the option existed
     KIND, WHERE = "the language model's settings", "settings"
 
     def __post_init__(self):

@@ -23,8 +23,9 @@ from ..cells import get_cell
 from ..errors import BpttError
 from ..io.modelfiles import check_weights
 from ..io.safetensors_io import load_safetensors
+from .config import MAX_LAYERS
 from .corpus import UNITS, Alphabet, line_batch, lines_of
-from .network import LN2, chunk_log_probs, step_log_softmax
+from .network import LN2, Stack, chunk_log_probs, step_log_softmax
 
 MODEL_FORMAT, MODEL_VERSION = "bptt-lm", 1
 PIECES = 16  # a stream is scored as this many pieces side by side (a batch): 16× fewer steps
@@ -76,10 +77,11 @@ def evaluate_lines(params, cell, alphabet, lines):
 
 
 class LanguageModel:
-    """A trained character model: its weights, cell, alphabet and unit."""
+    """A trained character model: its weights, cell (a name or a ``Stack``), alphabet and unit."""
 
     def __init__(self, params, cell, alphabet, unit):
-        self.params, self.cell, self.alphabet, self.unit = params, get_cell(cell), alphabet, unit
+        self.cell = cell if isinstance(cell, Stack) else Stack(get_cell(cell))
+        self.params, self.alphabet, self.unit = params, alphabet, unit
 
     def bits_per_char(self, text):
         """Bits per character of ``text`` (a string; see the module docstring for how it is read)."""
@@ -140,6 +142,8 @@ def lm_trace(model, prime="", length=12, temperature=1.0, rng=None):
     """
     from ..pictures.plots import trace_from_params
 
+    if model.cell.layers > 1:
+        raise BpttError(f"--lm: the graph draws one-layer models; this one has {model.cell.layers} layers")
     text = model.sample(1, length, temperature, prime, rng)[0]
     read = "\n" + text  # x⟨1⟩ … x⟨T⟩ and, one ahead, what each step predicts
     if model.unit == "line" and len(text) - len(prime) < length:
@@ -182,10 +186,13 @@ def load_lm(model):
     if cell not in ("rnn", "gru", "lstm") or unit not in UNITS:
         raise BpttError(f"{path}: metadata: cell {cell!r} or unit {unit!r} unknown")
     alphabet = Alphabet.from_json(meta.get("alphabet", ""), path)
-    c = get_cell(cell)
+    layers = meta.get("layers", "1")  # files written before stacks are one layer
+    if not (isinstance(layers, str) and layers.isdigit() and 1 <= int(layers) <= MAX_LAYERS):
+        raise BpttError(f"{path}: metadata: layers {layers!r}: expected a number from 1 to {MAX_LAYERS}")
+    stack = Stack(cell, int(layers))
     V = len(alphabet)
     if "W_aa" not in params or "W_ya" not in params:
         raise BpttError(f"{path}: missing weights W_aa or W_ya")
     n_a = params["W_aa"].shape[-1]
-    check_weights(path, params, {**c.param_shapes(V, n_a), "W_ya": (V, n_a), "b_y": (V,)})
-    return LanguageModel(params, cell, alphabet, unit)
+    check_weights(path, params, {**stack.param_shapes(V, n_a), "W_ya": (V, n_a), "b_y": (V,)})
+    return LanguageModel(params, stack, alphabet, unit)

@@ -1,8 +1,10 @@
-"""The character language model: one cell reads a stream of characters and predicts the next one.
+"""The character language model: a cell (or a stack of them) reads a stream of characters and predicts
+the next one.
 
     x⟨t⟩ = onehot(ch⟨t⟩)               the character read at step t           (n_x = V)
     a⟨t⟩ = cell(a⟨t−1⟩, x⟨t⟩)           any cell of ``bptt.cells``: "rnn", "gru", "lstm"
-    ŷ⟨t⟩ = softmax(W_ya a⟨t⟩ + b_y)    the distribution of the next character ch⟨t+1⟩
+    a_l⟨t⟩ = cell(a_l⟨t−1⟩, a_{l−1}⟨t⟩) layers l = 2 … L of a stack, each reading the one below
+    ŷ⟨t⟩ = softmax(W_ya a_L⟨t⟩ + b_y)  the distribution of the next character ch⟨t+1⟩
     L⟨t⟩ = −log ŷ⟨t⟩[ch⟨t+1⟩],  L = Σ_t L⟨t⟩;   bits per character = L / (N ln 2) over N predictions
 
 This is the lecture's many-to-many network with y⟨t⟩ = x⟨t+1⟩ (min-char-rnn's). A text is too
@@ -11,8 +13,13 @@ long to backpropagate through whole, so it is trained with truncated BPTT, k1 = 
 carried from one chunk to the next unchanged, its gradient is cut at the chunk boundary (PyTorch:
 ``state.detach()``). ``chunk_loss`` is one such chunk: forward, loss, BPTT, and the state to carry.
 
+A stack (``Stack``, ``layers`` > 1) keeps layer 1's parameters under the one-layer names (W_ax,
+W_aa, b_a, …) and prefixes layer l's with "layer{l}." (``layer2.W_aa``); its state is the tuple of
+the layers' states. While training, dropout is applied to every layer's a⟨t⟩ before what reads it
+(the next layer, or the head), never on the recurrence.
+
 Sampling is the one-to-many use of the same network: ŷ⟨t⟩ is sampled and fed back as x⟨t+1⟩.
-PyTorch: ``torch.nn.RNN/GRU/LSTM(V, n_a)`` on one-hot inputs, then ``torch.nn.Linear(n_a, V)``.
+PyTorch: ``torch.nn.RNN/GRU/LSTM(V, n_a, num_layers=L)`` on one-hot inputs, then ``torch.nn.Linear(n_a, V)``.
 """
 
 from __future__ import annotations
@@ -35,38 +42,127 @@ def one_hot(ids, V, dtype):
     return X.reshape(T, B, V)  # (T, B, V)
 
 
-def init_lm(cell, V, n_a, seed=0, dtype=np.float32, init="default"):
-    """The cell's parameters for V one-hot inputs and the head's W_ya (V, n_a), b_y (V,)."""
-    return init_params(V, n_a, V, seed=seed, dtype=dtype, cell=cell, init=init)
+def layer_prefix(layer):
+    """The prefix of layer ``layer``'s parameter names (1-based): "" for the first, "layer{l}." above."""
+    return "" if layer == 1 else f"layer{layer}."
 
 
-def carry(cell, cache):
-    """The state after a chunk, copied out of the cache so that the cache can be freed."""
-    c = get_cell(cell) if isinstance(cell, str) else cell
-    return c.join(np.array(s) for s in c.fields(c.state_before(cache, cache.A.shape[0])))
+class Stack:
+    """``layers`` layers of one cell, the state and the passes the language model needs of them.
+
+    With one layer it is the cell itself: the same parameters, state, arithmetic and random draws.
+    """
+
+    def __init__(self, cell, layers=1):
+        self.cell = get_cell(cell) if isinstance(cell, str) else cell
+        self.layers, self.name = layers, self.cell.name
+
+    def layer_params(self, params, layer):
+        pre = layer_prefix(layer)
+        return {k: params[pre + k] for k in self.cell.keys}
+
+    def param_shapes(self, V, n_a):
+        """Every recurrent parameter's shape (without the head), by name."""
+        shapes = dict(self.cell.param_shapes(V, n_a))
+        for layer in range(2, self.layers + 1):
+            shapes.update({layer_prefix(layer) + k: v for k, v in self.cell.param_shapes(n_a, n_a).items()})
+        return shapes
+
+    def hidden_size(self, params):
+        return self.cell.hidden_size(params)
+
+    # the state: the cell's own with one layer, else the tuple of the layers' states
+    def per_layer(self, state):
+        return (state,) if self.layers == 1 else tuple(state)
+
+    def whole(self, states):
+        states = tuple(states)
+        return states[0] if self.layers == 1 else states
+
+    def zero_state(self, B, n_a, dtype):
+        return self.whole(self.cell.zero_state(B, n_a, dtype) for _ in range(self.layers))
+
+    def fields(self, state):
+        """Every layer's fields in order, as one tuple of (B, n_a) arrays (checkpoints, MPI)."""
+        return tuple(f for s in self.per_layer(state) for f in self.cell.fields(s))
+
+    def join(self, fields):
+        fields, n = tuple(fields), (2 if self.cell.paired else 1)
+        return self.whole(self.cell.join(fields[i : i + n]) for i in range(0, len(fields), n))
+
+    def forward(self, X, state0, params, mask=None, dropout=0.0, rng=None):
+        """Every layer over one chunk; dropout (from ``rng``) between layers, not after the top one.
+
+        Shapes: X (k, B, n_x). Returns: A (k, B, n_a) of the top layer, and the caches for ``backward``.
+        """
+        caches, A = [], X
+        for layer, s0 in enumerate(self.per_layer(state0), 1):
+            if layer > 1:
+                A, keep = dropout_forward(A, dropout, rng)
+                caches[-1] = (caches[-1][0], keep)
+            A, cache = self.cell.fast_forward(A, s0, self.layer_params(params, layer), mask)  # (k, B, n_a)
+            caches.append((cache, None))
+        return A, caches
+
+    def backward(self, dA, caches):
+        """BPTT through every layer, top down, from dA (k, B, n_a) on the top layer's a⟨t⟩.
+
+        Returns: the recurrent parameters' gradients (keys of ``param_shapes``).
+        """
+        grads = {}
+        for layer in range(self.layers, 0, -1):
+            cache, _ = caches[layer - 1]
+            dX, _, g, _ = self.cell.fast_backward(dA, cache, need_dX=layer > 1)  # k steps back in time
+            grads.update({layer_prefix(layer) + k: v for k, v in g.items()})
+            if layer > 1:
+                dA = dropout_backward(dX, caches[layer - 2][1])  # into the layer below, through its dropout
+        return grads
+
+    def carry(self, caches):
+        """The state after the chunk, copied out of the caches so that they can be freed."""
+        c = self.cell
+        ends = (c.state_before(cache, cache.A.shape[0]) for cache, _ in caches)
+        return self.whole(c.join(np.array(f) for f in c.fields(s)) for s in ends)
+
+
+def as_stack(cell):
+    """A ``Stack`` from a Stack, a Cell or a cell's name (one layer)."""
+    return cell if isinstance(cell, Stack) else Stack(cell)
+
+
+def init_lm(cell, V, n_a, seed=0, dtype=np.float32, init="default", layers=1):
+    """The cell's parameters for V one-hot inputs, the head's W_ya (V, n_a), b_y (V,), and with
+    ``layers`` > 1 each upper layer's (drawn from its own generator: layer 1 and the head are the
+    one-layer model's)."""
+    params = init_params(V, n_a, V, seed=seed, dtype=dtype, cell=cell, init=init)
+    c = get_cell(cell)
+    for layer in range(2, layers + 1):
+        drawn = c.init(n_a, n_a, np.random.default_rng([seed, 3, layer]), dtype, init, None)
+        params.update({layer_prefix(layer) + k: v for k, v in drawn.items()})
+    return params
 
 
 def chunk_loss(params, cell, ids_in, ids_out, state0, mask=None, dropout=0.0, rng=None):
     """Forward, summed loss and truncated BPTT over one chunk of k steps of B streams.
 
-    cell: a ``Cell`` (``bptt.cells.get_cell``). state0: the state carried in (its gradient is cut).
+    cell: a ``Stack``, or a ``Cell`` (one layer). state0: the state carried in (its gradient is cut).
     mask: (k, B) bool, the real steps of padded lines (``--unit line``), or None.
-    dropout: the rate of inverted dropout on a⟨t⟩ before the head (never on the recurrence), drawn
-    from ``rng``.
+    dropout: the rate of inverted dropout on a⟨t⟩ before the head and between layers (never on the
+    recurrence), drawn from ``rng``.
     Shapes: ids_in, ids_out (k, B) ints: the characters read and the ones to predict.
     Returns: L (float, summed over the predictions), grads (keys of params, for that sum),
     and the state at the chunk's end (to carry into the next chunk).
     """
+    stack = as_stack(cell)
     V = params["W_ya"].shape[0]
     X = one_hot(ids_in, V, params["W_ya"].dtype)  # (k, B, V)
-    A, cache = cell.fast_forward(X, state0, params, mask)  # (k, B, n_a)
+    A, caches = stack.forward(X, state0, params, mask, dropout, rng)  # (k, B, n_a)
     A_out, keep = dropout_forward(A, dropout, rng)
     L_t, dZ_y = _step_losses(output_logits(A_out, params), ids_out, "softmax", mask)  # (k, B), (k, B, V)
     dA, grads = _output_backward(dZ_y, A_out, params)  # backprop through the head
     dA = dropout_backward(dA, keep)  # backprop through dropout
-    _, _, cell_grads, _ = cell.fast_backward(dA, cache, need_dX=False)  # backprop through time, k steps
-    grads.update(cell_grads)
-    return float(L_t.sum()), {k: grads[k] for k in params}, carry(cell, cache)
+    grads.update(stack.backward(dA, caches))  # backprop through time, k steps, every layer
+    return float(L_t.sum()), {k: grads[k] for k in params}, stack.carry(caches)
 
 
 def chunk_log_probs(params, cell, ids_in, ids_out, state0, mask=None):
@@ -75,16 +171,18 @@ def chunk_log_probs(params, cell, ids_in, ids_out, state0, mask=None):
     Shapes: ids_in, ids_out (k, B), mask (k, B) or None. Returns: log p (k, B) (0 where masked), the
     state at the chunk's end.
     """
+    stack = as_stack(cell)
     V = params["W_ya"].shape[0]
-    A, cache = cell.fast_forward(one_hot(ids_in, V, params["W_ya"].dtype), state0, params, mask)
+    A, caches = stack.forward(one_hot(ids_in, V, params["W_ya"].dtype), state0, params, mask)
     L_t, _ = _step_losses(output_logits(A, params), ids_out, "softmax", mask)  # (k, B)
-    return -L_t, carry(cell, cache)
+    return -L_t, stack.carry(caches)
 
 
 def step_log_softmax(params, cell, state, ids):
     """One step for sampling: read ``ids`` (B,), return log ŷ (B, V) and the new state."""
+    stack = as_stack(cell)
     V = params["W_ya"].shape[0]
-    A, cache = cell.fast_forward(one_hot(ids[None], V, params["W_ya"].dtype), state, params, None)
+    A, caches = stack.forward(one_hot(ids[None], V, params["W_ya"].dtype), state, params, None)
     Z = output_logits(A, params)[0]  # (B, V)
     Z = Z - Z.max(axis=1, keepdims=True)
-    return Z - np.log(np.exp(Z).sum(axis=1, keepdims=True)), carry(cell, cache)
+    return Z - np.log(np.exp(Z).sum(axis=1, keepdims=True)), stack.carry(caches)

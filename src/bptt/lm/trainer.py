@@ -44,7 +44,6 @@ from dataclasses import asdict
 
 import numpy as np
 
-from ..cells import get_cell
 from ..errors import BpttError
 from ..io.atomic import atomic_write
 from ..io.modelfiles import load_checkpoint, save_checkpoint, save_document
@@ -59,7 +58,7 @@ from ..training.rundir import check_new_run_dir, read_run_document
 from .config import LMConfig
 from .corpus import Alphabet, line_batch, lines_of, read_corpus
 from .model import MODEL_FORMAT, MODEL_VERSION, evaluate_lines, pieces
-from .network import LN2, chunk_loss, init_lm
+from .network import LN2, Stack, chunk_loss, init_lm, layer_prefix
 
 SETTINGS_FILE, SETTINGS_FORMAT, SETTINGS_VERSION = "lm.json", "bptt-lm-run", 1
 RUN_FILES = (SETTINGS_FILE, "checkpoint", "checkpoint.old", "log.jsonl", "weights.safetensors", "result.json")
@@ -96,7 +95,7 @@ class LMTrainer(BudgetedTrainer):
         self.cfg, self.out = cfg, os.fspath(out)
         self.comm = comm or Comm()  # the processes training together (`bptt.training.parallel`)
         self.progress = progress or Progress(enabled=False)
-        self.cell = get_cell(cfg.cell)
+        self.cell = Stack(cfg.cell, cfg.layers)  # the layers' cell; their state as one
         self.dtype = np.dtype(cfg.dtype).type
 
     # ------------------------------------------------------------------ data
@@ -130,7 +129,9 @@ class LMTrainer(BudgetedTrainer):
     def init_state(self):
         c = self.cfg
         n_x = len(self.alphabet)
-        self.params = init_lm(c.cell, n_x, c.hidden, seed=c.seed, dtype=self.dtype, init=c.init)
+        self.params = init_lm(
+            c.cell, n_x, c.hidden, seed=c.seed, dtype=self.dtype, init=c.init, layers=c.layers
+        )
         self.best_params = {k: v.copy() for k, v in self.params.items()}
         self.opt = make_optimizer(c.optimizer, c.lr)
         self.rng = np.random.default_rng([c.seed, 1])  # dropout
@@ -262,10 +263,11 @@ class LMTrainer(BudgetedTrainer):
         fields = self.cell.fields(state)
         state = self.cell.join(f[lo:hi] for f in fields)
         k, total, grads = self.cfg.bptt_steps, 0.0, None
-        # DropConnect on W_aa (Wan et al. 2013, as in AWD-LSTM): dropout of the weights, one mask for the
-        # update, drawn alike on every process
-        W_aa, keep = dropout_forward(params["W_aa"], self.cfg.weight_drop, self.rng)
-        params = {**params, "W_aa": W_aa}
+        # DropConnect on each layer's W_aa (Wan et al. 2013, as in AWD-LSTM): dropout of the weights, one
+        # mask for the update, drawn alike on every process
+        params, keeps = dict(params), {}
+        for name in (layer_prefix(layer) + "W_aa" for layer in range(1, self.cfg.layers + 1)):
+            params[name], keeps[name] = dropout_forward(params[name], self.cfg.weight_drop, self.rng)
         for s in range(0, ids_in.shape[0], k):  # one chunk for a stream; lines may need several
             m = None if mask is None else mask[s : s + k, lo:hi]
             draws = (
@@ -279,7 +281,8 @@ class LMTrainer(BudgetedTrainer):
             )  # fmt: skip
             total += L
             grads = g if grads is None else {name: grads[name] + g[name] for name in grads}
-        grads["W_aa"] = dropout_backward(grads["W_aa"], keep)  # the dropped weights get no gradient
+        for name, keep in keeps.items():
+            grads[name] = dropout_backward(grads[name], keep)  # the dropped weights get no gradient
         scale = 1.0 / n if math.isfinite(mean_over) else 0.0  # an empty share counts for nothing
         for g in grads.values():
             g *= scale
@@ -389,7 +392,8 @@ class LMTrainer(BudgetedTrainer):
         c = self.cfg
         meta = {
             "format": MODEL_FORMAT, "format_version": str(MODEL_VERSION), "cell": c.cell,
-            "hidden": str(c.hidden), "unit": c.unit, "alphabet": self.alphabet.to_json(),
+            "hidden": str(c.hidden), "layers": str(c.layers), "unit": c.unit,
+            "alphabet": self.alphabet.to_json(),
         }  # fmt: skip
         if self.comm.root:  # only process 0 writes
             save_safetensors(os.path.join(self.out, "weights.safetensors"), self.best_params, meta)
@@ -397,7 +401,8 @@ class LMTrainer(BudgetedTrainer):
             "held_out_bpc": self.best, "updates": self.updates, "chars": self.chars, "epochs":
             self.chars / self.train_chars, "seconds": seconds, "stopped": reason,
             "train_chars": self.train_chars, "held_out_chars": self.held_chars, "cell": c.cell,
-            "hidden": c.hidden, "unit": c.unit, "parameters": int(sum(v.size for v in self.params.values())),
+            "hidden": c.hidden, "layers": c.layers, "unit": c.unit,
+            "parameters": int(sum(v.size for v in self.params.values())),
         }  # fmt: skip
         if self.comm.root:
             atomic_write(
