@@ -468,6 +468,37 @@ def test_a_stacked_model_trains_evaluates_samples_and_loads(tmp_path, capsys):
     assert "bad2.safetensors" in msg and "layers" in msg
 
 
+def test_average_is_the_moving_average_of_the_updates_weights_and_is_what_is_kept(tmp_path):
+    """--average β: w̄ ← β w̄ + (1 − β) w after every update, from the initial weights; the held-out
+    bpc scores w̄, and the best w̄ is the model file's; the updates themselves do not change."""
+    from bptt.lm.config import LMConfig
+    from bptt.lm.trainer import LMTrainer
+
+    def trainer(average, name):
+        cfg = LMConfig(text=[str(corpus(tmp_path))], hidden=N_A, batch_size=B, bptt_steps=K, dtype="float64",
+                       average=average, updates=12, eval_every=4, lr=0.05)  # fmt: skip
+        (tmp_path / name).mkdir()
+        t = LMTrainer(cfg, tmp_path / name)
+        t.read_data()
+        t.init_state()
+        return t
+
+    t, plain, beta = trainer(0.8, "avg"), trainer(0.0, "plain"), 0.8
+    want = {k: v.copy() for k, v in t.params.items()}
+    for _ in range(6):
+        t.update()
+        plain.update()
+        want = {k: beta * want[k] + (1 - beta) * t.params[k] for k in want}
+    for k in want:
+        np.testing.assert_allclose(t.avg[k], want[k], rtol=0, atol=1e-13, err_msg=k)
+        assert np.array_equal(t.params[k], plain.params[k])  # the same updates
+        assert not np.allclose(t.avg[k], t.params[k], atol=1e-6)
+    record = t.evaluate(0.0)
+    assert record["held_out_bpc"] == evaluate_lines(want, t.cell, t.alphabet, t.held)
+    for k in want:
+        np.testing.assert_array_equal(t.best_params[k], t.avg[k])
+
+
 def test_line_unit_model_writes_lines(tmp_path, capsys):
     f = tmp_path / "names.txt"
     f.write_text("".join(f"{n}\n" for n in ["Ann Lee", "Bob Ray", "Cy Young", "Di Moss"] * 10))
@@ -480,11 +511,14 @@ def test_line_unit_model_writes_lines(tmp_path, capsys):
     assert len(lines) == 5 and all(len(line) <= 30 for line in lines)
 
 
-@pytest.mark.parametrize(("unit", "layers"), [("stream", 1), ("line", 1), ("stream", 2)])
-def test_sigterm_then_resume_is_bit_identical(tmp_path, monkeypatch, unit, layers):
+@pytest.mark.parametrize(
+    ("unit", "extra"),
+    [("stream", []), ("line", []), ("stream", ["--layers", "2"]), ("stream", ["--average", "0.9"])],
+)
+def test_sigterm_then_resume_is_bit_identical(tmp_path, monkeypatch, unit, extra):
     f = corpus(tmp_path)
     argv = ["lm", "train", "--text", str(f), "--unit", unit, "--updates", "23", "--dropout", "0.3", *TRAIN,
-            "--weight-drop", "0.25", "--layers", str(layers)]  # fmt: skip
+            "--weight-drop", "0.25", *extra]  # fmt: skip
     assert main([*argv, "--out", str(tmp_path / "ref")]) == 0
     out = tmp_path / "run"
     assert run_with_fault(monkeypatch, [*argv, "--out", str(out)], "SIGTERM@lm:step:12") == 143
@@ -513,6 +547,7 @@ def test_resume_refuses_a_changed_text(tmp_path, capsys, monkeypatch):
         (["--text", "TRAIN", "--time-budget", "0"], ["--time-budget", "more than 0"]),
         (["--text", "TRAIN", "--hidden", "0"], ["--hidden", "expected an integer"]),
         (["--text", "TRAIN", "--layers", "0"], ["--layers", "expected an integer"]),
+        (["--text", "TRAIN", "--average", "1"], ["--average", "expected a number"]),
         (["--text", "TRAIN", "--dropout", "1"], ["--dropout", "expected a number"]),
         (["--text", "TRAIN", "--weight-drop", "-0.1"], ["--weight-drop", "expected a number"]),
         (["--text", "TRAIN", "--entities", "PER"], ["--entities", "needs --conll"]),

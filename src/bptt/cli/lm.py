@@ -136,6 +136,11 @@ def add_parser(sub):
         " step and stream",
         type=float,
     )
+    option(
+        "average",
+        "keep and evaluate a moving average of the weights with this decay (e.g. 0.999); 0 off",
+        type=float,
+    )
     option("eval-every", "updates between held-out evaluations and checkpoints", type=int)
     option(
         "valid-fraction", "fraction of the training text (its end) held out to choose the weights", type=float
@@ -208,7 +213,7 @@ def config(args):
 
     names = ("text", "conll", "entities", "unit", "cell", "init", "hidden", "layers", "batch_size",
              "bptt_steps", "optimizer", "lr", "lr_decay", "patience", "clip", "dropout", "weight_drop",
-             "updates", "eval_every", "valid_fraction", "seed", "dtype")  # fmt: skip
+             "average", "updates", "eval_every", "valid_fraction", "seed", "dtype")  # fmt: skip
     values = {k: getattr(args, k) for k in names}
     values.update(text=list(args.text), conll=list(args.conll), minutes=minutes_of(args, LMConfig))
     return checked_settings(LMConfig, OPTIONS, **values)

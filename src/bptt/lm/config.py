@@ -39,6 +39,7 @@ _RULES = {
     "clip": number(0),
     "dropout": number(0, 1, below=True),
     "weight_drop": number(0, 1, below=True),
+    "average": number(0, 1, below=True),
     "minutes": number(0, above=True, optional=True),
     "updates": number(1, MAX_UPDATES, integer=True, optional=True),
     "eval_every": number(1, MAX_UPDATES, integer=True),
@@ -70,6 +71,7 @@ class LMConfig(Checked):
     clip: float = 5.0  # clip the global gradient norm to this (0: off)
     dropout: float = 0.3  # inverted dropout on a⟨t⟩ before the head (and the next layer) while training
     weight_drop: float = 0.0  # DropConnect on every W_aa: each weight dropped for a whole update
+    average: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights, this decay
     minutes: float | None = 20.0  # wall-time budget: training and evaluations together
     updates: int | None = None  # a budget in updates (deterministic: a resumed run ends bit-identical)
     eval_every: int = 200  # updates between evaluations on the held-out text (and checkpoints)
@@ -79,7 +81,7 @@ class LMConfig(Checked):
     dtype: str = "float32"  # of the weights, gradients and optimizer state
 
     RULES = _RULES
-    ADDED = {"weight_drop": 0.0, "layers": 1}  # settings written before the option existed
+    ADDED = {"weight_drop": 0.0, "layers": 1, "average": 0.0}  # settings written before the option existed
     KIND, WHERE = "the language model's settings", "settings"
 
     def __post_init__(self):

@@ -93,35 +93,36 @@ class Stack:
     def forward(self, X, state0, params, mask=None, dropout=0.0, rng=None):
         """Every layer over one chunk; dropout (from ``rng``) between layers, not after the top one.
 
-        Shapes: X (k, B, n_x). Returns: A (k, B, n_a) of the top layer, and the caches for ``backward``.
+        Shapes: X (k, B, n_x). Returns: A (k, B, n_a) of the top layer, and (the layers' caches, the
+        dropout masks between them) for ``backward``.
         """
-        caches, A = [], X
+        caches, keeps, A = [], [], X
         for layer, s0 in enumerate(self.per_layer(state0), 1):
             if layer > 1:
-                A, keep = dropout_forward(A, dropout, rng)
-                caches[-1] = (caches[-1][0], keep)
+                A, keep = dropout_forward(A, dropout, rng)  # the a⟨t⟩ below, as this layer reads it
+                keeps.append(keep)
             A, cache = self.cell.fast_forward(A, s0, self.layer_params(params, layer), mask)  # (k, B, n_a)
-            caches.append((cache, None))
-        return A, caches
+            caches.append(cache)
+        return A, (caches, keeps)
 
-    def backward(self, dA, caches):
+    def backward(self, dA, saved):
         """BPTT through every layer, top down, from dA (k, B, n_a) on the top layer's a⟨t⟩.
 
         Returns: the recurrent parameters' gradients (keys of ``param_shapes``).
         """
+        caches, keeps = saved
         grads = {}
         for layer in range(self.layers, 0, -1):
-            cache, _ = caches[layer - 1]
-            dX, _, g, _ = self.cell.fast_backward(dA, cache, need_dX=layer > 1)  # k steps back in time
+            dX, _, g, _ = self.cell.fast_backward(dA, caches[layer - 1], need_dX=layer > 1)  # k steps back
             grads.update({layer_prefix(layer) + k: v for k, v in g.items()})
             if layer > 1:
-                dA = dropout_backward(dX, caches[layer - 2][1])  # into the layer below, through its dropout
+                dA = dropout_backward(dX, keeps[layer - 2])  # into the layer below, through its dropout
         return grads
 
-    def carry(self, caches):
+    def carry(self, saved):
         """The state after the chunk, copied out of the caches so that they can be freed."""
         c = self.cell
-        ends = (c.state_before(cache, cache.A.shape[0]) for cache, _ in caches)
+        ends = (c.state_before(cache, cache.A.shape[0]) for cache in saved[0])
         return self.whole(c.join(np.array(f) for f in c.fields(s)) for s in ends)
 
 
@@ -156,13 +157,13 @@ def chunk_loss(params, cell, ids_in, ids_out, state0, mask=None, dropout=0.0, rn
     stack = as_stack(cell)
     V = params["W_ya"].shape[0]
     X = one_hot(ids_in, V, params["W_ya"].dtype)  # (k, B, V)
-    A, caches = stack.forward(X, state0, params, mask, dropout, rng)  # (k, B, n_a)
+    A, saved = stack.forward(X, state0, params, mask, dropout, rng)  # (k, B, n_a)
     A_out, keep = dropout_forward(A, dropout, rng)
     L_t, dZ_y = _step_losses(output_logits(A_out, params), ids_out, "softmax", mask)  # (k, B), (k, B, V)
     dA, grads = _output_backward(dZ_y, A_out, params)  # backprop through the head
     dA = dropout_backward(dA, keep)  # backprop through dropout
-    grads.update(stack.backward(dA, caches))  # backprop through time, k steps, every layer
-    return float(L_t.sum()), {k: grads[k] for k in params}, stack.carry(caches)
+    grads.update(stack.backward(dA, saved))  # backprop through time, k steps, every layer
+    return float(L_t.sum()), {k: grads[k] for k in params}, stack.carry(saved)
 
 
 def chunk_log_probs(params, cell, ids_in, ids_out, state0, mask=None):
@@ -173,16 +174,16 @@ def chunk_log_probs(params, cell, ids_in, ids_out, state0, mask=None):
     """
     stack = as_stack(cell)
     V = params["W_ya"].shape[0]
-    A, caches = stack.forward(one_hot(ids_in, V, params["W_ya"].dtype), state0, params, mask)
+    A, saved = stack.forward(one_hot(ids_in, V, params["W_ya"].dtype), state0, params, mask)
     L_t, _ = _step_losses(output_logits(A, params), ids_out, "softmax", mask)  # (k, B)
-    return -L_t, stack.carry(caches)
+    return -L_t, stack.carry(saved)
 
 
 def step_log_softmax(params, cell, state, ids):
     """One step for sampling: read ``ids`` (B,), return log ŷ (B, V) and the new state."""
     stack = as_stack(cell)
     V = params["W_ya"].shape[0]
-    A, caches = stack.forward(one_hot(ids[None], V, params["W_ya"].dtype), state, params, None)
+    A, saved = stack.forward(one_hot(ids[None], V, params["W_ya"].dtype), state, params, None)
     Z = output_logits(A, params)[0]  # (B, V)
     Z = Z - Z.max(axis=1, keepdims=True)
-    return Z - np.log(np.exp(Z).sum(axis=1, keepdims=True)), stack.carry(caches)
+    return Z - np.log(np.exp(Z).sum(axis=1, keepdims=True)), stack.carry(saved)

@@ -5,6 +5,7 @@ A run trains in its own directory, DIR:
     lm.json              the settings, the alphabet and the SHA-256 of the text (checksummed)
     checkpoint/          the training state at the last evaluation (or, after SIGINT/SIGTERM, before
                          the next update): weights, the best weights so far, the optimizer's moments,
+                         the weights' moving average (``average`` > 0),
                          the state carried along the streams, counters, the dropout RNG
     log.jsonl            one record per evaluation: updates, characters, training and held-out bpc
     weights.safetensors  written at the end: the weights with the best held-out bpc, the settings and
@@ -17,7 +18,11 @@ bit-identical to an uninterrupted one) or when it diverges.
 
 The held-out text is the end of the training text (``valid_fraction`` of it, cut at a line end):
 the weights kept are the ones it scores best, and the learning rate is multiplied by ``lr_decay``
-whenever an evaluation does not improve on the best. The evaluation text (`bptt lm evaluate`) is
+whenever an evaluation does not improve on the best. With ``average`` = β > 0 the weights evaluated
+(and kept) are an exponential moving average of the updates' weights, w̄ ← β w̄ + (1 − β) w after
+each update, started from the initial weights (Polyak averaging, as AWD-LSTM's averaged SGD uses it to
+score a noisy optimiser's weights): the held-out bpc, the learning-rate decay and the model file all
+see w̄; the updates themselves are unchanged. The evaluation text (`bptt lm evaluate`) is
 never seen while training.
 
 Batches. ``unit="stream"``: the training text is cut into B pieces, one per stream; each update
@@ -133,6 +138,7 @@ class LMTrainer(BudgetedTrainer):
             c.cell, n_x, c.hidden, seed=c.seed, dtype=self.dtype, init=c.init, layers=c.layers
         )
         self.best_params = {k: v.copy() for k, v in self.params.items()}
+        self.avg = {k: v.copy() for k, v in self.params.items()} if c.average else None  # w̄
         self.opt = make_optimizer(c.optimizer, c.lr)
         self.rng = np.random.default_rng([c.seed, 1])  # dropout
         self.updates = 0  # updates of the weights
@@ -169,6 +175,7 @@ class LMTrainer(BudgetedTrainer):
         arrays = {f"param.{k}": v for k, v in self.params.items()}
         arrays.update({f"best.{k}": v for k, v in self.best_params.items()})
         arrays.update({f"opt.{k}": v for k, v in self.opt.state_dict().items()})
+        arrays.update({f"avg.{k}": v for k, v in (self.avg or {}).items()})
         arrays.update({f"carry.{i}": s for i, s in enumerate(self.cell.fields(carry))})
         save_checkpoint(self.out, arrays, self.state(seconds))
 
@@ -204,6 +211,8 @@ class LMTrainer(BudgetedTrainer):
         for k in self.params:
             self.params[k] = arrays[f"param.{k}"]
             self.best_params[k] = arrays[f"best.{k}"]
+            if self.avg is not None:
+                self.avg[k] = arrays[f"avg.{k}"]
         self.opt.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("opt.")})
         self.opt.lr = state["lr"]
         n = len(self.cell.fields(self.carry))
@@ -307,6 +316,9 @@ class LMTrainer(BudgetedTrainer):
             return
         self.bad = 0
         self.opt.step(self.params, grads)
+        if self.avg is not None:  # w̄ ← β w̄ + (1 − β) w
+            for k, w in self.params.items():
+                self.avg[k] += (1 - self.cfg.average) * (w - self.avg[k])
         self.updates += 1
         self.chars += n
         iv = self.interval
@@ -318,12 +330,13 @@ class LMTrainer(BudgetedTrainer):
     # ------------------------------------------------------------------ measuring
     def evaluate(self, seconds):
         iv = self.interval
-        bpc = evaluate_lines(self.params, self.cell, self.alphabet, self.held)
+        scored = self.params if self.avg is None else self.avg  # the weights a model file would hold
+        bpc = evaluate_lines(scored, self.cell, self.alphabet, self.held)
         improved = self.best is None or bpc < self.best
         if improved:
             self.stale = 0
             self.best = bpc
-            self.best_params = {k: v.copy() for k, v in self.params.items()}
+            self.best_params = {k: v.copy() for k, v in scored.items()}
         else:
             self.stale += 1
         if self.stale >= self.cfg.patience:  # the held-out bpc stopped falling: a smaller step
@@ -437,6 +450,7 @@ def check_checkpoint(where, arrays, state, trainer):
     """Every array and field of a checkpoint checked against this run before any is used."""
     want = {f"param.{k}": v for k, v in trainer.params.items()}
     want.update({f"best.{k}": v for k, v in trainer.params.items()})
+    want.update({f"avg.{k}": v for k, v in (trainer.avg or {}).items()})
     want.update({f"carry.{i}": s for i, s in enumerate(trainer.cell.fields(trainer.carry))})
     check_checkpoint_arrays(where, arrays, want, trainer.opt, trainer.params)
     path = os.path.join(where, "state.json")
