@@ -469,7 +469,7 @@ def test_a_stacked_model_trains_evaluates_samples_and_loads(tmp_path, capsys):
 
 
 def test_average_is_the_moving_average_of_the_updates_weights_and_is_what_is_kept(tmp_path):
-    """--average β: w̄ ← β w̄ + (1 − β) w after every update, from the initial weights; the held-out
+    """--average β: w̄ ← β_n w̄ + (1 − β_n) w after update n, β_n = min(β, (1 + n) / (10 + n)); the held-out
     bpc scores w̄, and the best w̄ is the model file's; the updates themselves do not change."""
     from bptt.lm.config import LMConfig
     from bptt.lm.trainer import LMTrainer
@@ -483,11 +483,12 @@ def test_average_is_the_moving_average_of_the_updates_weights_and_is_what_is_kep
         t.init_state()
         return t
 
-    t, plain, beta = trainer(0.8, "avg"), trainer(0.0, "plain"), 0.8
+    t, plain = trainer(0.6, "avg"), trainer(0.0, "plain")
     want = {k: v.copy() for k, v in t.params.items()}
-    for _ in range(6):
+    for n in range(1, 7):  # β_n: 2/11, 3/12, 4/13, 5/14, 0.6, 0.6
         t.update()
         plain.update()
+        beta = min(0.6, (1 + n) / (10 + n))
         want = {k: beta * want[k] + (1 - beta) * t.params[k] for k in want}
     for k in want:
         np.testing.assert_allclose(t.avg[k], want[k], rtol=0, atol=1e-13, err_msg=k)

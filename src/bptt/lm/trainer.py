@@ -19,10 +19,11 @@ bit-identical to an uninterrupted one) or when it diverges.
 The held-out text is the end of the training text (``valid_fraction`` of it, cut at a line end):
 the weights kept are the ones it scores best, and the learning rate is multiplied by ``lr_decay``
 whenever an evaluation does not improve on the best. With ``average`` = β > 0 the weights evaluated
-(and kept) are an exponential moving average of the updates' weights, w̄ ← β w̄ + (1 − β) w after
-each update, started from the initial weights (Polyak averaging, as AWD-LSTM's averaged SGD uses it to
-score a noisy optimiser's weights): the held-out bpc, the learning-rate decay and the model file all
-see w̄; the updates themselves are unchanged. The evaluation text (`bptt lm evaluate`) is
+(and kept) are an exponential moving average of the updates' weights, w̄ ← β_n w̄ + (1 − β_n) w after
+update n, β_n = min(β, (1 + n) / (10 + n)) so that the first updates' weights are not held back by the
+random initial ones (Polyak averaging, as AWD-LSTM's averaged SGD uses it to score a noisy optimiser's
+weights): the held-out bpc, the learning-rate decay and the model file all see w̄; the updates
+themselves are unchanged. The evaluation text (`bptt lm evaluate`) is
 never seen while training.
 
 Batches. ``unit="stream"``: the training text is cut into B pieces, one per stream; each update
@@ -316,10 +317,11 @@ class LMTrainer(BudgetedTrainer):
             return
         self.bad = 0
         self.opt.step(self.params, grads)
-        if self.avg is not None:  # w̄ ← β w̄ + (1 − β) w
-            for k, w in self.params.items():
-                self.avg[k] += (1 - self.cfg.average) * (w - self.avg[k])
         self.updates += 1
+        if self.avg is not None:  # w̄ ← β_n w̄ + (1 − β_n) w, β_n = min(β, (1 + n) / (10 + n))
+            beta = min(self.cfg.average, (1 + self.updates) / (10 + self.updates))
+            for k, w in self.params.items():
+                self.avg[k] += (1 - beta) * (w - self.avg[k])
         self.chars += n
         iv = self.interval
         iv["loss"] += L * n
