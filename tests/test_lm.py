@@ -182,8 +182,8 @@ def test_dropout_is_the_identity_at_rate_zero_and_changes_the_loss_otherwise():
     assert chunk_loss(p, c, ids_in, ids_out, s0, dropout=0.5, rng=np.random.default_rng(0))[0] != plain
 
 
-def test_weight_drop_gradient_against_central_differences(tmp_path):
-    """DropConnect on W_aa: one mask for the update; ∂L/∂W_aa is the masked weights' gradient, masked."""
+def weight_drop_trainer(tmp_path):
+    """An LSTM language-model trainer in float64 with weight drop 0.4, no dropout, a carried state."""
     from bptt.lm.config import LMConfig
     from bptt.lm.trainer import LMTrainer
 
@@ -193,6 +193,12 @@ def test_weight_drop_gradient_against_central_differences(tmp_path):
     t.read_data()
     t.init_state()
     t.carry = carried("lstm", np.random.default_rng(1))
+    return t
+
+
+def test_weight_drop_gradient_against_central_differences(tmp_path):
+    """DropConnect on W_aa: one mask for the update; ∂L/∂W_aa is the masked weights' gradient, masked."""
+    t = weight_drop_trainer(tmp_path)
     batch, rng_state = t.next_batch(), t.rng.bit_generator.state
 
     def loss_and_grads():
@@ -224,21 +230,14 @@ def test_weight_drop_equals_pytorch_autograd_through_the_mask(tmp_path):
     """The weight-dropped update's loss and gradients = PyTorch's autograd through W_aa ⊙ keep (float64)."""
     import torch
 
-    from bptt.lm.config import LMConfig
-    from bptt.lm.trainer import LMTrainer
     from bptt.models.layers import dropout_forward
 
-    cfg = LMConfig(text=[str(corpus(tmp_path))], hidden=N_A, batch_size=B, bptt_steps=K, dtype="float64",
-                   dropout=0.0, weight_drop=0.4, updates=1)  # fmt: skip
-    t = LMTrainer(cfg, tmp_path / "run")
-    t.read_data()
-    t.init_state()
-    t.carry = carried("lstm", np.random.default_rng(1))
+    t = weight_drop_trainer(tmp_path)
     ids_in, ids_out, _, state = batch = t.next_batch()
     rng_state = t.rng.bit_generator.state
     L, grads, n, _ = t.train_step(t.params, batch)
     t.rng.bit_generator.state = rng_state
-    _, keep = dropout_forward(t.params["W_aa"], cfg.weight_drop, t.rng)  # the mask train_step drew
+    _, keep = dropout_forward(t.params["W_aa"], t.cfg.weight_drop, t.rng)  # the mask train_step drew
     p = t.params
     V_ = p["W_ya"].shape[0]
     module = torch_twin("lstm", {k: p[k] for k in ("W_ax", "W_aa", "b_a")})
