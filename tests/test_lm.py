@@ -10,7 +10,7 @@ import pytest
 from bptt.cells import get_cell
 from bptt.cli import main
 from bptt.lm.corpus import Alphabet, conll_text, line_batch, read_corpus
-from bptt.lm.model import LanguageModel, evaluate_lines, load_lm, pieces
+from bptt.lm.model import LanguageModel, dynamic_log_probs, evaluate_lines, load_lm, pieces
 from bptt.lm.network import LN2, Stack, chunk_log_probs, chunk_loss, init_lm, one_hot, step_log_softmax
 from bptt.lm.trainer import split_held_out
 from tests.helpers import error_line, png_ok, run_with_fault, torch_twin, torch_twin_grads
@@ -373,6 +373,91 @@ def test_low_temperature_is_greedy():
     assert got == want
 
 
+# ----------------------------------------------------------------------------------------- dynamic evaluation
+
+
+def dynamic_setup():
+    rng = np.random.default_rng(8)
+    text = "".join(f"{w} met Zqx Vbrt at {i}\n" for i, w in enumerate(["ann", "bo", "cy", "di"] * 50))
+    a = Alphabet.of(text)
+    p = init_lm("lstm", len(a), 6, seed=0, dtype=np.float64)
+    return {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in p.items()}, a, text
+
+
+@pytest.mark.parametrize("rule", ["sgd", "rms"])
+def test_dynamic_evaluation_scores_each_chunk_before_its_step(rule):
+    """Chunk 1 is scored by the trained weights, chunk 2 by them after one step on chunk 1's mean loss
+    (sgd: θ − η g; rms: θ − η g / (|g| + ε), v̂ = g² after one step); what comes later never changes
+    what was scored before; the model's own weights stay as they were."""
+    p, a, text = dynamic_setup()
+    before = {k: v.copy() for k, v in p.items()}
+    c, lr, k = get_cell("lstm"), 0.05, 7
+    group = pieces(text)
+    got = list(dynamic_log_probs(p, c, a, [group], lr, rule, steps=k))
+    ids_in, ids_out, mask = line_batch(group, a)
+    state = c.zero_state(len(group), 6, np.float64)
+    first, _ = chunk_log_probs(p, c, ids_in[:k], ids_out[:k], state, mask[:k])
+    np.testing.assert_array_equal(got[0][0], first)
+    L, g, carry = chunk_loss(p, c, ids_in[:k], ids_out[:k], state, mask[:k])
+    g = {name: v / mask[:k].sum() for name, v in g.items()}
+    norm = math.sqrt(sum(float((v * v).sum()) for v in g.values()))
+    g = {name: v * min(1.0, 1.0 / (norm + 1e-6)) for name, v in g.items()}  # clipped to norm 1
+    step = {name: v if rule == "sgd" else v / (np.abs(v) + 1e-6) for name, v in g.items()}
+    moved = {name: p[name] - lr * step[name] for name in p}
+    second, _ = chunk_log_probs(moved, c, ids_in[k : 2 * k], ids_out[k : 2 * k], carry, mask[k : 2 * k])
+    np.testing.assert_allclose(got[1][0], second, rtol=1e-12, atol=1e-14)
+    assert not np.allclose(got[1][0], chunk_log_probs(p, c, ids_in[k:], ids_out[k:], carry, mask[k:])[0][:k])
+    changed = group[:-1] + [group[-1][:-2] + "qq"]  # the last piece's last 2 characters differ:
+    first = (len(group[-1]) - 2) // k  # the chunk that predicts the first of them
+    again = list(dynamic_log_probs(p, c, a, [changed], lr, rule, steps=k))
+    for (x, _), (y, _) in zip(got[:first], again[:first]):  # every chunk before it is scored the same
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(got[first][0], again[first][0])
+    for name in p:
+        np.testing.assert_array_equal(p[name], before[name])
+
+
+def test_dynamic_evaluation_without_a_step_is_the_static_score_and_it_adapts():
+    p, a, text = dynamic_setup()
+    model = LanguageModel(p, "lstm", a, "stream")
+    static = model.bits_per_char(text)
+    assert math.isclose(model.dynamic_bits_per_char(text, 0.0), static, rel_tol=1e-12)
+    assert math.isclose(
+        model.dynamic_bits_per_char(text, 0.1, decay=1.0), static, rel_tol=1e-12
+    )  # pulled back
+    assert (
+        model.dynamic_bits_per_char(text, 0.02, steps=10) < static - 0.5
+    )  # "Zqx Vbrt" is learnt as it recurs
+    assert model.dynamic_bits_per_char(text, 2.0, "sgd", steps=10) < static - 0.3
+    lines = LanguageModel(p, "lstm", a, "line")
+    assert lines.dynamic_bits_per_char(text, 0.02, steps=10) < lines.bits_per_char(text) - 0.5
+
+
+def test_cosine_schedule_follows_the_budget(tmp_path):
+    """--schedule cosine: lr · ½(1 + cos πp) at the fraction p of the budget spent (updates or minutes,
+    whichever is further), with no plateau decay; the lr of every update is the formula's."""
+    from bptt.lm.config import LMConfig
+    from bptt.lm.trainer import LMTrainer, cosine_lr
+
+    cfg = LMConfig(text=[str(corpus(tmp_path))], hidden=N_A, batch_size=B, bptt_steps=K, dtype="float64",
+                   schedule="cosine", updates=10, eval_every=2, lr=0.04, minutes=100)  # fmt: skip
+    assert cosine_lr(cfg, 0, 0.0) == 0.04 and cosine_lr(cfg, 5, 0.0) == pytest.approx(0.02, abs=1e-15)
+    assert cosine_lr(cfg, 1, 3000.0) == pytest.approx(0.02, abs=1e-15)  # half the minutes: the clock leads
+    assert cosine_lr(cfg, 10, 0.0) == 0.0 and cosine_lr(cfg, 12, 0.0) == 0.0
+    (tmp_path / "run").mkdir()
+    t = LMTrainer(cfg, tmp_path / "run")
+    t.read_data()
+    t.init_state()
+    t.start = __import__("time").monotonic()
+    seen = []
+    for _ in range(6):
+        t.update()
+        seen.append(t.opt.lr)
+        t.evaluate(0.0)  # no better held-out score never decays it
+    for n, lr in enumerate(seen, 1):
+        assert lr == pytest.approx(0.02 * (1 + math.cos(math.pi * n / 10)), rel=1e-3)  # the clock moved a bit
+
+
 # ------------------------------------------------------------------------------------------ the commands
 
 
@@ -413,6 +498,24 @@ def test_train_evaluate_sample_end_to_end(tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["characters"] == len(f.read_text()) and 0 < doc["bpc"] < math.log2(len(load_lm(out).alphabet))
     assert doc["ngram"]["order"] == 3 and 0 < doc["ngram"]["bpc"] < doc["bpc"]  # it memorises a tiny text
+    argv = [
+        "lm",
+        "evaluate",
+        "--model",
+        str(out),
+        "--text",
+        str(f),
+        "--dynamic",
+        "0.01",
+        "--dynamic-steps",
+        "20",
+    ]
+    assert main([*argv, "--json"]) == 0
+    dyn = json.loads(capsys.readouterr().out)["dynamic"]
+    assert dyn == {"lr": 0.01, "rule": "rms", "steps": 20, "decay": 0.0, "bpc": dyn["bpc"]}
+    assert dyn["bpc"] == load_lm(out).dynamic_bits_per_char(f.read_text(), 0.01, "rms", 0.0, 20)
+    for bad in (["--dynamic", "0"], ["--dynamic-steps", "0"], ["--dynamic-decay", "1"]):
+        assert bad[0] in error_line(capsys, *argv, *bad)
     assert (
         main(["sample", "--model", str(out), "--n", "3", "--length", "20", "--seed", "1", "--prime", "the"])
         == 0
@@ -513,7 +616,13 @@ def test_line_unit_model_writes_lines(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("unit", "extra"),
-    [("stream", []), ("line", []), ("stream", ["--layers", "2"]), ("stream", ["--average", "0.9"])],
+    [
+        ("stream", []),
+        ("line", []),
+        ("stream", ["--layers", "2"]),
+        ("stream", ["--average", "0.9"]),
+        ("stream", ["--schedule", "cosine"]),
+    ],
 )
 def test_sigterm_then_resume_is_bit_identical(tmp_path, monkeypatch, unit, extra):
     f = corpus(tmp_path)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bptt.errors import BpttError
-from bptt.lm.ngram import KneserNey, bits_per_char
+from bptt.lm.ngram import KneserNey, adaptive_bits_per_char, bits_per_char
 
 D = 0.75
 
@@ -140,6 +140,27 @@ def test_matches_plain_python_reference(order):
         got = np.exp(model.log_probs(q))
         want = [reference_probability(train, order, V, q[:i], int(q[i])) for i in range(len(q))]
         np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+@pytest.mark.parametrize(("order", "steps", "start"), [(1, 3, 0), (3, 4, 1), (4, 1, 0)])
+def test_adaptive_scores_each_chunk_with_the_counts_of_what_came_before(order, steps, start):
+    """The adaptive model = the reference fitted on the training sequences plus every piece's chunks
+    already scored, each symbol of a chunk conditioned on its own piece's history."""
+    rng = np.random.default_rng(order)
+    V = 5
+    train = random_corpus(rng, V, n_seq=4, length=20, used=4)
+    pieces = [q for q in random_corpus(rng, V, n_seq=3, length=30, used=5) if len(q) > 2 * steps]
+    bits, n = 0.0, 0
+    for p in pieces:
+        for i in range(start, len(p)):
+            t0 = i // steps * steps  # the chunk's start: what every piece had scored before it
+            seen = [q[:t0] for q in pieces if len(q[:t0])]
+            bits -= np.log2(reference_probability(train + seen, order, V, p[:i], int(p[i])))
+            n += 1
+    got = adaptive_bits_per_char(train, pieces, order, steps, vocab_size=V, start=start)
+    assert got == pytest.approx(bits / n, rel=1e-12)
+    static = bits_per_char(KneserNey(order, V).fit(train), pieces, start)
+    assert got != pytest.approx(static, rel=1e-6)  # the counts did move
 
 
 def test_training_sequences_shorter_than_the_order():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 from ..errors import BpttError
@@ -51,6 +52,7 @@ BASELINE_EXAMPLES = """\
 EVAL_EXAMPLES = """\
   bptt lm evaluate --model runs/lm --conll ../shared/data/conll2003/eng.testa
   bptt lm evaluate --model runs/lm --text notes.txt --json
+  bptt lm evaluate --model runs/lm --conll ../shared/data/conll2003/eng.testa --dynamic 2e-3
 """
 
 OPTIONS = {"minutes": "--time-budget"}
@@ -71,7 +73,8 @@ def add_text_options(p, what):
 
 
 def add_parser(sub):
-    from ..lm.config import CELLS, INITS, OPTIMIZERS, LMConfig
+    from ..lm.config import CELLS, INITS, OPTIMIZERS, SCHEDULES, LMConfig
+    from ..lm.model import DYNAMIC_RULES, DYNAMIC_STEPS
 
     lm = sub.add_parser(
         "lm",
@@ -126,7 +129,17 @@ def add_parser(sub):
     )
     option("optimizer", "update rule", choices=list(OPTIMIZERS))
     option("lr", "learning rate", type=float)
-    option("lr-decay", "multiply the learning rate by this when the held-out bpc stops improving", type=float)
+    option(
+        "schedule",
+        "learning rate: plateau (multiplied by --lr-decay when the held-out bpc stops improving) or"
+        " cosine (lr * (1 + cos(pi p))/2 at the fraction p of the budget spent, 0 at its end)",
+        choices=list(SCHEDULES),
+    )
+    option(
+        "lr-decay",
+        "plateau: multiply the learning rate by this when the held-out bpc stops improving",
+        type=float,
+    )
     option("patience", "evaluations in a row without improvement before the learning rate decays", type=int)
     option("clip", "clip the global gradient norm to this; 0 off", type=float)
     option("dropout", "dropout rate on a<t> before what reads it (head, next layer) in training", type=float)
@@ -169,7 +182,27 @@ def add_parser(sub):
         help="also a Kneser-Ney n-gram of order N fitted on the model's training text, for comparison",
     )  # fmt: skip
     add_text_options(e, "the text to score")
-    e.add_argument("--json", action="store_true", help="print one JSON object (bpc, characters, unknown)")
+    e.add_argument(
+        "--dynamic", type=float, metavar="LR",
+        help="also dynamic evaluation: the model goes on learning from the text as it scores it, one step"
+        " of this size every --dynamic-steps characters of each piece, each character scored before any"
+        " step has read it",
+    )  # fmt: skip
+    e.add_argument(
+        "--dynamic-rule", choices=list(DYNAMIC_RULES), default="rms",
+        help="dynamic evaluation's step: rms (RMSprop's, a step per weight) or sgd (default rms)",
+    )  # fmt: skip
+    e.add_argument(
+        "--dynamic-steps", type=int, default=DYNAMIC_STEPS, metavar="K",
+        help=f"characters of each piece between two steps (default {DYNAMIC_STEPS})",
+    )  # fmt: skip
+    e.add_argument(
+        "--dynamic-decay", type=float, default=0.0, metavar="LAMBDA",
+        help="each step also pulls the weights back this fraction of the way to the trained ones (default 0)",
+    )  # fmt: skip
+    e.add_argument(
+        "--json", action="store_true", help="print one JSON object (bpc, characters, unknown, dynamic)"
+    )
     add_threads_option(e, "2 scores a large model faster on two cores")
     e.set_defaults(run=run_evaluate)
 
@@ -212,11 +245,30 @@ def config(args):
     from ..lm.config import LMConfig
 
     names = ("text", "conll", "entities", "unit", "cell", "init", "hidden", "layers", "batch_size",
-             "bptt_steps", "optimizer", "lr", "lr_decay", "patience", "clip", "dropout", "weight_drop",
-             "average", "updates", "eval_every", "valid_fraction", "seed", "dtype")  # fmt: skip
+             "bptt_steps", "optimizer", "lr", "schedule", "lr_decay", "patience", "clip", "dropout",
+             "weight_drop", "average", "updates", "eval_every", "valid_fraction", "seed",
+             "dtype")  # fmt: skip
     values = {k: getattr(args, k) for k in names}
     values.update(text=list(args.text), conll=list(args.conll), minutes=minutes_of(args, LMConfig))
     return checked_settings(LMConfig, OPTIONS, **values)
+
+
+def dynamic_settings(args):
+    """--dynamic's settings, checked (None without it)."""
+    if args.dynamic is None:
+        return None
+    if not (math.isfinite(args.dynamic) and args.dynamic > 0):
+        raise BpttError(f"--dynamic: expected a learning rate > 0, got {args.dynamic}")
+    if not 1 <= args.dynamic_steps <= 10**6:
+        raise BpttError(f"--dynamic-steps: expected 1 to 1000000 characters, got {args.dynamic_steps}")
+    if not (math.isfinite(args.dynamic_decay) and 0 <= args.dynamic_decay < 1):
+        raise BpttError(f"--dynamic-decay: expected a fraction in [0, 1), got {args.dynamic_decay}")
+    return {
+        "lr": args.dynamic,
+        "rule": args.dynamic_rule,
+        "steps": args.dynamic_steps,
+        "decay": args.dynamic_decay,
+    }
 
 
 def run_baseline(args):
@@ -272,16 +324,28 @@ def run_evaluate(args):
             f"bptt: warning: {n_unknown:,} character(s) the model never saw ({shown!r}) are read as its"
             " unknown symbol", file=sys.stderr,
         )  # fmt: skip
+    dynamic = dynamic_settings(args)
     with blas_threads(args.threads):
         bpc = model.bits_per_char(text)
+        if dynamic is not None:
+            dynamic["bpc"] = model.dynamic_bits_per_char(
+                text, dynamic["lr"], dynamic["rule"], dynamic["decay"], dynamic["steps"]
+            )
     chars = len(text) if model.unit == "stream" else sum(len(line) + 1 for line in text.split("\n") if line)
     doc = {"bpc": bpc, "characters": chars, "unknown": n_unknown, "unit": model.unit}
+    if dynamic is not None:
+        doc["dynamic"] = dynamic
     if args.ngram is not None:
         doc["ngram"] = {"order": args.ngram, "bpc": ngram_of(args.model, args.ngram, text, model)}
     if args.json:
         print(json.dumps(doc))
     else:
         print(f"{bpc:.4f} bits per character over {chars:,} characters ({model.unit} model)")
+        if dynamic is not None:
+            print(
+                f"{dynamic['bpc']:.4f} bits per character with dynamic evaluation ({dynamic['rule']}, lr"
+                f" {dynamic['lr']:g}, a step every {dynamic['steps']} characters, decay {dynamic['decay']:g})"
+            )
         if args.ngram is not None:
             print(
                 f"{doc['ngram']['bpc']:.4f} bits per character: Kneser-Ney n = {args.ngram},"

@@ -13,6 +13,7 @@ from .corpus import UNITS
 CELLS = ("rnn", "gru", "lstm")
 OPTIMIZERS = ("adam", "adagrad", "momentum", "sgd")
 INITS = ("default", "orthogonal", "forget1", "chrono")
+SCHEDULES = ("plateau", "cosine")
 MAX_LAYERS = 64  # beyond any useful stack; keeps a crafted settings file from allocating without end
 MAX_UPDATES = 10**12  # a budget beyond any run; only a mistake reaches it
 
@@ -34,6 +35,7 @@ _RULES = {
     "bptt_steps": number(1, 10**6, integer=True),
     "optimizer": one_of(OPTIMIZERS),
     "lr": number(0, above=True),
+    "schedule": one_of(SCHEDULES),
     "lr_decay": number(0, 1, above=True),
     "patience": number(1, 10**6, integer=True),
     "clip": number(0),
@@ -65,9 +67,12 @@ class LMConfig(Checked):
     batch_size: int = 32  # B: streams (or lines) advanced together per update
     bptt_steps: int = 64  # k: characters per update of each stream; the gradient is cut every k steps
     optimizer: str = "adam"  # "adam", "adagrad" (min-char-rnn's), "momentum" or "sgd"
-    lr: float = 5e-3  # learning rate
-    lr_decay: float = 0.5  # the learning rate is multiplied by this when the held-out bpc stops falling:
-    patience: int = 2  # after this many evaluations in a row that do not improve on the best
+    lr: float = 5e-3  # learning rate (the first; see schedule)
+    # "plateau": multiplied by lr_decay when the held-out bpc stops falling; "cosine": lr · ½(1 + cos πp)
+    # at the budget's fraction p spent (the larger of updates and minutes), reaching 0 at its end
+    schedule: str = "plateau"
+    lr_decay: float = 0.5  # "plateau": the learning rate is multiplied by this when the held-out bpc
+    patience: int = 2  # stops falling: after this many evaluations in a row that do not improve on the best
     clip: float = 5.0  # clip the global gradient norm to this (0: off)
     dropout: float = 0.3  # inverted dropout on a⟨t⟩ before the head (and the next layer) while training
     weight_drop: float = 0.0  # DropConnect on every W_aa: each weight dropped for a whole update
@@ -81,7 +86,8 @@ class LMConfig(Checked):
     dtype: str = "float32"  # of the weights, gradients and optimizer state
 
     RULES = _RULES
-    ADDED = {"weight_drop": 0.0, "layers": 1, "average": 0.0}  # settings written before the option existed
+    # settings written before the option existed
+    ADDED = {"weight_drop": 0.0, "layers": 1, "average": 0.0, "schedule": "plateau"}
     KIND, WHERE = "the language model's settings", "settings"
 
     def __post_init__(self):

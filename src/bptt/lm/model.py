@@ -8,6 +8,15 @@ whole piece, so only PIECES − 1 places of the text lose their left context (th
 as one stream, loses none: on CoNLL's 275,559 characters of eng.testa the difference is within the
 last digit). Bits per character = −Σ log₂ p over every predicted character, divided by their number.
 
+Dynamic evaluation (Mikolov 2010; Krause, Kahembwe, Murray & Renals 2018): the model goes on
+learning from the text it scores. The text is read as above (pieces of a stream side by side, or a
+line model's lines in groups of ``PIECES`` in their order); every ``steps`` characters, once they
+are scored, one step on their mean loss (the same truncated BPTT as training, no dropout) moves
+the weights (plain SGD, or RMSprop's step per weight: `evaluate_dynamic`), and ``decay`` pulls
+them back towards the trained ones, θ ← θ + λ (θ₀ − θ). Every character is scored before any
+update has read it, so the bits per character remain a code length a decoder could reproduce; they
+measure how well the model adapts to a text's own names and words, as a cache does.
+
 Sampling (one-to-many): the prime (default: "\\n", the start of a line) is read, then each next
 character is drawn from softmax(z / temperature) and fed back as the next input; with
 ``unit="line"`` a sample ends at the end symbol.
@@ -20,12 +29,13 @@ import os
 import numpy as np
 
 from ..cells import get_cell
-from ..errors import BpttError
+from ..errors import BpttError, check_choice
 from ..io.modelfiles import check_weights
 from ..io.safetensors_io import load_safetensors
+from ..training.optim import clip_grad_norm
 from .config import MAX_LAYERS
 from .corpus import UNITS, Alphabet, line_batch, lines_of
-from .network import LN2, Stack, chunk_log_probs, step_log_softmax
+from .network import LN2, Stack, chunk_log_probs, chunk_loss, step_log_softmax
 
 MODEL_FORMAT, MODEL_VERSION = "bptt-lm", 1
 PIECES = 16  # a stream is scored as this many pieces side by side (a batch): 16× fewer steps
@@ -76,6 +86,66 @@ def evaluate_lines(params, cell, alphabet, lines):
     return -total / count / LN2
 
 
+DYNAMIC_STEPS = 50  # characters of each piece scored between two updates of dynamic evaluation
+DYNAMIC_CLIP = 1.0  # the norm of an update's mean-loss gradient is clipped to this
+DYNAMIC_RULES = ("rms", "sgd")
+RMS_BETA, RMS_EPS = 0.99, 1e-6  # the "rms" rule's running mean of g² and its ε
+
+
+def dynamic_log_probs(params, cell, alphabet, groups, lr, rule="rms", decay=0.0, steps=DYNAMIC_STEPS):
+    """Dynamic evaluation (see the module docstring) over ``groups``: lists of pieces (or lines) read side
+    by side, one group after the other, the weights adapting from chunk to chunk and group to group.
+    ``params`` is not changed.
+
+    rule: "sgd", θ ← θ − η g; or "rms", θ ← θ − η g / (√v̂ + ε), v̂ the bias-corrected running mean
+    (decay RMS_BETA) of g² over the updates so far (RMSprop: a step per weight of about η, where a
+    weight's gradient is small as where it is large). g: the chunk's mean-loss gradient, its norm
+    clipped to DYNAMIC_CLIP. Yields, chunk by chunk: log p (k, B) of the characters predicted (0 where
+    masked), scored before the chunk's update, and the mask (k, B).
+    """
+    check_choice("rule", rule, DYNAMIC_RULES)
+    theta0 = params
+    params = {k: v.copy() for k, v in params.items()}
+    v = {k: np.zeros_like(w) for k, w in params.items()} if rule == "rms" else None
+    updates, n_a = 0, cell.hidden_size(params)
+    for group in groups:
+        ids_in, ids_out, mask = line_batch(group, alphabet)
+        state = cell.zero_state(len(group), n_a, params["W_ya"].dtype)
+        for t in range(0, ids_in.shape[0], steps):
+            m = mask[t : t + steps]
+            i, o = ids_in[t : t + steps], ids_out[t : t + steps]
+            L_t, grads, state = chunk_loss(params, cell, i, o, state, m, summed=False)  # before the update
+            yield -L_t, m
+            if not np.isfinite(L_t.sum()):
+                return
+            for g in grads.values():
+                g *= 1.0 / int(m.sum())  # of the mean loss
+            clip_grad_norm(grads, DYNAMIC_CLIP)
+            updates += 1
+            for k, w in params.items():
+                g = grads[k]
+                if v is None:
+                    w -= lr * g
+                else:
+                    v[k] *= RMS_BETA
+                    v[k] += (1 - RMS_BETA) * g * g
+                    w -= lr * g / (np.sqrt(v[k] / (1 - RMS_BETA**updates)) + RMS_EPS)
+                if decay:
+                    w += decay * (theta0[k] - w)  # θ ← θ + λ (θ₀ − θ)
+
+
+def evaluate_dynamic(params, cell, alphabet, groups, lr, rule="rms", decay=0.0, steps=DYNAMIC_STEPS):
+    """Bits per character with dynamic evaluation (`dynamic_log_probs`). Returns: bpc (float; inf or nan
+    for a diverged model)."""
+    total, count = 0.0, 0
+    with np.errstate(all="ignore"):
+        for log_p, m in dynamic_log_probs(params, cell, alphabet, groups, lr, rule, decay, steps):
+            total, count = total + float(log_p[m].sum()), count + int(m.sum())
+    if count == 0:
+        raise BpttError("no text to score")
+    return -total / count / LN2
+
+
 class LanguageModel:
     """A trained character model: its weights, cell (a name or a ``Stack``), alphabet and unit."""
 
@@ -89,6 +159,18 @@ class LanguageModel:
         if not units:
             raise BpttError("no text to score")
         return evaluate_lines(self.params, self.cell, self.alphabet, units)
+
+    def dynamic_bits_per_char(self, text, lr, rule="rms", decay=0.0, steps=DYNAMIC_STEPS):
+        """Bits per character of ``text`` with dynamic evaluation at learning rate ``lr`` (see the module
+        docstring); the model's own weights are not changed."""
+        if self.unit == "line":
+            lines = lines_of(text)
+            groups = [lines[i : i + PIECES] for i in range(0, len(lines), PIECES)]
+        else:
+            groups = [pieces(text)] if text.strip("\n") else []
+        if not groups:
+            raise BpttError("no text to score")
+        return evaluate_dynamic(self.params, self.cell, self.alphabet, groups, lr, rule, decay, steps)
 
     def sample(self, n, length, temperature=1.0, prime="", rng=None):
         """``n`` samples of at most ``length`` characters after ``prime``, drawn side by side.

@@ -143,7 +143,7 @@ def init_lm(cell, V, n_a, seed=0, dtype=np.float32, init="default", layers=1):
     return params
 
 
-def chunk_loss(params, cell, ids_in, ids_out, state0, mask=None, dropout=0.0, rng=None):
+def chunk_loss(params, cell, ids_in, ids_out, state0, mask=None, dropout=0.0, rng=None, summed=True):
     """Forward, summed loss and truncated BPTT over one chunk of k steps of B streams.
 
     cell: a ``Stack``, or a ``Cell`` (one layer). state0: the state carried in (its gradient is cut).
@@ -151,8 +151,9 @@ def chunk_loss(params, cell, ids_in, ids_out, state0, mask=None, dropout=0.0, rn
     dropout: the rate of inverted dropout on a⟨t⟩ before the head and between layers (never on the
     recurrence), drawn from ``rng``.
     Shapes: ids_in, ids_out (k, B) ints: the characters read and the ones to predict.
-    Returns: L (float, summed over the predictions), grads (keys of params, for that sum),
-    and the state at the chunk's end (to carry into the next chunk).
+    Returns: L (float, summed over the predictions; with ``summed`` false the (k, B) array of the step
+    losses −log ŷ⟨t⟩, 0 where masked), grads (keys of params, for the sum), and the state at the
+    chunk's end (to carry into the next chunk).
     """
     stack = as_stack(cell)
     V = params["W_ya"].shape[0]
@@ -163,7 +164,7 @@ def chunk_loss(params, cell, ids_in, ids_out, state0, mask=None, dropout=0.0, rn
     dA, grads = _output_backward(dZ_y, A_out, params)  # backprop through the head
     dA = dropout_backward(dA, keep)  # backprop through dropout
     grads.update(stack.backward(dA, saved))  # backprop through time, k steps, every layer
-    return float(L_t.sum()), {k: grads[k] for k in params}, stack.carry(saved)
+    return float(L_t.sum()) if summed else L_t, {k: grads[k] for k in params}, stack.carry(saved)
 
 
 def chunk_log_probs(params, cell, ids_in, ids_out, state0, mask=None):

@@ -218,3 +218,27 @@ def baseline_table(train, evaluate, alphabet, unit="stream", orders=range(2, 8),
     return [
         (n, bits_per_char(KneserNey(n, len(alphabet), discount).fit(fit_on), scored, start)) for n in orders
     ]
+
+
+def adaptive_bits_per_char(train, pieces, order, steps, discount=0.75, vocab_size=None, start=0):
+    """Bits per character of a Kneser–Ney model that, like dynamic evaluation (`model.evaluate_dynamic`),
+    goes on counting the text it scores: ``pieces`` (1-D int arrays) are scored side by side, ``steps``
+    symbols of each at a time, each chunk by a model fitted on ``train`` (a list of 1-D int arrays) and
+    every chunk scored before it; each piece's history is its own. Refitting is exact, not incremental:
+    about (longest piece / steps) fits.
+
+    Returns: -Σ log2 p / (number of symbols scored): every symbol of every piece from position ``start``
+    on (1: each piece's first symbol is read, not scored, as `text_sequences` does for lines).
+    """
+    V = vocab_size or 1 + max(int(s.max()) for s in [*train, *pieces] if len(s))
+    total, scored = 0.0, 0
+    for t in range(0, max(len(p) for p in pieces), steps):
+        seen = [p[:t] for p in pieces if t > 0 and len(p[:t])]  # what has been scored so far
+        model = KneserNey(order, V, discount).fit(list(train) + seen)
+        for p in pieces:
+            if max(t, start) < min(len(p), t + steps):
+                lo = max(0, t - order + 1)  # enough history for the order
+                lp = model.log_probs(p[lo : t + steps], max(t, start) - lo)
+                total -= float(lp.sum())
+                scored += lp.size
+    return total / (scored * np.log(2.0))

@@ -17,14 +17,16 @@ training and evaluation together, and/or ``updates``: deterministic, a resumed r
 bit-identical to an uninterrupted one) or when it diverges.
 
 The held-out text is the end of the training text (``valid_fraction`` of it, cut at a line end):
-the weights kept are the ones it scores best, and the learning rate is multiplied by ``lr_decay``
-whenever an evaluation does not improve on the best. With ``average`` = β > 0 the weights evaluated
-(and kept) are an exponential moving average of the updates' weights, w̄ ← β_n w̄ + (1 − β_n) w after
-update n, β_n = min(β, (1 + n) / (10 + n)) so that the first updates' weights are not held back by the
-random initial ones (Polyak averaging, as AWD-LSTM's averaged SGD uses it to score a noisy optimiser's
-weights): the held-out bpc, the learning-rate decay and the model file all see w̄; the updates
-themselves are unchanged. The evaluation text (`bptt lm evaluate`) is
-never seen while training.
+the weights kept are the ones it scores best, and (``schedule="plateau"``) the learning rate is
+multiplied by ``lr_decay`` after ``patience`` evaluations without improving on the best; with
+``schedule="cosine"`` it follows lr · ½(1 + cos πp) instead, p the fraction of the budget spent (a
+budget in updates makes it deterministic; in minutes it follows the clock). With ``average`` = β > 0
+the weights evaluated (and kept) are an exponential moving average of the updates' weights,
+w̄ ← β_n w̄ + (1 − β_n) w after update n, β_n = min(β, (1 + n) / (10 + n)) so that the first
+updates' weights are not held back by the random initial ones (Polyak averaging, as AWD-LSTM's
+averaged SGD uses it to score a noisy optimiser's weights): the held-out bpc, the learning-rate
+decay and the model file all see w̄; the updates themselves are unchanged. The evaluation text
+(`bptt lm evaluate`) is never seen while training.
 
 Batches. ``unit="stream"``: the training text is cut into B pieces, one per stream; each update
 advances every stream by k = ``bptt_steps`` characters, carrying the state from chunk to chunk (its
@@ -316,6 +318,8 @@ class LMTrainer(BudgetedTrainer):
             self.interval["skipped"] += 1
             return
         self.bad = 0
+        if self.cfg.schedule == "cosine":
+            self.lr = self.opt.lr = cosine_lr(self.cfg, self.steps, self.clock(self.start))
         self.opt.step(self.params, grads)
         self.updates += 1
         if self.avg is not None:  # w̄ ← β_n w̄ + (1 − β_n) w, β_n = min(β, (1 + n) / (10 + n))
@@ -341,7 +345,7 @@ class LMTrainer(BudgetedTrainer):
             self.best_params = {k: v.copy() for k, v in scored.items()}
         else:
             self.stale += 1
-        if self.stale >= self.cfg.patience:  # the held-out bpc stopped falling: a smaller step
+        if self.cfg.schedule == "plateau" and self.stale >= self.cfg.patience:  # no longer falling: smaller
             self.lr *= self.cfg.lr_decay
             self.opt.lr = self.lr
             self.stale = 0
@@ -428,6 +432,13 @@ class LMTrainer(BudgetedTrainer):
             f" in {fmt_time(seconds)} (stopped: {reason}); the model is {self.out}"
         )
         return result
+
+
+def cosine_lr(cfg, steps, seconds):
+    """The learning rate after ``steps`` batches and ``seconds`` of the budget: lr · ½(1 + cos πp), where
+    p is the fraction of the budget spent (of the updates or of the minutes, whichever is further on)."""
+    p = max(steps / cfg.updates if cfg.updates else 0.0, seconds / cfg.budget_seconds)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(p, 1.0)))
 
 
 def read_settings(out):
