@@ -421,16 +421,14 @@ def test_dynamic_evaluation_without_a_step_is_the_static_score_and_it_adapts():
     p, a, text = dynamic_setup()
     model = LanguageModel(p, "lstm", a, "stream")
     static = model.bits_per_char(text)
-    assert math.isclose(model.dynamic_bits_per_char(text, 0.0), static, rel_tol=1e-12)
-    assert math.isclose(
-        model.dynamic_bits_per_char(text, 0.1, decay=1.0), static, rel_tol=1e-12
-    )  # pulled back
-    assert (
-        model.dynamic_bits_per_char(text, 0.02, steps=10) < static - 0.5
-    )  # "Zqx Vbrt" is learnt as it recurs
-    assert model.dynamic_bits_per_char(text, 2.0, "sgd", steps=10) < static - 0.3
+    assert math.isclose(model.dynamic_bits_per_char(text, 0.0, side_by_side=16), static, rel_tol=1e-12)
+    pulled_back = model.dynamic_bits_per_char(text, 0.1, decay=1.0, side_by_side=16)
+    assert math.isclose(pulled_back, static, rel_tol=1e-12)
+    for side_by_side in (1, 16):  # "Zqx Vbrt" is learnt as it recurs
+        assert model.dynamic_bits_per_char(text, 0.02, "rms", 0, 10, side_by_side) < static - 0.5
+    assert model.dynamic_bits_per_char(text, 2.0, "sgd", 0, 10, 16) < static - 0.3
     lines = LanguageModel(p, "lstm", a, "line")
-    assert lines.dynamic_bits_per_char(text, 0.02, steps=10) < lines.bits_per_char(text) - 0.5
+    assert lines.dynamic_bits_per_char(text, 0.02, "rms", 0, 10, 16) < lines.bits_per_char(text) - 0.5
 
 
 def test_cosine_schedule_follows_the_budget(tmp_path):
@@ -512,9 +510,14 @@ def test_train_evaluate_sample_end_to_end(tmp_path, capsys):
     ]
     assert main([*argv, "--json"]) == 0
     dyn = json.loads(capsys.readouterr().out)["dynamic"]
-    assert dyn == {"lr": 0.01, "rule": "rms", "steps": 20, "decay": 0.0, "bpc": dyn["bpc"]}
-    assert dyn["bpc"] == load_lm(out).dynamic_bits_per_char(f.read_text(), 0.01, "rms", 0.0, 20)
-    for bad in (["--dynamic", "0"], ["--dynamic-steps", "0"], ["--dynamic-decay", "1"]):
+    assert dyn == {"lr": 0.01, "rule": "rms", "steps": 20, "decay": 0.01, "pieces": 1, "bpc": dyn["bpc"]}
+    assert dyn["bpc"] == load_lm(out).dynamic_bits_per_char(f.read_text(), 0.01, "rms", 0.01, 20, 1)
+    for bad in (
+        ["--dynamic", "0"],
+        ["--dynamic-steps", "0"],
+        ["--dynamic-decay", "1"],
+        ["--dynamic-pieces", "0"],
+    ):
         assert bad[0] in error_line(capsys, *argv, *bad)
     assert (
         main(["sample", "--model", str(out), "--n", "3", "--length", "20", "--seed", "1", "--prime", "the"])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bptt.errors import BpttError
-from bptt.lm.ngram import KneserNey, adaptive_bits_per_char, bits_per_char
+from bptt.lm.ngram import KneserNey, OnlineKneserNey, adaptive_bits_per_char, bits_per_char
 
 D = 0.75
 
@@ -140,6 +140,19 @@ def test_matches_plain_python_reference(order):
         got = np.exp(model.log_probs(q))
         want = [reference_probability(train, order, V, q[:i], int(q[i])) for i in range(len(q))]
         np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+@pytest.mark.parametrize("order", [1, 2, 4, 7])
+def test_online_counts_equal_the_vectorised_fit(order):
+    rng = np.random.default_rng(20 + order)
+    train = random_corpus(rng, 6, n_seq=6, length=40, used=5)
+    online = OnlineKneserNey(order, 6)
+    for q in train:
+        online.observe(q)
+    fitted = KneserNey(order, 6).fit(train)
+    for q in random_corpus(rng, 6, n_seq=4, length=30, used=6):
+        got = [online.log_prob(q, i) for i in range(len(q))]
+        np.testing.assert_allclose(got, fitted.log_probs(q), rtol=1e-13)
 
 
 @pytest.mark.parametrize(("order", "steps", "start"), [(1, 3, 0), (3, 4, 1), (4, 1, 0)])

@@ -74,7 +74,7 @@ def add_text_options(p, what):
 
 def add_parser(sub):
     from ..lm.config import CELLS, INITS, OPTIMIZERS, SCHEDULES, LMConfig
-    from ..lm.model import DYNAMIC_RULES, DYNAMIC_STEPS
+    from ..lm.model import DYNAMIC_DECAY, DYNAMIC_PIECES, DYNAMIC_RULES, DYNAMIC_STEPS
 
     lm = sub.add_parser(
         "lm",
@@ -197,8 +197,14 @@ def add_parser(sub):
         help=f"characters of each piece between two steps (default {DYNAMIC_STEPS})",
     )  # fmt: skip
     e.add_argument(
-        "--dynamic-decay", type=float, default=0.0, metavar="LAMBDA",
-        help="each step also pulls the weights back this fraction of the way to the trained ones (default 0)",
+        "--dynamic-decay", type=float, default=DYNAMIC_DECAY, metavar="LAMBDA",
+        help="each step also pulls the weights back this fraction of the way to the trained ones"
+        f" (default {DYNAMIC_DECAY})",
+    )  # fmt: skip
+    e.add_argument(
+        "--dynamic-pieces", type=int, default=DYNAMIC_PIECES, metavar="N",
+        help="read the text as N pieces side by side, each step learning from all (a line model: N lines"
+        f" at a time; default {DYNAMIC_PIECES}: one stream, as it comes, the slowest and the best)",
     )  # fmt: skip
     e.add_argument(
         "--json", action="store_true", help="print one JSON object (bpc, characters, unknown, dynamic)"
@@ -263,12 +269,10 @@ def dynamic_settings(args):
         raise BpttError(f"--dynamic-steps: expected 1 to 1000000 characters, got {args.dynamic_steps}")
     if not (math.isfinite(args.dynamic_decay) and 0 <= args.dynamic_decay < 1):
         raise BpttError(f"--dynamic-decay: expected a fraction in [0, 1), got {args.dynamic_decay}")
-    return {
-        "lr": args.dynamic,
-        "rule": args.dynamic_rule,
-        "steps": args.dynamic_steps,
-        "decay": args.dynamic_decay,
-    }
+    if not 1 <= args.dynamic_pieces <= 4096:
+        raise BpttError(f"--dynamic-pieces: expected 1 to 4096, got {args.dynamic_pieces}")
+    keys = ("lr", "rule", "steps", "decay", "pieces")
+    return {k: getattr(args, "dynamic" if k == "lr" else f"dynamic_{k}") for k in keys}
 
 
 def run_baseline(args):
@@ -329,7 +333,7 @@ def run_evaluate(args):
         bpc = model.bits_per_char(text)
         if dynamic is not None:
             dynamic["bpc"] = model.dynamic_bits_per_char(
-                text, dynamic["lr"], dynamic["rule"], dynamic["decay"], dynamic["steps"]
+                text, dynamic["lr"], dynamic["rule"], dynamic["decay"], dynamic["steps"], dynamic["pieces"]
             )
     chars = len(text) if model.unit == "stream" else sum(len(line) + 1 for line in text.split("\n") if line)
     doc = {"bpc": bpc, "characters": chars, "unknown": n_unknown, "unit": model.unit}
@@ -344,7 +348,8 @@ def run_evaluate(args):
         if dynamic is not None:
             print(
                 f"{dynamic['bpc']:.4f} bits per character with dynamic evaluation ({dynamic['rule']}, lr"
-                f" {dynamic['lr']:g}, a step every {dynamic['steps']} characters, decay {dynamic['decay']:g})"
+                f" {dynamic['lr']:g}, a step every {dynamic['steps']} characters, decay {dynamic['decay']:g},"
+                f" {dynamic['pieces']} piece(s))"
             )
         if args.ngram is not None:
             print(

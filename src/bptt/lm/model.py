@@ -9,8 +9,8 @@ as one stream, loses none: on CoNLL's 275,559 characters of eng.testa the differ
 last digit). Bits per character = −Σ log₂ p over every predicted character, divided by their number.
 
 Dynamic evaluation (Mikolov 2010; Krause, Kahembwe, Murray & Renals 2018): the model goes on
-learning from the text it scores. The text is read as above (pieces of a stream side by side, or a
-line model's lines in groups of ``PIECES`` in their order); every ``steps`` characters, once they
+learning from the text it scores. The text is read as above, but by default as one piece (a line
+model's lines one at a time, in their order); every ``steps`` characters, once they
 are scored, one step on their mean loss (the same truncated BPTT as training, no dropout) moves
 the weights (plain SGD, or RMSprop's step per weight: `evaluate_dynamic`), and ``decay`` pulls
 them back towards the trained ones, θ ← θ + λ (θ₀ − θ). Every character is scored before any
@@ -86,7 +86,10 @@ def evaluate_lines(params, cell, alphabet, lines):
     return -total / count / LN2
 
 
-DYNAMIC_STEPS = 50  # characters of each piece scored between two updates of dynamic evaluation
+# dynamic evaluation's defaults, chosen on the held-out end of CoNLL's training text (BENCHMARKS.md)
+DYNAMIC_STEPS = 20  # characters of each piece scored between two updates
+DYNAMIC_DECAY = 0.01  # λ: each update pulls the weights this fraction of the way back to the trained ones
+DYNAMIC_PIECES = 1  # pieces of a stream (lines of a line model) read side by side
 DYNAMIC_CLIP = 1.0  # the norm of an update's mean-loss gradient is clipped to this
 DYNAMIC_RULES = ("rms", "sgd")
 RMS_BETA, RMS_EPS = 0.99, 1e-6  # the "rms" rule's running mean of g² and its ε
@@ -160,14 +163,17 @@ class LanguageModel:
             raise BpttError("no text to score")
         return evaluate_lines(self.params, self.cell, self.alphabet, units)
 
-    def dynamic_bits_per_char(self, text, lr, rule="rms", decay=0.0, steps=DYNAMIC_STEPS):
+    def dynamic_bits_per_char(
+        self, text, lr, rule="rms", decay=DYNAMIC_DECAY, steps=DYNAMIC_STEPS, side_by_side=DYNAMIC_PIECES
+    ):
         """Bits per character of ``text`` with dynamic evaluation at learning rate ``lr`` (see the module
-        docstring); the model's own weights are not changed."""
+        docstring), the stream cut into ``side_by_side`` pieces read together (a line model: that many
+        lines at a time, in their order); the model's own weights are not changed."""
         if self.unit == "line":
             lines = lines_of(text)
-            groups = [lines[i : i + PIECES] for i in range(0, len(lines), PIECES)]
+            groups = [lines[i : i + side_by_side] for i in range(0, len(lines), side_by_side)]
         else:
-            groups = [pieces(text)] if text.strip("\n") else []
+            groups = [pieces(text, side_by_side)] if text.strip("\n") else []
         if not groups:
             raise BpttError("no text to score")
         return evaluate_dynamic(self.params, self.cell, self.alphabet, groups, lr, rule, decay, steps)

@@ -34,6 +34,7 @@ loops run over orders and sequences, never over positions.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -220,25 +221,90 @@ def baseline_table(train, evaluate, alphabet, unit="stream", orders=range(2, 8),
     ]
 
 
+class OnlineKneserNey:
+    """The same interpolated Kneser–Ney as `KneserNey`, kept in dictionaries so that it can go on counting:
+    ``observe`` adds a sequence's k-grams ending at some positions, ``log_prob`` scores one symbol.
+
+    Per order k: the k-grams seen (``seen``, for continuation counts), each k-gram's count (raw at k = n,
+    N1+(·g) below), and per history its total and its number of non-zero counts, updated as `fit`
+    would compute them from all the sequences observed. A k-gram is an int, Σ_j s_j V^j over its symbols.
+    """
+
+    def __init__(self, order, vocab_size, discount=0.75):
+        KneserNey(order, vocab_size, discount)  # the same checks
+        self.order, self.V, self.D = order, vocab_size, discount
+        n = order + 1
+        self.seen = [set() for _ in range(n)]
+        self.count = [{} for _ in range(n)]
+        self.total = [{} for _ in range(n)]
+        self.types = [{} for _ in range(n)]
+
+    def _suffixes(self, seq, i, n):
+        """The k-grams ending at i for k = 0 … n as ints (k = 0: the empty one, 0)."""
+        keys, key, scale = [0], 0, 1
+        for j in range(i, i - n, -1):
+            key += int(seq[j]) * scale  # the earlier symbol is the more significant digit
+            scale *= self.V
+            keys.append(key)
+        return keys
+
+    def _add(self, k, g):
+        h = g // self.V  # the history: the k-gram without its last symbol
+        c = self.count[k].get(g, 0)
+        self.count[k][g] = c + 1
+        self.total[k][h] = self.total[k].get(h, 0) + 1
+        if c == 0:
+            self.types[k][h] = self.types[k].get(h, 0) + 1
+
+    def observe(self, seq, start=0, stop=None):
+        """Count the k-grams of ``seq`` (1-D ints) ending at positions start … stop − 1, every order,
+        each with the history ``seq`` holds before it (the positions before ``start`` already counted)."""
+        n = self.order
+        for i in range(start, len(seq) if stop is None else stop):
+            grams = self._suffixes(seq, i, min(n, i + 1))
+            new_above = False  # is the (k+1)-gram ending at i new? (its suffix gains a left extension)
+            for k in range(len(grams) - 1, 0, -1):
+                g = grams[k]
+                if k == n:
+                    self._add(k, g)
+                elif new_above:
+                    self._add(k, g)
+                new_above = g not in self.seen[k]
+                if new_above:
+                    self.seen[k].add(g)
+
+    def log_prob(self, seq, i):
+        """The natural log of P(seq[i] | seq[max(0, i − n + 1):i])."""
+        p, w, D = 1.0 / self.V, int(seq[i]), self.D
+        histories = self._suffixes(seq, i - 1, min(self.order - 1, i))
+        for k in range(1, len(histories) + 1):
+            h = histories[k - 1]
+            total = self.total[k].get(h, 0)
+            if total:
+                c = self.count[k].get(h * self.V + w, 0)
+                p = (max(c - D, 0.0) + D * self.types[k][h] * p) / total
+        return math.log(p)
+
+
 def adaptive_bits_per_char(train, pieces, order, steps, discount=0.75, vocab_size=None, start=0):
     """Bits per character of a Kneser–Ney model that, like dynamic evaluation (`model.evaluate_dynamic`),
     goes on counting the text it scores: ``pieces`` (1-D int arrays) are scored side by side, ``steps``
-    symbols of each at a time, each chunk by a model fitted on ``train`` (a list of 1-D int arrays) and
-    every chunk scored before it; each piece's history is its own. Refitting is exact, not incremental:
-    about (longest piece / steps) fits.
+    symbols of each at a time, each chunk by the counts of ``train`` (a list of 1-D int arrays) and of
+    every chunk scored before it; each piece's history is its own (`OnlineKneserNey`).
 
     Returns: -Σ log2 p / (number of symbols scored): every symbol of every piece from position ``start``
     on (1: each piece's first symbol is read, not scored, as `text_sequences` does for lines).
     """
     V = vocab_size or 1 + max(int(s.max()) for s in [*train, *pieces] if len(s))
+    model = OnlineKneserNey(order, V, discount)
+    for seq in train:
+        model.observe(seq)
     total, scored = 0.0, 0
     for t in range(0, max(len(p) for p in pieces), steps):
-        seen = [p[:t] for p in pieces if t > 0 and len(p[:t])]  # what has been scored so far
-        model = KneserNey(order, V, discount).fit(list(train) + seen)
         for p in pieces:
-            if max(t, start) < min(len(p), t + steps):
-                lo = max(0, t - order + 1)  # enough history for the order
-                lp = model.log_probs(p[lo : t + steps], max(t, start) - lo)
-                total -= float(lp.sum())
-                scored += lp.size
-    return total / (scored * np.log(2.0))
+            for i in range(max(t, start), min(len(p), t + steps)):
+                total -= model.log_prob(p, i)
+                scored += 1
+        for p in pieces:
+            model.observe(p, t, min(len(p), t + steps))
+    return total / (scored * math.log(2.0))
