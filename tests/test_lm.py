@@ -429,6 +429,10 @@ def test_dynamic_evaluation_without_a_step_is_the_static_score_and_it_adapts():
     assert model.dynamic_bits_per_char(text, 2.0, "sgd", 0, 10, 16) < static - 0.3
     lines = LanguageModel(p, "lstm", a, "line")
     assert lines.dynamic_bits_per_char(text, 0.02, "rms", 0, 10, 16) < lines.bits_per_char(text) - 0.5
+    calls = []
+    got = model.dynamic_bits_per_char(text, 0.02, progress=lambda *c: calls.append(c))
+    assert calls[-1] == (len(text), len(text), got) and len(calls) == math.ceil(len(text) / 20)
+    assert all(x[0] < y[0] for x, y in zip(calls, calls[1:]))
 
 
 def test_cosine_schedule_follows_the_budget(tmp_path):

@@ -317,6 +317,7 @@ def ngram_of(run, order, text, model):
 def run_evaluate(args):
     from ..lm.corpus import read_corpus
     from ..lm.model import load_lm
+    from ..training.progress import Progress
 
     model = load_lm(args.model)
     text = read_corpus(args.text, args.conll, args.entities)
@@ -332,9 +333,16 @@ def run_evaluate(args):
     with blas_threads(args.threads):
         bpc = model.bits_per_char(text)
         if dynamic is not None:
+            shown = Progress(sys.stderr)  # a status line on a terminal only
+
+            def progress(done, n, bpc):
+                shown.update(f"dynamic evaluation: {done:,} of {n:,} characters, {bpc:.4f} bpc so far")
+
             dynamic["bpc"] = model.dynamic_bits_per_char(
-                text, dynamic["lr"], dynamic["rule"], dynamic["decay"], dynamic["steps"], dynamic["pieces"]
-            )
+                text, dynamic["lr"], dynamic["rule"], dynamic["decay"], dynamic["steps"], dynamic["pieces"],
+                progress,
+            )  # fmt: skip
+            shown.clear()
     chars = len(text) if model.unit == "stream" else sum(len(line) + 1 for line in text.split("\n") if line)
     doc = {"bpc": bpc, "characters": chars, "unknown": n_unknown, "unit": model.unit}
     if dynamic is not None:

@@ -137,13 +137,18 @@ def dynamic_log_probs(params, cell, alphabet, groups, lr, rule="rms", decay=0.0,
                     w += decay * (theta0[k] - w)  # θ ← θ + λ (θ₀ − θ)
 
 
-def evaluate_dynamic(params, cell, alphabet, groups, lr, rule="rms", decay=0.0, steps=DYNAMIC_STEPS):
-    """Bits per character with dynamic evaluation (`dynamic_log_probs`). Returns: bpc (float; inf or nan
-    for a diverged model)."""
+def evaluate_dynamic(
+    params, cell, alphabet, groups, lr, rule="rms", decay=0.0, steps=DYNAMIC_STEPS, progress=None
+):
+    """Bits per character with dynamic evaluation (`dynamic_log_probs`); ``progress(scored, total, bpc)``,
+    if given, is called after every chunk. Returns: bpc (float; inf or nan for a diverged model)."""
     total, count = 0.0, 0
+    n = sum(len(unit) + 1 for group in groups for unit in group)  # the predictions to make
     with np.errstate(all="ignore"):
         for log_p, m in dynamic_log_probs(params, cell, alphabet, groups, lr, rule, decay, steps):
             total, count = total + float(log_p[m].sum()), count + int(m.sum())
+            if progress is not None:
+                progress(count, n, -total / count / LN2)
     if count == 0:
         raise BpttError("no text to score")
     return -total / count / LN2
@@ -164,8 +169,9 @@ class LanguageModel:
         return evaluate_lines(self.params, self.cell, self.alphabet, units)
 
     def dynamic_bits_per_char(
-        self, text, lr, rule="rms", decay=DYNAMIC_DECAY, steps=DYNAMIC_STEPS, side_by_side=DYNAMIC_PIECES
-    ):
+        self, text, lr, rule="rms", decay=DYNAMIC_DECAY, steps=DYNAMIC_STEPS, side_by_side=DYNAMIC_PIECES,
+        progress=None,
+    ):  # fmt: skip
         """Bits per character of ``text`` with dynamic evaluation at learning rate ``lr`` (see the module
         docstring), the stream cut into ``side_by_side`` pieces read together (a line model: that many
         lines at a time, in their order); the model's own weights are not changed."""
@@ -176,7 +182,9 @@ class LanguageModel:
             groups = [pieces(text, side_by_side)] if text.strip("\n") else []
         if not groups:
             raise BpttError("no text to score")
-        return evaluate_dynamic(self.params, self.cell, self.alphabet, groups, lr, rule, decay, steps)
+        return evaluate_dynamic(
+            self.params, self.cell, self.alphabet, groups, lr, rule, decay, steps, progress
+        )
 
     def sample(self, n, length, temperature=1.0, prime="", rng=None):
         """``n`` samples of at most ``length`` characters after ``prime``, drawn side by side.

@@ -23,6 +23,12 @@ class Progress:
             self.stream.flush()
             self.last = now
 
+    def clear(self):
+        """Take the status line away (on a terminal)."""
+        if self.tty:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
     def line(self, text, always=False):
         """Write a line; ``always`` writes it even when the display is off (for warnings)."""
         if self.muted or not (self.enabled or always):
