@@ -12,6 +12,7 @@ from bptt.cli import main
 from bptt.lm.corpus import Alphabet, conll_text, line_batch, read_corpus
 from bptt.lm.model import LanguageModel, dynamic_log_probs, evaluate_lines, load_lm, pieces
 from bptt.lm.network import LN2, Stack, chunk_log_probs, chunk_loss, init_lm, one_hot, step_log_softmax
+from bptt.lm.ngram import adaptive_bits_per_char
 from bptt.lm.trainer import split_held_out
 from tests.helpers import error_line, png_ok, run_with_fault, torch_twin, torch_twin_grads
 
@@ -516,6 +517,17 @@ def test_train_evaluate_sample_end_to_end(tmp_path, capsys):
     dyn = json.loads(capsys.readouterr().out)["dynamic"]
     assert dyn == {"lr": 0.01, "rule": "rms", "steps": 20, "decay": 0.01, "pieces": 1, "bpc": dyn["bpc"]}
     assert dyn["bpc"] == load_lm(out).dynamic_bits_per_char(f.read_text(), 0.01, "rms", 0.01, 20, 1)
+    g = tmp_path / "new.txt"  # a name the training text never had, again and again
+    g.write_text("the mat met Zqxv Wbry\n" * 20)
+    assert main([*argv[:5], str(g), *argv[6:], "--ngram", "3", "--json"]) == 0
+    ngram = json.loads(capsys.readouterr().out)["ngram"]
+    a = load_lm(out).alphabet
+    fit_on = [a.encode(split_held_out(f.read_text(), 0.03)[0])]
+    piece = [a.encode("\n" + g.read_text())]  # "\n" read first; the text's own final "\n" is the end
+    adaptive = adaptive_bits_per_char(fit_on, piece, 3, 20, vocab_size=len(a), start=1)
+    assert (
+        ngram["adaptive_bpc"] == pytest.approx(adaptive, rel=1e-12) and ngram["adaptive_bpc"] < ngram["bpc"]
+    )
     for bad in (
         ["--dynamic", "0"],
         ["--dynamic-steps", "0"],

@@ -179,7 +179,8 @@ def add_parser(sub):
     e.add_argument("--model", required=True, metavar="DIR", help="the run directory of bptt lm train")
     e.add_argument(
         "--ngram", type=int, metavar="N",
-        help="also a Kneser-Ney n-gram of order N fitted on the model's training text, for comparison",
+        help="also a Kneser-Ney n-gram of order N fitted on the model's training text, for comparison (with"
+        " --dynamic, also the same n-gram counting the text as it scores it, read as --dynamic reads it)",
     )  # fmt: skip
     add_text_options(e, "the text to score")
     e.add_argument(
@@ -297,10 +298,13 @@ def run_baseline(args):
     return 0
 
 
-def ngram_of(run, order, text, model):
-    """A Kneser-Ney n-gram's bpc on ``text``, fitted on the run's training text with its held-out part."""
+def ngram_of(run, order, text, model, dynamic=None):
+    """A Kneser-Ney n-gram's bpc on ``text``, fitted on the run's training text without its held-out part;
+    with ``dynamic`` (--dynamic's settings) also its bpc counting the text as it scores it, read as
+    dynamic evaluation reads it. Returns: {"order", "bpc"[, "adaptive_bpc"]}."""
     from ..lm.corpus import read_corpus
-    from ..lm.ngram import baseline_table
+    from ..lm.model import dynamic_groups
+    from ..lm.ngram import adaptive_bits_per_char, baseline_table, text_sequences
     from ..lm.trainer import read_settings, split_held_out, text_sha256
 
     if not 1 <= order <= 20:
@@ -311,7 +315,16 @@ def ngram_of(run, order, text, model):
     if text_sha256(train) != doc["text_sha256"]:
         raise BpttError(f"{run}: --ngram: the training files changed since the model was trained")
     train = split_held_out(train, c.valid_fraction)[0]  # the part the network trained on
-    return baseline_table(train, text, model.alphabet, model.unit, [order])[0][1]
+    a = model.alphabet
+    out = {"order": order, "bpc": baseline_table(train, text, a, model.unit, [order])[0][1]}
+    if dynamic is not None:
+        groups = [
+            [a.encode("\n" + unit + "\n") for unit in group]
+            for group in dynamic_groups(text, model.unit, dynamic["pieces"])
+        ]
+        fit_on = text_sequences(train, a, model.unit)[0]
+        out["adaptive_bpc"] = adaptive_bits_per_char(fit_on, groups, order, dynamic["steps"], 0.75, len(a), 1)
+    return out
 
 
 def run_evaluate(args):
@@ -348,7 +361,7 @@ def run_evaluate(args):
     if dynamic is not None:
         doc["dynamic"] = dynamic
     if args.ngram is not None:
-        doc["ngram"] = {"order": args.ngram, "bpc": ngram_of(args.model, args.ngram, text, model)}
+        doc["ngram"] = ngram_of(args.model, args.ngram, text, model, dynamic)
     if args.json:
         print(json.dumps(doc))
     else:
@@ -364,4 +377,9 @@ def run_evaluate(args):
                 f"{doc['ngram']['bpc']:.4f} bits per character: Kneser-Ney n = {args.ngram},"
                 " fitted on the same training text"
             )
+            if dynamic is not None:
+                print(
+                    f"{doc['ngram']['adaptive_bpc']:.4f} bits per character: the same n-gram counting the"
+                    f" text as it scores it, every {dynamic['steps']} characters"
+                )
     return 0

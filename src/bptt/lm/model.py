@@ -137,6 +137,16 @@ def dynamic_log_probs(params, cell, alphabet, groups, lr, rule="rms", decay=0.0,
                     w += decay * (theta0[k] - w)  # θ ← θ + λ (θ₀ − θ)
 
 
+def dynamic_groups(text, unit, side_by_side):
+    """How dynamic evaluation reads ``text``: groups of units read side by side, one group after the
+    other — a stream as one group of ``side_by_side`` pieces, a line model's lines ``side_by_side`` at a
+    time, in their order. Each unit is read after "\n" and its characters and the end "\n" predicted."""
+    if unit == "line":
+        lines = lines_of(text)
+        return [lines[i : i + side_by_side] for i in range(0, len(lines), side_by_side)]
+    return [pieces(text, side_by_side)] if text.strip("\n") else []
+
+
 def evaluate_dynamic(
     params, cell, alphabet, groups, lr, rule="rms", decay=0.0, steps=DYNAMIC_STEPS, progress=None
 ):
@@ -175,11 +185,7 @@ class LanguageModel:
         """Bits per character of ``text`` with dynamic evaluation at learning rate ``lr`` (see the module
         docstring), the stream cut into ``side_by_side`` pieces read together (a line model: that many
         lines at a time, in their order); the model's own weights are not changed."""
-        if self.unit == "line":
-            lines = lines_of(text)
-            groups = [lines[i : i + side_by_side] for i in range(0, len(lines), side_by_side)]
-        else:
-            groups = [pieces(text, side_by_side)] if text.strip("\n") else []
+        groups = dynamic_groups(text, self.unit, side_by_side)
         if not groups:
             raise BpttError("no text to score")
         return evaluate_dynamic(

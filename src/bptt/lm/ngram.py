@@ -285,26 +285,40 @@ class OnlineKneserNey:
                 p = (max(c - D, 0.0) + D * self.types[k][h] * p) / total
         return math.log(p)
 
+    def score_and_count(self, pieces, steps, start=0):
+        """Score ``pieces`` (1-D int arrays) side by side, ``steps`` symbols of each at a time, counting
+        each chunk once every piece's is scored (each piece's history its own), from position ``start``.
+
+        Returns: (−Σ ln p, symbols scored).
+        """
+        total, scored = 0.0, 0
+        for t in range(0, max(len(p) for p in pieces), steps):
+            for p in pieces:
+                for i in range(max(t, start), min(len(p), t + steps)):
+                    total -= self.log_prob(p, i)
+                    scored += 1
+            for p in pieces:
+                self.observe(p, t, min(len(p), t + steps))
+        return total, scored
+
 
 def adaptive_bits_per_char(train, pieces, order, steps, discount=0.75, vocab_size=None, start=0):
     """Bits per character of a Kneser–Ney model that, like dynamic evaluation (`model.evaluate_dynamic`),
     goes on counting the text it scores: ``pieces`` (1-D int arrays) are scored side by side, ``steps``
     symbols of each at a time, each chunk by the counts of ``train`` (a list of 1-D int arrays) and of
-    every chunk scored before it; each piece's history is its own (`OnlineKneserNey`).
+    every chunk scored before it; each piece's history is its own (`OnlineKneserNey.score_and_count`).
+    ``pieces`` may also be a list of such lists (groups), scored one group after the other.
 
     Returns: -Σ log2 p / (number of symbols scored): every symbol of every piece from position ``start``
     on (1: each piece's first symbol is read, not scored, as `text_sequences` does for lines).
     """
-    V = vocab_size or 1 + max(int(s.max()) for s in [*train, *pieces] if len(s))
+    groups = pieces if pieces and isinstance(pieces[0], list) else [pieces]
+    V = vocab_size or 1 + max(int(s.max()) for s in [*train, *(p for g in groups for p in g)] if len(s))
     model = OnlineKneserNey(order, V, discount)
     for seq in train:
         model.observe(seq)
     total, scored = 0.0, 0
-    for t in range(0, max(len(p) for p in pieces), steps):
-        for p in pieces:
-            for i in range(max(t, start), min(len(p), t + steps)):
-                total -= model.log_prob(p, i)
-                scored += 1
-        for p in pieces:
-            model.observe(p, t, min(len(p), t + steps))
+    for group in groups:
+        t, n = model.score_and_count(group, steps, start)
+        total, scored = total + t, scored + n
     return total / (scored * math.log(2.0))
