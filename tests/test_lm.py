@@ -517,6 +517,8 @@ def test_train_evaluate_sample_end_to_end(tmp_path, capsys):
     dyn = json.loads(capsys.readouterr().out)["dynamic"]
     assert dyn == {"lr": 0.01, "rule": "rms", "steps": 20, "decay": 0.01, "pieces": 1, "bpc": dyn["bpc"]}
     assert dyn["bpc"] == load_lm(out).dynamic_bits_per_char(f.read_text(), 0.01, "rms", 0.01, 20, 1)
+    assert main(["lm", "evaluate", "--model", str(out), "--text", str(f), "--dynamic", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dynamic"]["lr"] == 3e-3  # --dynamic alone: the default step
     g = tmp_path / "new.txt"  # a name the training text never had, again and again
     g.write_text("the mat met Zqxv Wbry\n" * 20)
     assert main([*argv[:5], str(g), *argv[6:], "--ngram", "3", "--json"]) == 0

@@ -52,7 +52,7 @@ BASELINE_EXAMPLES = """\
 EVAL_EXAMPLES = """\
   bptt lm evaluate --model runs/lm --conll ../shared/data/conll2003/eng.testa
   bptt lm evaluate --model runs/lm --text notes.txt --json
-  bptt lm evaluate --model runs/lm --conll ../shared/data/conll2003/eng.testa --dynamic 2e-3
+  bptt lm evaluate --model runs/lm --conll ../shared/data/conll2003/eng.testa --dynamic --ngram 8
 """
 
 OPTIONS = {"minutes": "--time-budget"}
@@ -74,7 +74,7 @@ def add_text_options(p, what):
 
 def add_parser(sub):
     from ..lm.config import CELLS, INITS, OPTIMIZERS, SCHEDULES, LMConfig
-    from ..lm.model import DYNAMIC_DECAY, DYNAMIC_PIECES, DYNAMIC_RULES, DYNAMIC_STEPS
+    from ..lm.model import DYNAMIC_DECAY, DYNAMIC_LR, DYNAMIC_PIECES, DYNAMIC_RULES, DYNAMIC_STEPS
 
     lm = sub.add_parser(
         "lm",
@@ -184,10 +184,10 @@ def add_parser(sub):
     )  # fmt: skip
     add_text_options(e, "the text to score")
     e.add_argument(
-        "--dynamic", type=float, metavar="LR",
+        "--dynamic", type=float, nargs="?", const=DYNAMIC_LR, metavar="LR",
         help="also dynamic evaluation: the model goes on learning from the text as it scores it, one step"
-        " of this size every --dynamic-steps characters of each piece, each character scored before any"
-        " step has read it",
+        " of this size every --dynamic-steps characters, each character scored before any step has read it"
+        f" (LR {DYNAMIC_LR:g} if not given)",
     )  # fmt: skip
     e.add_argument(
         "--dynamic-rule", choices=list(DYNAMIC_RULES), default="rms",

@@ -87,6 +87,7 @@ def evaluate_lines(params, cell, alphabet, lines):
 
 
 # dynamic evaluation's defaults, chosen on the held-out end of CoNLL's training text (BENCHMARKS.md)
+DYNAMIC_LR = 3e-3  # the step size (of the "rms" rule) for a 512-unit LSTM
 DYNAMIC_STEPS = 20  # characters of each piece scored between two updates
 DYNAMIC_DECAY = 0.01  # λ: each update pulls the weights this fraction of the way back to the trained ones
 DYNAMIC_PIECES = 1  # pieces of a stream (lines of a line model) read side by side
