@@ -20,6 +20,8 @@ import argparse
 import json
 import time
 
+import numpy as np
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,6 +36,8 @@ def main():
     ap.add_argument("--order", type=int, default=7)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", help="write the results here too")
+    ap.add_argument("--figure", help="with one piece: draw the four scores along the text into this PNG")
+    ap.add_argument("--window", type=int, default=10000, help="characters averaged in the figure")
     args = ap.parse_args()
 
     import itertools
@@ -67,7 +71,8 @@ def main():
         out["static"] = model.bits_per_char(text)
         print(f"{args.eval}: static {out['static']:.4f}", flush=True)
         t = time.monotonic()
-        out["dynamic"] = model.dynamic_bits_per_char(text, lr, args.rule, decay, steps, n)
+        dynamic = lstm_log_probs(model, text, n, lr, args.rule, decay, steps)  # ln p of every character
+        out["dynamic"] = float(-dynamic.mean() / np.log(2))
         out["dynamic_seconds"] = time.monotonic() - t
         print(f"{args.eval}: dynamic with the held-out end's best {best}: {out['dynamic']:.4f}", flush=True)
     a = model.alphabet
@@ -88,6 +93,67 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
+    if args.figure:
+        if n != 1:
+            raise SystemExit("--figure: the chosen setting reads the text as one piece only")
+        with blas_threads(args.threads):
+            static = lstm_log_probs(model, text, 1, 0.0, "sgd", 0.0, 1000)  # no step: the static score
+        curves = {
+            f"LSTM, static ({-static.mean() / np.log(2):.3f})": static,
+            f"LSTM, dynamic ({out['dynamic']:.3f})": dynamic,
+        }
+        for adaptive in (False, True):
+            lp = ngram_log_probs(fit_on, seqs[0], args.order, len(a), steps, adaptive)
+            how = "adaptive" if adaptive else "static"
+            curves[f"{args.order}-gram, {how} ({-lp.mean() / np.log(2):.3f})"] = lp
+        draw(curves, args.window, args.eval, args.figure)
+
+
+def lstm_log_probs(model, text, n, lr, rule, decay, steps):
+    """ln p of every character of ``text`` read as ``n`` pieces with dynamic evaluation (lr 0: the static
+    score); with one piece, in the text's order."""
+    from bptt.lm.model import dynamic_groups, dynamic_log_probs
+
+    groups = dynamic_groups(text, "stream", n)
+    chunks = dynamic_log_probs(model.params, model.cell, model.alphabet, groups, lr, rule, decay, steps)
+    return np.concatenate([lp[m] for lp, m in chunks])
+
+
+def ngram_log_probs(fit_on, seq, order, V, steps, adaptive):
+    """ln p of seq[1:] by Kneser–Ney fitted on ``fit_on``, counting each chunk once scored if ``adaptive``."""
+    from bptt.lm.ngram import OnlineKneserNey
+
+    model = OnlineKneserNey(order, V)
+    for q in fit_on:
+        model.observe(q)
+    out = []
+    for t in range(0, len(seq), steps):
+        out.extend(model.log_prob(seq, i) for i in range(max(t, 1), min(len(seq), t + steps)))
+        if adaptive:
+            model.observe(seq, t, min(len(seq), t + steps))
+    return np.array(out)
+
+
+def draw(curves, window, name, path):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 4.2), dpi=110)
+    ax = fig.add_subplot()
+    styles = [("#1f5fa8", "--"), ("#1f5fa8", "-"), ("#888888", "--"), ("#888888", "-")]
+    for (label, lp), (colour, line) in zip(curves.items(), styles):
+        bits = -lp / np.log(2)
+        smooth = np.convolve(bits, np.ones(window) / window, mode="valid")  # a moving average
+        x = (np.arange(len(smooth)) + window / 2) / 1000
+        ax.plot(x, smooth, color=colour, linestyle=line, linewidth=1.3, label=label)
+    ax.set_xlabel(f"position in {name.rsplit('/', 1)[-1]} (thousands of characters)")
+    ax.set_ylabel(f"bits per character ({window:,}-character average)")
+    ax.set_title(
+        "Dynamic evaluation: the LSTM learns the text as it reads it; the n-gram counts it", fontsize=10
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path)
 
 
 if __name__ == "__main__":
