@@ -135,23 +135,36 @@ def ngram_log_probs(fit_on, seq, order, V, steps, adaptive):
 
 
 def draw(curves, window, name, path):
+    """Top: the four scores along the text (moving averages); bottom: what adapting gains, static − adapting,
+    for the network and for the n-gram."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 4.2), dpi=110)
-    ax = fig.add_subplot()
+    fig = Figure(figsize=(9, 6), dpi=110)
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     styles = [("#1f5fa8", "--"), ("#1f5fa8", "-"), ("#888888", "--"), ("#888888", "-")]
+    smooth = {}
     for (label, lp), (colour, line) in zip(curves.items(), styles):
-        bits = -lp / np.log(2)
-        smooth = np.convolve(bits, np.ones(window) / window, mode="valid")  # a moving average
-        x = (np.arange(len(smooth)) + window / 2) / 1000
-        ax.plot(x, smooth, color=colour, linestyle=line, linewidth=1.3, label=label)
-    ax.set_xlabel(f"position in {name.rsplit('/', 1)[-1]} (thousands of characters)")
-    ax.set_ylabel(f"bits per character ({window:,}-character average)")
-    ax.set_title(
+        smooth[label] = np.convolve(-lp / np.log(2), np.ones(window) / window, mode="valid")  # moving average
+        x = (np.arange(len(smooth[label])) + window / 2) / 1000
+        top.plot(x, smooth[label], color=colour, linestyle=line, linewidth=1.2, label=label)
+    labels = list(smooth)
+    for (static, adapting), colour, who in (
+        (labels[:2], "#1f5fa8", "LSTM"),
+        (labels[2:], "#888888", "n-gram"),
+    ):
+        gain = smooth[static] - smooth[adapting]
+        bottom.plot(x, gain, color=colour, linewidth=1.2, label=f"{who}: static − adapting")
+    bottom.axhline(0, color="black", linewidth=0.6)
+    top.set_ylabel(f"bits per character\n({window:,}-character average)")
+    bottom.set_ylabel("bits per character\ngained by adapting")
+    bottom.set_xlabel(f"position in {name.rsplit('/', 1)[-1]} (thousands of characters)")
+    top.set_title(
         "Dynamic evaluation: the LSTM learns the text as it reads it; the n-gram counts it", fontsize=10
     )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    top.legend(fontsize=8, ncol=2, loc="lower center", bbox_to_anchor=(0.5, 1.06), frameon=False)
+    bottom.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path)
 
