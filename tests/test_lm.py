@@ -418,6 +418,46 @@ def test_dynamic_evaluation_scores_each_chunk_before_its_step(rule):
         np.testing.assert_array_equal(p[name], before[name])
 
 
+def test_dynamic_evaluation_equals_a_pytorch_twin():
+    """Dynamic evaluation of an LSTM = the same loop in PyTorch (float64): each chunk scored from the
+    detached state, then autograd's gradient of its mean loss, clipped by ``clip_grad_norm_``, an
+    RMSprop step and the decay towards the trained weights; every score to 1e-10."""
+    import torch
+
+    p, a, text = dynamic_setup()
+    c, lr, decay, k = get_cell("lstm"), 0.01, 0.05, 9
+    piece = text[:200]
+    got = np.concatenate([lp[m] for lp, m in dynamic_log_probs(p, c, a, [[piece]], lr, "rms", decay, k)])
+    module = torch_twin("lstm", {name: p[name] for name in c.keys})
+    module.bias_hh_l0.requires_grad_(False)  # bptt's one bias is bias_ih; bias_hh stays 0
+    head = torch.nn.Linear(6, len(a), dtype=torch.float64)
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(p["W_ya"]))
+        head.bias.copy_(torch.from_numpy(p["b_y"]))
+    weights = [module.weight_ih_l0, module.weight_hh_l0, module.bias_ih_l0, head.weight, head.bias]
+    theta0 = [w.detach().clone() for w in weights]
+    v = [torch.zeros_like(w) for w in weights]
+    ids_in, ids_out, _ = line_batch([piece], a)
+    h, want = None, []
+    for u, t in enumerate(range(0, ids_in.shape[0], k), 1):
+        X = torch.from_numpy(one_hot(ids_in[t : t + k], len(a), np.float64))
+        out, h = module(X, h)
+        log_p = torch.log_softmax(head(out), dim=-1).gather(
+            -1, torch.from_numpy(ids_out[t : t + k])[..., None]
+        )
+        want.append(log_p.detach().numpy().reshape(-1))
+        (-log_p.mean()).backward()
+        torch.nn.utils.clip_grad_norm_(weights, 1.0)
+        with torch.no_grad():
+            for w, w0, vw in zip(weights, theta0, v):
+                vw.mul_(0.99).add_(0.01 * w.grad * w.grad)
+                w.sub_(lr * w.grad / ((vw / (1 - 0.99**u)).sqrt() + 1e-6))
+                w.add_(decay * (w0 - w))
+                w.grad = None
+        h = tuple(x.detach() for x in h)
+    np.testing.assert_allclose(got, np.concatenate(want), rtol=0, atol=1e-10)
+
+
 def test_dynamic_evaluation_without_a_step_is_the_static_score_and_it_adapts():
     p, a, text = dynamic_setup()
     model = LanguageModel(p, "lstm", a, "stream")
