@@ -32,7 +32,7 @@ from ..cells import get_cell
 from ..errors import BpttError, check_choice
 from ..io.modelfiles import check_weights
 from ..io.safetensors_io import load_safetensors
-from ..training.optim import clip_grad_norm
+from ..training.optim import SGD, Adam, clip_grad_norm
 from .config import MAX_LAYERS
 from .corpus import UNITS, Alphabet, line_batch, lines_of
 from .network import LN2, Stack, chunk_log_probs, chunk_loss, step_log_softmax
@@ -103,15 +103,15 @@ def dynamic_log_probs(params, cell, alphabet, groups, lr, rule="rms", decay=0.0,
 
     rule: "sgd", θ ← θ − η g; or "rms", θ ← θ − η g / (√v̂ + ε), v̂ the bias-corrected running mean
     (decay RMS_BETA) of g² over the updates so far (RMSprop: a step per weight of about η, where a
-    weight's gradient is small as where it is large). g: the chunk's mean-loss gradient, its norm
-    clipped to DYNAMIC_CLIP. Yields, chunk by chunk: log p (k, B) of the characters predicted (0 where
-    masked), scored before the chunk's update, and the mask (k, B).
+    weight's gradient is small as where it is large; it is Adam with β₁ = 0). g: the chunk's mean-loss
+    gradient, its norm clipped to DYNAMIC_CLIP. Yields, chunk by chunk: log p (k, B) of the characters
+    predicted (0 where masked), scored before the chunk's update, and the mask (k, B).
     """
     check_choice("rule", rule, DYNAMIC_RULES)
     theta0 = params
     params = {k: v.copy() for k, v in params.items()}
-    v = {k: np.zeros_like(w) for k, w in params.items()} if rule == "rms" else None
-    updates, n_a = 0, cell.hidden_size(params)
+    opt = SGD(lr=lr) if rule == "sgd" else Adam(lr=lr, beta1=0.0, beta2=RMS_BETA, eps=RMS_EPS)
+    n_a = cell.hidden_size(params)
     for group in groups:
         ids_in, ids_out, mask = line_batch(group, alphabet)
         state = cell.zero_state(len(group), n_a, params["W_ya"].dtype)
@@ -125,16 +125,9 @@ def dynamic_log_probs(params, cell, alphabet, groups, lr, rule="rms", decay=0.0,
             for g in grads.values():
                 g *= 1.0 / int(m.sum())  # of the mean loss
             clip_grad_norm(grads, DYNAMIC_CLIP)
-            updates += 1
-            for k, w in params.items():
-                g = grads[k]
-                if v is None:
-                    w -= lr * g
-                else:
-                    v[k] *= RMS_BETA
-                    v[k] += (1 - RMS_BETA) * g * g
-                    w -= lr * g / (np.sqrt(v[k] / (1 - RMS_BETA**updates)) + RMS_EPS)
-                if decay:
+            opt.step(params, grads)
+            if decay:
+                for k, w in params.items():
                     w += decay * (theta0[k] - w)  # θ ← θ + λ (θ₀ − θ)
 
 
