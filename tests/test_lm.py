@@ -9,11 +9,12 @@ import pytest
 
 from bptt.cells import get_cell
 from bptt.cli import main
+from bptt.lm.config import LMConfig
 from bptt.lm.corpus import Alphabet, conll_text, line_batch, read_corpus
 from bptt.lm.model import LanguageModel, dynamic_log_probs, evaluate_lines, load_lm, pieces
 from bptt.lm.network import LN2, Stack, chunk_log_probs, chunk_loss, init_lm, one_hot, step_log_softmax
 from bptt.lm.ngram import adaptive_bits_per_char
-from bptt.lm.trainer import split_held_out
+from bptt.lm.trainer import LMTrainer, split_held_out
 from tests.helpers import error_line, png_ok, run_with_fault, torch_twin, torch_twin_grads
 
 CELLS = ["rnn", "gru", "lstm"]
@@ -676,6 +677,30 @@ def test_line_unit_model_writes_lines(tmp_path, capsys):
     assert len(lines) == 5 and all(len(line) <= 30 for line in lines)
 
 
+@pytest.mark.parametrize("rotate", [False, True])
+def test_each_epoch_reads_the_text_as_a_circle_from_a_seeded_place(tmp_path, rotate):
+    cfg = LMConfig(text=[str(corpus(tmp_path))], batch_size=4, rotate=rotate, updates=1)
+    t = LMTrainer(cfg, tmp_path / "run")
+    t.read_data()
+    ids, L = t.ids, t.steps_per_stream
+    first = [a.copy() for a in t.streams(0)]
+    assert np.array_equal(first[0], ids[: 4 * L].reshape(4, L).T)  # epoch 0: stream b reads ids[b·L …]
+    starts = []
+    for epoch in (1, 2, 3, 1):
+        inputs, targets = t.streams(epoch)
+        assert inputs.shape == targets.shape == (L, 4)
+        # every stream reads L consecutive characters of the circular text, and predicts the next ones
+        s = next(j for j in range(len(ids)) if np.array_equal(np.roll(ids, -j)[:L], inputs[:, 0]))
+        starts.append(s)
+        for b in range(4):
+            assert np.array_equal(inputs[:, b], np.roll(ids, -(s + b * L))[:L])
+            assert np.array_equal(targets[:, b], np.roll(ids, -(s + b * L + 1))[:L])
+    if rotate:
+        assert len(set(starts[:3])) == 3 and starts[3] == starts[0]  # new places, drawn again alike
+    else:
+        assert starts == [0, 0, 0, 0]
+
+
 @pytest.mark.parametrize(
     ("unit", "extra"),
     [
@@ -684,6 +709,7 @@ def test_line_unit_model_writes_lines(tmp_path, capsys):
         ("stream", ["--layers", "2"]),
         ("stream", ["--average", "0.9"]),
         ("stream", ["--schedule", "cosine"]),
+        ("stream", ["--rotate", "--bptt-steps", "100"]),  # 5 updates an epoch: the fault in the third
     ],
 )
 def test_sigterm_then_resume_is_bit_identical(tmp_path, monkeypatch, unit, extra):
@@ -699,6 +725,7 @@ def test_sigterm_then_resume_is_bit_identical(tmp_path, monkeypatch, unit, extra
     assert (ref / "weights.safetensors").read_bytes() == (out / "weights.safetensors").read_bytes()
     drop = lambda d: {k: v for k, v in json.loads((d / "result.json").read_text()).items() if k != "seconds"}  # noqa: E731
     assert drop(ref) == drop(out)
+    assert json.loads((out / "lm.json").read_text())["settings"]["rotate"] == ("--rotate" in extra)
 
 
 def test_resume_refuses_a_changed_text(tmp_path, capsys, monkeypatch):
@@ -724,6 +751,7 @@ def test_resume_refuses_a_changed_text(tmp_path, capsys, monkeypatch):
         (["--text", "TRAIN", "--entities", "PER"], ["--entities", "needs --conll"]),
         (["--text", "TRAIN", "--cell", "rnn", "--init", "chrono"], ["--init", "rnn cell takes"]),
         (["--text", "TRAIN", "--batch-size", "100000"], ["--batch-size"]),
+        (["--text", "TRAIN", "--unit", "line", "--rotate"], ["--rotate", "only for --unit stream"]),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, capsys, extra, words):

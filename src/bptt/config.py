@@ -42,6 +42,11 @@ def string(optional=False):
     return (lambda v: isinstance(v, str) or (optional and v is None)), "a string" + (" or null" * optional)
 
 
+def flag():
+    """A rule for true or false."""
+    return (lambda v: isinstance(v, bool)), "true or false"
+
+
 def one_of(choices):
     """A rule for one of the strings ``choices``."""
     names = [repr(c) for c in choices]

@@ -154,6 +154,11 @@ def add_parser(sub):
         "keep and evaluate a moving average of the weights with this decay (e.g. 0.999); 0 off",
         type=float,
     )
+    g.add_argument(
+        "--rotate", action="store_true",
+        help="--unit stream: each epoch reads the text from a new place (seeded), so the streams' starts"
+        " and the gradient cuts are not the same characters every epoch",
+    )  # fmt: skip
     option("eval-every", "updates between held-out evaluations and checkpoints", type=int)
     option(
         "valid-fraction", "fraction of the training text (its end) held out to choose the weights", type=float
@@ -254,7 +259,7 @@ def config(args):
     names = ("text", "conll", "entities", "unit", "cell", "init", "hidden", "layers", "batch_size",
              "bptt_steps", "optimizer", "lr", "schedule", "lr_decay", "patience", "clip", "dropout",
              "weight_drop", "average", "updates", "eval_every", "valid_fraction", "seed",
-             "dtype")  # fmt: skip
+             "dtype", "rotate")  # fmt: skip
     values = {k: getattr(args, k) for k in names}
     values.update(text=list(args.text), conll=list(args.conll), minutes=minutes_of(args, LMConfig))
     return checked_settings(LMConfig, OPTIONS, **values)

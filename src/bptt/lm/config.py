@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..config import Checked, number, one_of, string
+from ..config import Checked, flag, number, one_of, string
 from ..errors import BpttError
 from ..training.config import MAX_UNITS
 from .corpus import UNITS
@@ -49,6 +49,7 @@ _RULES = {
     "max_bad_steps": number(1, integer=True),
     "seed": number(0, 2**63 - 1, integer=True),
     "dtype": one_of(("float32", "float64")),
+    "rotate": flag(),
 }
 
 
@@ -84,10 +85,13 @@ class LMConfig(Checked):
     max_bad_steps: int = 20  # the run diverged after this many non-finite updates in a row
     seed: int = 0  # the weights, dropout and the order of lines
     dtype: str = "float32"  # of the weights, gradients and optimizer state
+    # unit "stream": each epoch reads the text from a new place (seeded), as a circle, so that the streams'
+    # starts and the gradient cuts move from one epoch to the next
+    rotate: bool = False
 
     RULES = _RULES
     # settings written before the option existed
-    ADDED = {"weight_drop": 0.0, "layers": 1, "average": 0.0, "schedule": "plateau"}
+    ADDED = {"weight_drop": 0.0, "layers": 1, "average": 0.0, "schedule": "plateau", "rotate": False}
     KIND, WHERE = "the language model's settings", "settings"
 
     def __post_init__(self):
@@ -98,6 +102,8 @@ class LMConfig(Checked):
             raise BpttError("--text: no text: give --text FILE or --conll FILE")
         if self.entities is not None and not self.conll:
             raise BpttError("--entities: needs --conll files (entities come from their tags)")
+        if self.rotate and self.unit != "stream":
+            raise BpttError("--rotate: only for --unit stream (lines are shuffled every epoch)")
         allowed = {"rnn": ("default", "orthogonal"), "gru": ("default", "orthogonal", "chrono")}
         if self.init not in allowed.get(self.cell, INITS):
             raise BpttError(f"--init: the {self.cell} cell takes {', '.join(allowed[self.cell])}")

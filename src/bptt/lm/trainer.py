@@ -31,6 +31,9 @@ decay and the model file all see w̄; the updates themselves are unchanged. The 
 Batches. ``unit="stream"``: the training text is cut into B pieces, one per stream; each update
 advances every stream by k = ``bptt_steps`` characters, carrying the state from chunk to chunk (its
 gradient cut at the boundary); after the last chunk (an epoch) the streams start again from zero.
+With ``rotate`` each epoch after the first reads the text as a circle from a place drawn for it
+(seeded by the epoch, so a resume draws it again): a network that reads the text many times no longer
+starts its streams, and cuts its gradients, at the same characters every time.
 ``unit="line"``: each epoch shuffles the lines (seeded); an update reads B lines, each from the zero
 state, in chunks of k steps if longer (`corpus.line_batch`).
 
@@ -123,8 +126,7 @@ class LMTrainer(BudgetedTrainer):
                     f"--batch-size: {B} streams need a training text of more than {B} characters,"
                     f" got {len(ids):,}"
                 )
-            self.inputs = ids[: B * L].reshape(B, L).T  # (L, B): stream b reads ids[b·L … (b+1)·L)
-            self.targets = ids[1 : B * L + 1].reshape(B, L).T  # (L, B): and predicts the next ones
+            self.ids, self.steps_per_stream, self.streams_epoch = ids, L, None
             self.train_chars = B * L
             self.held = pieces(held)
         else:
@@ -240,13 +242,26 @@ class LMTrainer(BudgetedTrainer):
         return True
 
     # ------------------------------------------------------------------ one update
+    def streams(self, epoch):
+        """The epoch's (inputs, targets), each (L, B): stream b reads ids[b·L … (b+1)·L) and predicts the
+        characters after them. With ``rotate`` the text is read as a circle starting at a place drawn for
+        the epoch (seeded), so the streams' starts and the gradient cuts fall elsewhere every epoch."""
+        if self.streams_epoch != epoch:
+            ids, L, B = self.ids, self.steps_per_stream, self.cfg.batch_size
+            if self.cfg.rotate and epoch:  # the text ends in "\n": the wrap is a line end like any other
+                ids = np.roll(ids, -int(np.random.default_rng([self.cfg.seed, 4, epoch]).integers(len(ids))))
+            self.streams_epoch = epoch
+            self.inputs, self.targets = ids[: B * L].reshape(B, L).T, ids[1 : B * L + 1].reshape(B, L).T
+        return self.inputs, self.targets
+
     def next_batch(self):
         """The next batch: (ids_in, ids_out, mask or None, state0); moves ``pos`` and ``epoch`` on."""
         c = self.cfg
         if c.unit == "stream":
-            L = self.inputs.shape[0]
+            inputs, targets = self.streams(self.epoch)
+            L = self.steps_per_stream
             s, e = self.pos, min(self.pos + c.bptt_steps, L)
-            batch = self.inputs[s:e], self.targets[s:e], None, self.carry
+            batch = inputs[s:e], targets[s:e], None, self.carry
             self.pos = e
             if self.pos >= L:
                 self.pos, self.epoch = 0, self.epoch + 1
@@ -475,6 +490,6 @@ def check_checkpoint(where, arrays, state, trainer):
         type(state["best"]) not in (int, float) or not math.isfinite(state["best"])
     ):
         raise BpttError(f"{path}: best: expected null or a finite number")
-    limit = trainer.inputs.shape[0] if trainer.cfg.unit == "stream" else len(trainer.lines)
+    limit = trainer.steps_per_stream if trainer.cfg.unit == "stream" else len(trainer.lines)
     if state["pos"] >= limit:
         raise BpttError(f"{path}: pos: expected a position in the epoch, below {limit}")

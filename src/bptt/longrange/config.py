@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from ..config import Checked, number, one_of
+from ..config import Checked, flag, number, one_of
 from ..errors import BpttError
 from ..tasks.longrange import MAX_T, TASKS, get_task
 from ..training.config import MAX_UNITS, OPTIMIZERS
@@ -68,7 +68,7 @@ _RULES = {
     "valid_size": number(1, 10**6, integer=True),
     "test_size": number(1, 10**7, integer=True),
     "probes": number(1, 64, integer=True),
-    "keep_going": (lambda v: isinstance(v, bool), "true or false"),
+    "keep_going": flag(),
     "max_bad_steps": number(1, integer=True),
     "seed": number(0, 2**63 - 1, integer=True),
     "dtype": one_of(("float32", "float64")),

@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..cells import CELLS, get_cell
-from ..config import Checked, number, one_of
+from ..config import Checked, flag, number, one_of
 from ..drivers.bidirectional import birnn_backward, birnn_forward, rnn_backward_any
 from ..drivers.rnn import ACTIVATIONS
 from ..errors import BpttError
@@ -57,7 +57,7 @@ def _tags(v, empty=False):
 _RULES = {
     "task": one_of(TASKS),
     "tags": (_tags, "a non-empty list of distinct non-empty strings"),
-    "aux": (lambda v: isinstance(v, bool), "true or false"),
+    "aux": flag(),
     "aux_tags": (lambda v: _tags(v, empty=True), "a list of distinct non-empty strings"),
     "word_dim": number(1, integer=True),
     "case_dim": number(0, integer=True),
@@ -65,7 +65,7 @@ _RULES = {
     "char_hidden": number(0, integer=True),
     "hidden": number(1, integer=True),
     "layers": number(1, integer=True),
-    "bidirectional": (lambda v: isinstance(v, bool), "true or false"),
+    "bidirectional": flag(),
     "cell": one_of(tuple(CELLS)),
     "init": one_of(INITS),
     "activation": one_of(tuple(ACTIVATIONS)),

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..config import Checked, number, one_of
+from ..config import Checked, flag, number, one_of
 from ..errors import BpttError
 from ..io.atomic import atomic_write
 from ..io.modelfiles import check_weights, load_checkpoint, save_checkpoint, save_document
@@ -51,7 +51,7 @@ SHOWN_MAPS = ("Tuesday, July 10, 2007", "the 3rd of may '79", "5/30/09", "1979-5
 
 _RULES = {
     "cell": one_of(("rnn", "gru", "lstm")),
-    "attention": (lambda v: isinstance(v, bool), "true or false"),
+    "attention": flag(),
     "hidden": number(1, 4096, integer=True),
     "attention_units": number(1, 4096, integer=True),
     "batch_size": number(1, 2**16, integer=True),
