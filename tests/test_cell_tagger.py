@@ -194,9 +194,10 @@ def data(tmp_path_factory):
 
 
 def train_args(d, out, cell):
+    # --cell after MINI's
     return ["train", "--train", str(d / "train.txt"), "--dev", str(d / "dev.txt"), "--out", str(out),
             *[a for a in MINI if a != "--quiet"], "--cell", cell, "--epochs", str(EPOCHS),
-            "--batch-size", str(BATCH), "--seed", "2", "--bptt-steps", "4"]  # fmt: skip (--cell after MINI's)
+            "--batch-size", str(BATCH), "--seed", "2", "--bptt-steps", "4"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -802,3 +802,17 @@ def test_baseline_command_matches_the_library(tmp_path, capsys):
     assert math.isclose(lines["7"], want, rel_tol=1e-12)
     assert "--eval-text" in error_line(capsys, "lm", "baseline", "--text", f)
     assert "--orders" in error_line(capsys, "lm", "baseline", "--text", f, "--eval-text", g, "--orders", "0")
+
+
+@pytest.mark.parametrize(("cores", "want"), [(1, 1), (2, 2), (16, 2)])
+def test_lm_commands_use_two_threads_where_two_cores_exist(monkeypatch, cores, want):
+    import os
+
+    from bptt.cli import build_parser
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    p = build_parser()
+    train = p.parse_args(["lm", "train", "--text", "t.txt", "--out", "run"])
+    assert train.run.args[0]["threads"] == want  # the default train_run fills in (`track_given`)
+    assert p.parse_args(["lm", "evaluate", "--model", "run", "--text", "t.txt"]).threads == want
+    assert p.parse_args(["tag", "--model", "run"]).threads == 1  # the tagger's small matrices: one

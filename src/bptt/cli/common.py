@@ -33,8 +33,23 @@ def strip_prefix_arg(value):
     return None if value in (None, "none", "") else value
 
 
-def add_threads_option(p, why="the per-word matrices are small, one thread is fastest"):
-    p.add_argument("--threads", type=int, default=1, help=f"BLAS threads (default 1: {why})")
+def add_threads_option(p, why="the per-word matrices are small, one thread is fastest", default=1):
+    shown = "2, or 1 on a machine with one core" if default is TWO_CORES else default
+    p.add_argument(
+        "--threads", type=int, default=two_cores() if default is TWO_CORES else default,
+        help=f"BLAS threads (default {shown}: {why})",
+    )  # fmt: skip
+
+
+TWO_CORES = "two cores"  # add_threads_option's default: 2 where this process may run on two cores
+
+
+def two_cores():
+    """2, or 1 where this process may run on one core only."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(2, cores)
 
 
 def seed(text):
@@ -239,10 +254,10 @@ def add_budget_options(p, minutes, what):
     g.add_argument("--updates", type=int, metavar="N", help="updates (deterministic: same seed, same model)")
 
 
-def add_run_options(p, resume_help, threads_why):
+def add_run_options(p, resume_help, threads_why, threads=1):
     """--out, --resume, --quiet and --threads of a training command."""
     g = p.add_argument_group("output")
     g.add_argument("--out", metavar="DIR", help="a new or empty directory for the run")
     g.add_argument("--resume", metavar="DIR", help=resume_help)
     g.add_argument("--quiet", action="store_true", help="no progress display")
-    add_threads_option(g, threads_why)
+    add_threads_option(g, threads_why, threads)
