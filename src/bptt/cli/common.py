@@ -33,14 +33,6 @@ def strip_prefix_arg(value):
     return None if value in (None, "none", "") else value
 
 
-def add_threads_option(p, why="the per-word matrices are small, one thread is fastest", default=1):
-    shown = "2, or 1 on a machine with one core" if default is TWO_CORES else default
-    p.add_argument(
-        "--threads", type=int, default=two_cores() if default is TWO_CORES else default,
-        help=f"BLAS threads (default {shown}: {why})",
-    )  # fmt: skip
-
-
 TWO_CORES = "two cores"  # add_threads_option's default: 2 where this process may run on two cores
 
 
@@ -50,6 +42,14 @@ def two_cores():
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return min(2, cores)
+
+
+def add_threads_option(p, why="the per-word matrices are small, one thread is fastest", default=1):
+    shown = "2, or 1 on a machine with one core" if default is TWO_CORES else default
+    p.add_argument(
+        "--threads", type=int, default=two_cores() if default is TWO_CORES else default,
+        help=f"BLAS threads (default {shown}: {why})",
+    )  # fmt: skip
 
 
 def seed(text):
