@@ -1,5 +1,7 @@
 """Optimizers against torch.optim on the same gradients; clipping; sparse rows."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -58,6 +60,18 @@ def test_clip_reports_non_finite_norm_and_leaves_grads():
     g = {"a": np.array([1.0, np.nan])}
     assert not np.isfinite(clip_grad_norm(g, 1.0))
     assert g["a"][0] == 1.0
+
+
+def test_float32_gradients_past_the_squares_range_are_clipped_not_lost():
+    # an exploding LSTM's gradients (seen at 10²⁰–10²⁴): finite, but their squares overflow float32
+    g = {"W": np.full((4, 5), 3e20, np.float32), "b": np.array([4e20, -1.0], np.float32)}
+    norm = clip_grad_norm(g, 1.0)
+    assert norm == pytest.approx(math.sqrt(20 * 9e40 + 16e40 + 1), rel=1e-6)
+    assert global_norm(g) == pytest.approx(1.0, rel=1e-5)
+    np.testing.assert_allclose(g["W"], 3 / math.sqrt(196), rtol=1e-5)  # the direction is kept
+    assert g["W"].dtype == np.float32
+    for bad in (np.inf, np.nan):
+        assert not math.isfinite(global_norm({"W": np.array([3e20, bad], np.float32)}))
 
 
 def test_row_grads_update_only_their_rows(rng):

@@ -44,11 +44,19 @@ def _values(g):
 
 
 def global_norm(grads):
-    """‖g‖₂ over all the arrays of ``grads`` together."""
+    """‖g‖₂ over all the arrays of ``grads`` together: inf or nan only when a gradient is not finite.
+
+    The sum is a Python float (float64): float32 gradients past ~1.8·10¹⁹, which an exploding LSTM reaches,
+    still have a finite norm to clip by, where their sum of squares in float32 would overflow.
+    """
     total = 0.0
     for g in grads.values():
         v = _values(g)
-        total += float(np.vdot(v, v))  # Σ g², without a temporary
+        s = float(np.vdot(v, v))  # Σ g², without a temporary
+        if math.isinf(s) and v.dtype.itemsize < 8:  # overflowed in float32: sum again in float64
+            w = v.astype(np.float64)
+            s = float(np.vdot(w, w))
+        total += s
     return math.sqrt(total)
 
 
