@@ -16,6 +16,8 @@ from .common import (
 EXAMPLES = """\
   # the adding problem at three lengths, every cell, 20 minutes each:
   bptt longrange --task adding --T 100 200 400 --cell rnn irnn gru lstm --minutes 20 --out runs/adding
+  # an LSTM (forget-gate bias 1) at T = 400 needs a larger Adam step than the default (BENCHMARKS.md):
+  bptt longrange --task adding --T 400 --cell lstm --lr 5e-3 --minutes 20 --out runs/adding400
   # temporal order, an LSTM (forget-gate bias 1), until solved or 200,000 sequences:
   bptt longrange --task order --T 100 --cell lstm --sequences 200000 --out runs/order
   # the copy task, each cell's own initialisation and chrono where a cell takes it:
