@@ -251,6 +251,31 @@ def test_a_tiny_run_end_to_end(tmp_path):
     ).read_bytes()
 
 
+def test_the_curves_show_the_gradient_norm_and_its_bursts(tmp_path):
+    from bptt.pictures.longrange import _series, plot_learning_curves
+
+    # an LSTM leaving the baseline through an exploding-gradient burst (as seed 1 at T = 400 did)
+    norms = [None, 0.1, 0.2, 9e18, 0.3]
+    curve = [
+        {"sequences": 5000 * i, "grad_norm": g, "valid": {"mse": m}}
+        for i, (g, m) in enumerate(zip(norms, [1.0, 0.17, 0.17, None, 0.005]))
+    ]
+    x, g = _series(curve, lambda p: p["grad_norm"])
+    np.testing.assert_array_equal(x, [0, 5000, 10000, 15000, 20000])
+    np.testing.assert_array_equal(g, [np.nan, 0.1, 0.2, 9e18, 0.3])
+    _, mse = _series(curve, lambda p: p["valid"]["mse"])
+    assert np.isnan(mse[3]) and mse[4] == 0.005
+    result = {
+        "record": {"task": "adding", "T": 400, "cell": "lstm", "init": "forget1", "clip": 1.0},
+        "curve": curve,
+    }
+    path = plot_learning_curves(
+        get_task("adding"), {400: [result]}, {"lstm (forget1)": "C0"}, tmp_path / "c.png"
+    )
+    w, h = png_ok(path)
+    assert h > w  # the score above, the gradient norm below
+
+
 def test_sigterm_inside_a_configuration_then_resume_is_bit_identical(tmp_path, monkeypatch, capsys):
     """A fault point signals the process itself (no timing): the state is saved, --resume ends the same."""
     reference = tmp_path / "reference"

@@ -1,8 +1,11 @@
 """Pictures and the HTML report of a long-range run (``bptt longrange``; see ``bptt.longrange.runner``).
 
-    curves-TASK.png      the validation score against the training sequences seen, one panel per T and
-                         one line per configuration, with the memoryless baseline (dashed) and the
-                         score that counts as solved (dotted) where the criterion is on that score
+    curves-TASK.png      per T: the validation score against the training sequences seen (top), one
+                         line per configuration, with the memoryless baseline (dashed) and the score
+                         that counts as solved (dotted) where the criterion is on that score; below it
+                         the gradient's norm before clipping, averaged between evaluations, with the
+                         clipping threshold (dashed): the exploding-gradient bursts a gated cell goes
+                         through as it leaves the baseline
     gradients-TASK.png   per T: the messages ‖∂L/∂a⟨t⟩‖ by step t (top) and the reach ‖∂s⟨T'⟩/∂s⟨T'−d⟩‖
                          by distance d (bottom), at the end of training (solid) and at the start
                          (dotted): with one loss at the end, how much gradient is left d steps back
@@ -72,29 +75,45 @@ def draw_pictures(out, results, redraw=None):
     return pictures
 
 
+def _series(curve, value):
+    """(sequences, values) of a learning curve, ``value(point)`` None (not measured, or not finite) as NaN."""
+    x = np.array([p["sequences"] for p in curve], dtype=float)
+    y = np.array([np.nan if (v := value(p)) is None else v for p in curve], dtype=float)
+    return x, y
+
+
 def plot_learning_curves(task, by_T, colours, path):
-    """Validation score against training sequences, one panel per T. Returns: the path written."""
+    """Validation score (top) and the mean gradient norm before clipping (bottom) against training
+    sequences, a column per T. Returns: the path written."""
     lengths = sorted(by_T)
-    fig = _new_figure(4.2 * len(lengths) + 1.2, 3.6)
-    axes = np.atleast_1d(fig.subplots(1, len(lengths), squeeze=False)[0])
+    fig = _new_figure(4.2 * len(lengths) + 1.2, 6.0)
+    top, bottom = fig.subplots(2, len(lengths), squeeze=False, sharex="col", height_ratios=(3, 2))
     metric = task.metric
-    for ax, T in zip(axes, lengths):
+    for col, T in enumerate(lengths):
+        ax, below = top[col], bottom[col]
         for r in by_T[T]:
-            x = [p["sequences"] for p in r["curve"]]
-            y = [p["valid"].get(metric) for p in r["curve"]]
-            y = np.array([np.nan if v is None else v for v in y], dtype=float)
+            x, y = _series(r["curve"], lambda p: p["valid"].get(metric))
             ax.plot(x, y if task.higher_is_better else _positive(y), "-", color=colours[_label(r)], lw=1.6,
                     label=_label(r))  # fmt: skip
+            x, g = _series(r["curve"], lambda p: p.get("grad_norm"))
+            below.semilogy(x, _positive(g), "-", color=colours[_label(r)], lw=1.2)
+        clips = {r["record"].get("clip") for r in by_T[T]} - {None, 0}
+        for clip in clips:
+            below.axhline(clip, color="#555555", ls="--", lw=1)
+        below.set_title("gradient norm before clipping" + (" (dashed: clipped to)" if clips else ""),
+                        loc="left", fontsize=9)  # fmt: skip
+        below.set_xlabel("training sequences")
+        below.grid(alpha=0.3, which="both")
         ax.axhline(task.baseline(T), color="#555555", ls="--", lw=1, label="memoryless baseline")
         if task.solved_on == metric:
             ax.axhline(task.target, color="#2a9d3a", ls=":", lw=1.2, label="solved")
         if not task.higher_is_better:
             ax.set_yscale("log")
         ax.set_title(f"T = {T}", loc="left")
-        ax.set_xlabel("training sequences")
         ax.grid(alpha=0.3, which="both")
-    axes[0].set_ylabel(f"validation {NAMES[metric]}")
-    axes[-1].legend(fontsize=8, loc="best")
+    top[0].set_ylabel(f"validation {NAMES[metric]}")
+    bottom[0].set_ylabel("mean ‖g‖ between evaluations")
+    top[-1].legend(fontsize=8, loc="best")
     fig.suptitle(f"{task.title[0].upper()}{task.title[1:]}: learning curves", x=0.01, ha="left")
     return _save(fig, path)
 
