@@ -527,6 +527,34 @@ TRAIN = [
 ]
 
 
+def test_a_run_whose_learning_rate_has_decayed_away_stops_as_converged(tmp_path):
+    f, out = corpus(tmp_path), tmp_path / "lm"
+    # patience 1 and a 10⁻⁴ cut: the first evaluation that does not improve ends the run
+    cut = ["--eval-every", "1", "--lr", "0.3", "--patience", "1", "--lr-decay", "1e-4"]
+    assert main(["lm", "train", "--text", str(f), "--out", str(out), "--updates", "400", *TRAIN, *cut]) == 0
+    result = json.loads((out / "result.json").read_text())
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert result["stopped"] == "converged" and result["updates"] < 400
+    assert log[-1]["lr"] == pytest.approx(0.3e-4) and all(r["lr"] == 0.3 for r in log[:-1])
+    assert log[-1]["held_out_bpc"] >= min(r["held_out_bpc"] for r in log[:-1])  # it had stopped improving
+    cosine = tmp_path / "cosine"  # no plateau cuts: it spends its budget
+    argv = [
+        "lm",
+        "train",
+        "--text",
+        str(f),
+        "--out",
+        str(cosine),
+        "--updates",
+        "30",
+        *TRAIN,
+        "--schedule",
+        "cosine",
+    ]
+    assert main(argv) == 0
+    assert json.loads((cosine / "result.json").read_text())["stopped"] == "updates"
+
+
 def test_train_evaluate_sample_end_to_end(tmp_path, capsys):
     f = corpus(tmp_path)
     out = tmp_path / "lm"

@@ -141,7 +141,12 @@ def add_parser(sub):
         "plateau: multiply the learning rate by this when the held-out bpc stops improving",
         type=float,
     )
-    option("patience", "evaluations in a row without improvement before the learning rate decays", type=int)
+    option(
+        "patience",
+        "evaluations in a row without improvement before the learning rate decays (once it is cut"
+        " 1,000-fold the run stops: converged)",
+        type=int,
+    )
     option("clip", "clip the global gradient norm to this; 0 off", type=float)
     option("dropout", "dropout rate on a<t> before what reads it (head, next layer) in training", type=float)
     option(
