@@ -75,11 +75,14 @@ def draw_pictures(out, results, redraw=None):
     return pictures
 
 
+def _floats(values):
+    """An array of ``values``, None (not measured, or not finite: JSON has no NaN) as NaN."""
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
 def _series(curve, value):
-    """(sequences, values) of a learning curve, ``value(point)`` None (not measured, or not finite) as NaN."""
-    x = np.array([p["sequences"] for p in curve], dtype=float)
-    y = np.array([np.nan if (v := value(p)) is None else v for p in curve], dtype=float)
-    return x, y
+    """(sequences, values) of a learning curve, ``value(point)`` None as NaN."""
+    return _floats(p["sequences"] for p in curve), _floats(value(p) for p in curve)
 
 
 def plot_learning_curves(task, by_T, colours, path):
@@ -97,20 +100,20 @@ def plot_learning_curves(task, by_T, colours, path):
                     label=_label(r))  # fmt: skip
             x, g = _series(r["curve"], lambda p: p.get("grad_norm"))
             below.semilogy(x, _positive(g), "-", color=colours[_label(r)], lw=1.2)
-        clips = {r["record"].get("clip") for r in by_T[T]} - {None, 0}
-        for clip in clips:
-            below.axhline(clip, color="#555555", ls="--", lw=1)
-        below.set_title("gradient norm before clipping" + (" (dashed: clipped to)" if clips else ""),
-                        loc="left", fontsize=9)  # fmt: skip
-        below.set_xlabel("training sequences")
-        below.grid(alpha=0.3, which="both")
         ax.axhline(task.baseline(T), color="#555555", ls="--", lw=1, label="memoryless baseline")
         if task.solved_on == metric:
             ax.axhline(task.target, color="#2a9d3a", ls=":", lw=1.2, label="solved")
         if not task.higher_is_better:
             ax.set_yscale("log")
         ax.set_title(f"T = {T}", loc="left")
-        ax.grid(alpha=0.3, which="both")
+        clips = {r["record"].get("clip") for r in by_T[T]} - {None, 0}
+        for clip in clips:
+            below.axhline(clip, color="#555555", ls="--", lw=1)
+        below.set_title("gradient norm before clipping" + (" (dashed: clipped to)" if clips else ""),
+                        loc="left", fontsize=9)  # fmt: skip
+        below.set_xlabel("training sequences")
+        for a in (ax, below):
+            a.grid(alpha=0.3, which="both")
     top[0].set_ylabel(f"validation {NAMES[metric]}")
     bottom[0].set_ylabel("mean ‖g‖ between evaluations")
     top[-1].legend(fontsize=8, loc="best")
@@ -129,13 +132,13 @@ def plot_gradients(task, by_T, colours, path):
         for r in by_T[T]:
             c = colours[_label(r)]
             for probe, style in ((r["probe_end"], "-"), (r["probe_start"], ":")):
-                m = np.array([np.nan if v is None else v for v in probe["message_norms"]], dtype=float)
+                m = _floats(probe["message_norms"])
                 label = _label(r) if style == "-" else None
                 axes[0, col].semilogy(
                     np.arange(1, len(m) + 1), _positive(m), style, color=c, lw=1.3, label=label
                 )
                 if has_reach and probe["reach"] is not None:
-                    reach = np.array([np.nan if v is None else v for v in probe["reach"]], dtype=float)
+                    reach = _floats(probe["reach"])
                     axes[1, col].semilogy(np.arange(len(reach)), _positive(reach), style, color=c, lw=1.3)
         axes[0, col].set_title(f"T = {T}: messages ‖∂L/∂a⟨t⟩‖", loc="left", fontsize=10)
         axes[0, col].set_xlabel("step t (the loss at the end)")
