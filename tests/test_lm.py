@@ -738,6 +738,7 @@ def test_each_epoch_reads_the_text_as_a_circle_from_a_seeded_place(tmp_path, rot
         ("stream", ["--average", "0.9"]),
         ("stream", ["--schedule", "cosine"]),
         ("stream", ["--rotate", "--bptt-steps", "100"]),  # 5 updates an epoch: the fault in the third
+        ("line", ["--zoneout-cell", "0.5", "--zoneout-hidden", "0.1"]),
     ],
 )
 def test_sigterm_then_resume_is_bit_identical(tmp_path, monkeypatch, unit, extra):
@@ -780,6 +781,8 @@ def test_resume_refuses_a_changed_text(tmp_path, capsys, monkeypatch):
         (["--text", "TRAIN", "--cell", "rnn", "--init", "chrono"], ["--init", "rnn cell takes"]),
         (["--text", "TRAIN", "--batch-size", "100000"], ["--batch-size"]),
         (["--text", "TRAIN", "--unit", "line", "--rotate"], ["--rotate", "only for --unit stream"]),
+        (["--text", "TRAIN", "--cell", "gru", "--zoneout-cell", "0.5"], ["--zoneout-cell", "not the gru"]),
+        (["--text", "TRAIN", "--zoneout-hidden", "1"], ["--zoneout-hidden", "expected a number"]),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, capsys, extra, words):

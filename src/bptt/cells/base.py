@@ -128,6 +128,8 @@ class Cell:
         start = dict(zip(("a0", "c0"), self.fields(self.state_before(cache, s))))
 
         def cut(name, v):  # a (T, B, ·) stack or the mask: its rows s … e − 1; anything else as it is
+            if isinstance(v, tuple):  # the LSTM's zoneout (Z_a, Z_c): stacks or numbers
+                return tuple(cut(name, x) for x in v)
             stacked = name not in _SHARED and getattr(v, "shape", ())[:1] == (T,)
             return start[name] if name in start else v[s:e] if stacked else v
 

@@ -59,6 +59,20 @@ work, written into preallocated (T, B, ·) buffers. That elementwise work runs
 
 ``gated_loop`` (cells.base) says which loops run; the tests run each of them and hold them
 to the same results.
+
+Zoneout (Krueger et al., 2016; ``zoneout=(Z_a, Z_c)``): each unit of a⟨t⟩ and of c⟨t⟩ may keep its
+previous value instead of taking the step's. With c̃⟨t⟩, ã⟨t⟩ = o ⊙ tanh c̃⟨t⟩ the step's values above,
+
+    c⟨t⟩ = c̃⟨t⟩ + Z_c⟨t⟩ ⊙ (c⟨t−1⟩ − c̃⟨t⟩)        a⟨t⟩ = ã⟨t⟩ + Z_a⟨t⟩ ⊙ (a⟨t−1⟩ − ã⟨t⟩)
+
+Z are 0/1 masks while training (1 with probability z: the unit is kept), the numbers z themselves at
+evaluation (the masks' expectation); a skipped step is Z = 1. ``cache.C`` holds c⟨t⟩ and
+``cache.tanh_C`` tanh c̃⟨t⟩. Backward, with da, dc the whole messages reaching a⟨t⟩ and c⟨t⟩:
+
+    dã = (1 − Z_a) ⊙ da        dc̃ = (1 − Z_c) ⊙ dc + dã ⊙ K_o        dĜ from dc̃ and dã as above
+    dc_next ← f ⊙ dc̃ + Z_c ⊙ dc        da_next ← dĜ W_aa + Z_a ⊙ da
+
+The forward mixes in NumPy after each step (compiled or not); the backward runs ``_backward_zoneout``.
 """
 
 from __future__ import annotations
@@ -118,7 +132,8 @@ class LSTMCache(NamedTuple):
     mask: object  # (T, B) bool or None
     params: dict
     G: object  # (T, B, 4n_a) the gates [i | f | g | o] at every step
-    tanh_C: object  # (T, B, n_a) tanh c⟨t⟩ at every step
+    tanh_C: object  # (T, B, n_a) tanh c⟨t⟩ at every step (tanh c̃⟨t⟩ with zoneout)
+    zoneout: object = None  # (Z_a, Z_c), each (T, B, n_a) or a number, the mask folded in; or None
 
 
 def lstm_step_forward(x_t, state_prev, params):
@@ -178,6 +193,28 @@ def lstm_step_backward(d_next, cache):
     return dx_t, (da_prev, dc_prev), grads
 
 
+def check_zoneout(zoneout, shape, dtype):
+    """``zoneout`` checked: None, or a pair (Z_a, Z_c), each a number in [0, 1] or a (T, B, n_a) array of
+    them. Returns: the pair, arrays cast to ``dtype``, or None."""
+    if zoneout is None:
+        return None
+    if not isinstance(zoneout, (tuple, list)) or len(zoneout) != 2:
+        raise BpttError("zoneout: expected a pair (Z_a, Z_c) of probabilities or (T, B, n_a) arrays")
+    out = []
+    for name, z in zip(("Z_a", "Z_c"), zoneout):
+        if isinstance(z, (int, float, np.floating, np.integer)) and not isinstance(z, bool):
+            z = float(z)
+            if not 0 <= z <= 1:
+                raise BpttError(f"zoneout: {name}: expected a probability in [0, 1], got {z}")
+        else:
+            check_array(f"zoneout: {name}", z, ("T", "B", "n_a"), sizes=dict(zip(("T", "B", "n_a"), shape)))
+            z = np.asarray(z, dtype=dtype)
+            if not ((z >= 0) & (z <= 1)).all():
+                raise BpttError(f"zoneout: {name}: expected values in [0, 1]")
+        out.append(z)
+    return tuple(out)
+
+
 def check_lstm_inputs(X, state0, params, mask):
     """Validate the arguments of ``lstm_forward``; return ((a0, c0), mask) with defaults filled in."""
     a0, c0 = check_pair("state0", state0, LSTM.title)
@@ -186,24 +223,45 @@ def check_lstm_inputs(X, state0, params, mask):
     return (check_state("a0", a0, sizes, dtype, xp), check_state("c0", c0, sizes, dtype, xp)), mask
 
 
-def lstm_forward(X, state0, params, mask=None):
+def lstm_forward(X, state0, params, mask=None, zoneout=None):
     """Run the LSTM over a batch of sequences, left to right.
 
     Shapes: X (T, B, n_x), state0 = (a0, c0) each (B, n_a), or None (or a None in the pair) for
-    zeros, mask (T, B) or None.
+    zeros, mask (T, B) or None; zoneout None or (Z_a, Z_c), each a probability or a (T, B, n_a) array
+    of 0/1 (see the module docstring).
     Returns: A (T, B, n_a) holding a⟨1⟩ … a⟨T⟩, and the cache for ``lstm_backward`` (``cache.C``
     holds c⟨1⟩ … c⟨T⟩).
     """
     state0, mask = check_lstm_inputs(X, state0, params, mask)
-    return _lstm_forward(X, state0, params, mask)
+    zoneout = check_zoneout(zoneout, (X.shape[0], X.shape[1], params["W_aa"].shape[1]), X.dtype)
+    return _lstm_forward(X, state0, params, mask, zoneout=zoneout)
 
 
-def _lstm_forward(X, state0, p, mask=None, loop=None):
+def _per_step(z, T):
+    """A zoneout factor step by step: the (B, n_a) rows of an array, or the number T times."""
+    return z if getattr(z, "ndim", 0) == 3 else [z] * T
+
+
+def _zone(new, prev, z, buf):
+    """new ← new + z ⊙ (prev − new), in place: zoneout keeps a share z of each unit's previous value."""
+    np.subtract(prev, new, out=buf)
+    buf *= z
+    new += buf
+
+
+def _lstm_forward(X, state0, p, mask=None, loop=None, zoneout=None):
     """``lstm_forward`` without the checks: the fast path used inside training."""
     xp = array_namespace(X)
     T, B, n_x = X.shape
     n_a = p["W_aa"].shape[1]
     skips = _skipped(mask, T)
+    zones = None
+    if zoneout is not None:
+        if mask is not None:  # a skipped step keeps every unit: Z = 1
+            keep = mask[:, :, None]
+            zoneout = tuple(xp.where(keep, z, X.dtype.type(1)).astype(X.dtype) for z in zoneout)
+        skips = [None] * T
+        zones = list(zip(*(_per_step(z, T) for z in zoneout)))
     a0, c0 = (s.astype(X.dtype, copy=False) for s in state0)
     kernels = step_kernels(X)
     # (T, B, 4n_a): the gates [i | f | g | o], pre-activations first
@@ -213,14 +271,16 @@ def _lstm_forward(X, state0, p, mask=None, loop=None):
     tanh_C = xp.empty((T, B, n_a), dtype=X.dtype)
     loop = gated_loop(B, n_a, 4, skips, kernels, loop)
     if loop == "numpy":
-        _forward_numpy(G, A, C, tanh_C, a0, c0, p["W_aa"], skips)
+        _forward_numpy(G, A, C, tanh_C, a0, c0, p["W_aa"], skips, zones)
     else:
-        _forward_compiled(G, A, C, tanh_C, a0, c0, p["W_aa"], skips, kernels.lstm_step, loop == "gemv")
-    return A, LSTMCache(X, a0, c0, A, C, mask, p, G, tanh_C)
+        gemv = loop == "gemv" and zones is None  # the gemv loop reads a⟨t−1⟩ inside the next call
+        _forward_compiled(G, A, C, tanh_C, a0, c0, p["W_aa"], skips, kernels.lstm_step, gemv, zones)
+    return A, LSTMCache(X, a0, c0, A, C, mask, p, G, tanh_C, zoneout)
 
 
-def _forward_numpy(G, A, C, tanh_C, a0, c0, W_aa, skips):
-    """The recurrence in NumPy, in place: G[t] holds W_ax x⟨t⟩ + b_a on entry and the gates on return.
+def _forward_numpy(G, A, C, tanh_C, a0, c0, W_aa, skips, zones=None):
+    """The recurrence in NumPy, in place: G[t] holds W_ax x⟨t⟩ + b_a on entry and the gates on return;
+    ``zones``: per step (Z_a, Z_c) for zoneout, or None.
 
     One σ over all four gates a step: g = tanh(ĝ) = 2σ(2ĝ) − 1, with ĝ doubled (exactly) before the
     loop, so a step's gate work is one pass over a contiguous (B, 4n_a) row instead of three strided.
@@ -238,8 +298,9 @@ def _forward_numpy(G, A, C, tanh_C, a0, c0, W_aa, skips):
     tanh = _step_g(_tanh, B * n_a, G.dtype)  # looked up once, outside the loop
     I, Fg, Gc, O = G[:, :, :n_a], G[:, :, n_a:n2], G[:, :, n2:n3], G[:, :, n3:]  # (T, B, n_a) views
     a_prev, c_prev = a0, c0
+    zones = zones or itertools.repeat(None)
     with _saturating():
-        for z, i, f, g, o, a_t, c_t, tc_t, skip_t in zip(G, I, Fg, Gc, O, A, C, tanh_C, skips):
+        for z, i, f, g, o, a_t, c_t, tc_t, skip_t, zone in zip(G, I, Fg, Gc, O, A, C, tanh_C, skips, zones):
             a_prev.dot(W_aa_T, g_a)  # W_aa a⟨t−1⟩ for all four gates
             z += g_a  # î, f̂, 2ĝ, ô
             sigmoid_(z, z)  # i⟨t⟩, f⟨t⟩, σ(2ĝ), o⟨t⟩
@@ -250,13 +311,16 @@ def _forward_numpy(G, A, C, tanh_C, a0, c0, W_aa, skips):
             c_t += ig  # c⟨t⟩ = f ⊙ c⟨t−1⟩ + i ⊙ g
             tanh(c_t, tc_t)
             xp.multiply(o, tc_t, out=a_t)  # a⟨t⟩ = o ⊙ tanh c⟨t⟩
+            if zone is not None:  # zoneout: some units keep their previous values
+                _zone(a_t, a_prev, zone[0], ig)
+                _zone(c_t, c_prev, zone[1], ig)
             if skip_t is not None:  # skipped steps carry a⟨t−1⟩ and c⟨t−1⟩
                 xp.copyto(a_t, a_prev, where=skip_t)
                 xp.copyto(c_t, c_prev, where=skip_t)
             a_prev, c_prev = a_t, c_t
 
 
-def _forward_compiled(G, A, C, tanh_C, a0, c0, W_aa, skips, lstm_step, gemv):
+def _forward_compiled(G, A, C, tanh_C, a0, c0, W_aa, skips, lstm_step, gemv, zones=None):
     """``_forward_numpy`` with a step's gate work in one compiled call (``lstm_step``).
 
     ``gemv``: the product a⟨t−1⟩ W_aaᵀ is taken in the same call (small steps; no skipped steps).
@@ -272,9 +336,13 @@ def _forward_compiled(G, A, C, tanh_C, a0, c0, W_aa, skips, lstm_step, gemv):
             lstm_step(a_prev, W_aa_T, r, z, c_prev, c_t, tc_t, a_t)  # gates, c⟨t⟩, tanh c⟨t⟩, a⟨t⟩
             a_prev, c_prev = a_t, c_t
         return
-    for z, a_t, c_t, tc_t, skip_t in zip(G, A, C, tanh_C, skips):
+    buf = np.empty_like(a_prev) if zones else None
+    for z, a_t, c_t, tc_t, skip_t, zone in zip(G, A, C, tanh_C, skips, zones or itertools.repeat(None)):
         a_prev.dot(W_aa_T, r)  # W_aa a⟨t−1⟩ for all four gates
         lstm_step(None, None, r, z, c_prev, c_t, tc_t, a_t)  # gates, c⟨t⟩, tanh c⟨t⟩, a⟨t⟩: one pass
+        if zone is not None:  # zoneout: some units keep their previous values
+            _zone(a_t, a_prev, zone[0], buf)
+            _zone(c_t, c_prev, zone[1], buf)
         if skip_t is not None:  # skipped steps carry a⟨t−1⟩ and c⟨t−1⟩
             np.copyto(a_t, a_prev, where=skip_t)
             np.copyto(c_t, c_prev, where=skip_t)
@@ -334,7 +402,7 @@ def _lstm_backward(dA, cache, d_state_T=None, messages=False, need_dX=True, loop
     Returns: dX (or None), (da0, dc0), grads, and the messages (M_a, M_c), each (T, B, n_a) —
     the whole ∂L/∂a⟨t⟩ and ∂L/∂c⟨t⟩ at every step — when ``messages`` is true, else None.
     """
-    X, a0, c0, A, C, mask, p, G, tanh_C = cache
+    X, a0, c0, A, C, mask, p, G, tanh_C, Z = cache
     xp = array_namespace(A)
     T, B, n_a = A.shape
     n_x = X.shape[2]
@@ -346,7 +414,9 @@ def _lstm_backward(dA, cache, d_state_T=None, messages=False, need_dX=True, loop
         dA = dA * mask[:, :, None]  # skipped steps ignore their output gradient
     kernels = step_kernels(A)
     loop = gated_loop(B, n_a, 4, skips, kernels, loop)
-    if loop == "numpy":
+    if cache.zoneout is not None:
+        D, da0, dc0 = _backward_zoneout(dA, cache, da_T, dc_T, M_a, M_c, kernels)
+    elif loop == "numpy":
         D, da0, dc0 = _backward_numpy(dA, cache, skips, da_T, dc_T, M_a, M_c)
     else:
         D, da0, dc0 = _backward_compiled(dA, cache, skips, da_T, dc_T, M_a, M_c, kernels, loop == "gemv")
@@ -370,7 +440,7 @@ def _lstm_backward(dA, cache, d_state_T=None, messages=False, need_dX=True, loop
 def _backward_numpy(dA, cache, skips, da_T, dc_T, M_a, M_c):
     """The recursion in NumPy, right to left; dA is already masked. Writes the messages into M_a, M_c
     when given. Returns: dĜ (T, B, 4, n_a), da0, dc0."""
-    X, a0, c0, A, C, mask, p, G, tanh_C = cache
+    X, a0, c0, A, C, mask, p, G, tanh_C, Z = cache
     xp = array_namespace(A)
     T, B, n_a = A.shape
     # D holds the factors [F_i | F_f | F_g | F_o] on entry and dĜ = [dî | df̂ | dĝ | dô] on return
@@ -403,6 +473,55 @@ def _backward_numpy(dA, cache, skips, da_T, dc_T, M_a, M_c):
     return D, da_next, dc_next
 
 
+def _backward_zoneout(dA, cache, da_T, dc_T, M_a, M_c, kernels):
+    """The recursion with zoneout (the module docstring), right to left; dA is already masked and the
+    mask is folded into Z. A step's gate work is the compiled ``lstm_step_backward`` (or its NumPy twin,
+    ``_step_backward``) given dã and (1 − Z_c) ⊙ dc; the zoneout around it is NumPy's. Writes the
+    messages into M_a, M_c when given. Returns: dĜ (T, B, 4, n_a), da0, dc0."""
+    X, a0, c0, A, C, mask, p, G, tanh_C, (Z_a, Z_c) = cache
+    T, B, n_a = A.shape
+    dtype = A.dtype
+    one = dtype.type(1)
+    D = np.empty((T, B, 4 * n_a), dtype=dtype)  # dĜ⟨t⟩ as rows
+    da = np.zeros((B, n_a), dtype) if da_T is None else np.array(da_T, dtype=dtype, order="C")
+    dc = np.zeros((B, n_a), dtype) if dc_T is None else np.array(dc_T, dtype=dtype, order="C")
+    da_hat, dc_in, keep, r, zero, spare = (np.zeros((B, n_a), dtype) for _ in range(6))
+    W_aa = np.ascontiguousarray(p["W_aa"])  # (4n_a, n_a)
+    step_backward = kernels.lstm_step_backward if kernels is not None else _step_backward
+    c_prevs = [np.ascontiguousarray(c0), *C[:-1]]  # c⟨t−1⟩ of each step
+    zones = zip(_per_step(Z_a, T), _per_step(Z_c, T))
+    per_step = list(zip(range(T), dA, G, c_prevs, tanh_C, D, zones))
+    for t, dA_t, g_t, c_prev, tc_t, d_t, (z_a, z_c) in per_step[::-1]:
+        da += dA_t  # the whole message reaching a⟨t⟩
+        if M_a is not None:
+            M_a[t], M_c[t] = da, dc
+        np.subtract(one, z_a, out=keep)
+        np.multiply(da, keep, out=da_hat)  # backprop through the zoneout of a: dã
+        np.subtract(one, z_c, out=keep)
+        np.multiply(dc, keep, out=dc_in)  # ... and of c: the share of dc that reaches c̃
+        # backprop through o ⊙ tanh c̃, the cell update, σ and tanh: dĜ⟨t⟩, and dc_in ← f ⊙ dc̃
+        step_backward(None, None, zero, da_hat, dc_in, g_t, c_prev, tc_t, d_t, spare, r)
+        dc *= z_c  # the kept share of c⟨t⟩ is c⟨t−1⟩ ...
+        dc += dc_in  # ... and the rest reaches it through f ⊙ c⟨t−1⟩
+        d_t.dot(W_aa, r)  # backprop through W_aa a⟨t−1⟩ ...
+        da *= z_a
+        da += r  # ... plus the kept share of a⟨t⟩
+    return D.reshape(T, B, 4, n_a), da, dc
+
+
+def _step_backward(x, W, r, dA_t, dc_next, g_t, c_prev, tc_t, d_t, da, dc):
+    """``lstm_step_backward`` of the compiled kernels in NumPy (without its optional product x W)."""
+    n_a = c_prev.shape[-1]
+    np.add(dA_t, r, out=da)
+    F, K_o = _factors(g_t, tc_t, c_prev)  # (B, 4, n_a), (B, n_a)
+    np.multiply(da, K_o, out=dc)
+    dc += dc_next  # the whole message reaching c⟨t⟩
+    F[:, :3] *= dc[:, None, :]
+    F[:, 3] *= da
+    d_t[...] = F.reshape(d_t.shape)
+    np.multiply(dc, g_t[:, n_a : 2 * n_a], out=dc_next)
+
+
 def _identity_gates(G, skips):
     """Per step, the gates the compiled backward reads: G[t], or for a step with skipped entries a
     copy with i = 0, f = 1, o = 0 there — with those, dc⟨t⟩ = dc_next, dc_next ← dc⟨t⟩ and dĜ = 0
@@ -424,7 +543,7 @@ def _backward_compiled(dA, cache, skips, da_T, dc_T, M_a, M_c, kernels, gemv):
     ``gemv``: the product dĜ⟨t+1⟩ W_aa is taken in the same call (small steps; no skipped steps).
     Returns: dĜ (T, B, 4, n_a), da0, dc0.
     """
-    X, a0, c0, A, C, mask, p, G, tanh_C = cache
+    X, a0, c0, A, C, mask, p, G, tanh_C, Z = cache
     T, B, n_a = A.shape
     dtype = A.dtype
     dA = dA.astype(dtype, copy=False)
@@ -464,7 +583,7 @@ def lstm_state_jacobian(cache, t):
     Shapes: from an LSTMCache over (T, B, n_a); 0 ≤ t < T.
     Returns: J (B, 2n_a, 2n_a), J[b, i, j] = ∂s_i/∂s_prev_j.
     """
-    X, a0, c0, A, C, mask, p, G, tanh_C = cache
+    X, a0, c0, A, C, mask, p, G, tanh_C, Z = cache
     xp = array_namespace(A)
     B, n_a = A.shape[1:]
     F, K_o = _factors(G[t], tanh_C[t], c0 if t == 0 else C[t - 1])  # (B, 4, n_a), (B, n_a)

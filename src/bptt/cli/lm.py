@@ -160,6 +160,13 @@ def add_parser(sub):
         "keep and evaluate a moving average of the weights with this decay (e.g. 0.999); 0 off",
         type=float,
     )
+    option(
+        "zoneout-hidden",
+        "zoneout (LSTM): the probability that a unit of a<t> keeps its previous value in a training step;"
+        " scoring uses the expectation",
+        type=float,
+    )
+    option("zoneout-cell", "zoneout (LSTM): the same for the cell state c<t>", type=float)
     g.add_argument(
         "--rotate", action="store_true",
         help="--unit stream: each epoch reads the text from a new place (seeded), so the streams' starts"
@@ -265,8 +272,8 @@ def config(args):
 
     names = ("text", "conll", "entities", "unit", "cell", "init", "hidden", "layers", "batch_size",
              "bptt_steps", "optimizer", "lr", "schedule", "lr_decay", "patience", "clip", "dropout",
-             "weight_drop", "average", "updates", "eval_every", "valid_fraction", "seed",
-             "dtype", "rotate")  # fmt: skip
+             "weight_drop", "average", "zoneout_hidden", "zoneout_cell", "updates", "eval_every",
+             "valid_fraction", "seed", "dtype", "rotate")  # fmt: skip
     values = {k: getattr(args, k) for k in names}
     values.update(text=list(args.text), conll=list(args.conll), minutes=minutes_of(args, LMConfig))
     return checked_settings(LMConfig, OPTIONS, **values)

@@ -42,6 +42,8 @@ _RULES = {
     "dropout": number(0, 1, below=True),
     "weight_drop": number(0, 1, below=True),
     "average": number(0, 1, below=True),
+    "zoneout_hidden": number(0, 1, below=True),
+    "zoneout_cell": number(0, 1, below=True),
     "minutes": number(0, above=True, optional=True),
     "updates": number(1, MAX_UPDATES, integer=True, optional=True),
     "eval_every": number(1, MAX_UPDATES, integer=True),
@@ -80,6 +82,9 @@ class LMConfig(Checked):
     dropout: float = 0.2  # inverted dropout on a⟨t⟩ before the head (and the next layer) while training
     weight_drop: float = 0.2  # DropConnect on every W_aa: each weight dropped for a whole update
     average: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights, this decay
+    # zoneout (LSTM): the probability that a unit of a⟨t⟩ (of c⟨t⟩) keeps its previous value in a step
+    zoneout_hidden: float = 0.0
+    zoneout_cell: float = 0.0
     minutes: float | None = 20.0  # wall-time budget: training and evaluations together
     updates: int | None = None  # a budget in updates (deterministic: a resumed run ends bit-identical)
     eval_every: int = 200  # updates between evaluations on the held-out text (and checkpoints)
@@ -93,7 +98,10 @@ class LMConfig(Checked):
 
     RULES = _RULES
     # settings written before the option existed
-    ADDED = {"weight_drop": 0.0, "layers": 1, "average": 0.0, "schedule": "plateau", "rotate": False}
+    ADDED = {
+        "weight_drop": 0.0, "layers": 1, "average": 0.0, "schedule": "plateau", "rotate": False,
+        "zoneout_hidden": 0.0, "zoneout_cell": 0.0,
+    }  # fmt: skip
     KIND, WHERE = "the language model's settings", "settings"
 
     def __post_init__(self):
@@ -106,6 +114,10 @@ class LMConfig(Checked):
             raise BpttError("--entities: needs --conll files (entities come from their tags)")
         if self.rotate and self.unit != "stream":
             raise BpttError("--rotate: only for --unit stream (lines are shuffled every epoch)")
+        if (self.zoneout_hidden or self.zoneout_cell) and self.cell != "lstm":
+            raise BpttError(
+                f"--zoneout-hidden, --zoneout-cell: zoneout is for the LSTM, not the {self.cell} cell"
+            )
         allowed = {"rnn": ("default", "orthogonal"), "gru": ("default", "orthogonal", "chrono")}
         if self.init not in allowed.get(self.cell, INITS):
             raise BpttError(f"--init: the {self.cell} cell takes {', '.join(allowed[self.cell])}")

@@ -24,6 +24,7 @@ character is drawn from softmax(z / temperature) and fed back as the next input;
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -262,6 +263,18 @@ def lm_trace(model, prime="", length=12, temperature=1.0, rng=None):
     return trace
 
 
+def zoneout_of(meta, key, path):
+    """A zoneout probability of the model file's metadata (0 when absent: written without zoneout)."""
+    value = meta.get(key, "0.0")
+    try:
+        z = float(value)
+    except (TypeError, ValueError):
+        z = math.nan
+    if not 0 <= z < 1:
+        raise BpttError(f"{path}: metadata: {key} {value!r}: expected a probability in [0, 1)")
+    return z
+
+
 def load_lm(model):
     """Load ``bptt lm train``'s model: a run directory or its weights.safetensors."""
     path = os.path.join(model, "weights.safetensors") if os.path.isdir(model) else model
@@ -285,7 +298,9 @@ def load_lm(model):
     layers = meta.get("layers", "1")  # files written before stacks are one layer
     if not (isinstance(layers, str) and layers.isdigit() and 1 <= int(layers) <= MAX_LAYERS):
         raise BpttError(f"{path}: metadata: layers {layers!r}: expected a number from 1 to {MAX_LAYERS}")
-    stack = Stack(cell, int(layers))
+    stack = Stack(
+        cell, int(layers), (zoneout_of(meta, "zoneout_hidden", path), zoneout_of(meta, "zoneout_cell", path))
+    )
     V = len(alphabet)
     if "W_aa" not in params or "W_ya" not in params:
         raise BpttError(f"{path}: missing weights W_aa or W_ya")

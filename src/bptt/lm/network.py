@@ -18,6 +18,11 @@ W_aa, b_a, …) and prefixes layer l's with "layer{l}." (``layer2.W_aa``); its s
 the layers' states. While training, dropout is applied to every layer's a⟨t⟩ before what reads it
 (the next layer, or the head), never on the recurrence.
 
+Zoneout (LSTM only, ``Stack(..., zoneout=(z_a, z_c))``; Krueger et al. 2016): while training, each
+unit of every layer's a⟨t⟩ and c⟨t⟩ keeps its previous value with probability z_a, z_c (masks drawn
+from the same generator as dropout, layer by layer before it); when scoring or sampling, the
+expectation: a share z of the previous value (`bptt.cells.lstm`).
+
 Sampling is the one-to-many use of the same network: ŷ⟨t⟩ is sampled and fed back as x⟨t+1⟩.
 PyTorch: ``torch.nn.RNN/GRU/LSTM(V, n_a, num_layers=L)`` on one-hot inputs, then ``torch.nn.Linear(n_a, V)``.
 """
@@ -27,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cells import get_cell
+from ..errors import BpttError
 from ..heads.classification import _output_backward, _step_losses, output_logits
 from ..models.layers import dropout_backward, dropout_forward
 from ..models.lecture import init_params
@@ -53,9 +59,23 @@ class Stack:
     With one layer it is the cell itself: the same parameters, state, arithmetic and random draws.
     """
 
-    def __init__(self, cell, layers=1):
+    def __init__(self, cell, layers=1, zoneout=(0.0, 0.0)):
         self.cell = get_cell(cell) if isinstance(cell, str) else cell
         self.layers, self.name = layers, self.cell.name
+        self.zoneout = tuple(float(z) for z in zoneout)  # (z_a, z_c): the share of a⟨t⟩, c⟨t⟩ kept
+        if any(self.zoneout) and self.name != "lstm":
+            raise BpttError(
+                f"--zoneout-hidden, --zoneout-cell: zoneout is for the LSTM, not the {self.name} cell"
+            )
+
+    def zones(self, k, B, n_a, dtype, rng):
+        """One layer's zoneout for a chunk of k steps: (Z_a, Z_c) 0/1 masks (k, B, n_a) drawn from ``rng``
+        while training, the probabilities themselves without it; None when off."""
+        if not any(self.zoneout):
+            return None
+        if rng is None:
+            return self.zoneout
+        return tuple((rng.random((k, B, n_a), dtype=np.float32) < z).astype(dtype) for z in self.zoneout)
 
     def layer_params(self, params, layer):
         pre = layer_prefix(layer)
@@ -97,11 +117,15 @@ class Stack:
         dropout masks between them) for ``backward``.
         """
         caches, keeps, A = [], [], X
+        k, B = X.shape[:2]
         for layer, s0 in enumerate(self.per_layer(state0), 1):
             if layer > 1:
                 A, keep = dropout_forward(A, dropout, rng)  # the a⟨t⟩ below, as this layer reads it
                 keeps.append(keep)
-            A, cache = self.cell.fast_forward(A, s0, self.layer_params(params, layer), mask)  # (k, B, n_a)
+            p = self.layer_params(params, layer)
+            zones = self.zones(k, B, self.cell.hidden_size(p), X.dtype, rng)
+            extra = {} if zones is None else {"zoneout": zones}
+            A, cache = self.cell.fast_forward(A, s0, p, mask, **extra)  # (k, B, n_a)
             caches.append(cache)
         return A, (caches, keeps)
 

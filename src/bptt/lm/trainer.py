@@ -111,7 +111,7 @@ class LMTrainer(BudgetedTrainer):
         self.cfg, self.out = cfg, os.fspath(out)
         self.comm = comm or Comm()  # the processes training together (`bptt.training.parallel`)
         self.progress = progress or Progress(enabled=False)
-        self.cell = Stack(cfg.cell, cfg.layers)  # the layers' cell; their state as one
+        self.cell = Stack(cfg.cell, cfg.layers, (cfg.zoneout_hidden, cfg.zoneout_cell))  # their state as one
         self.dtype = np.dtype(cfg.dtype).type
 
     # ------------------------------------------------------------------ data
@@ -441,6 +441,8 @@ class LMTrainer(BudgetedTrainer):
             "hidden": str(c.hidden), "layers": str(c.layers), "unit": c.unit,
             "alphabet": self.alphabet.to_json(),
         }  # fmt: skip
+        if c.zoneout_hidden or c.zoneout_cell:  # scoring and sampling use its expectation
+            meta.update(zoneout_hidden=repr(c.zoneout_hidden), zoneout_cell=repr(c.zoneout_cell))
         if self.comm.root:  # only process 0 writes
             save_safetensors(os.path.join(self.out, "weights.safetensors"), self.best_params, meta)
         result = {
