@@ -414,7 +414,7 @@ def _lstm_backward(dA, cache, d_state_T=None, messages=False, need_dX=True, loop
         dA = dA * mask[:, :, None]  # skipped steps ignore their output gradient
     kernels = step_kernels(A)
     loop = gated_loop(B, n_a, 4, skips, kernels, loop)
-    if cache.zoneout is not None:
+    if Z is not None:
         D, da0, dc0 = _backward_zoneout(dA, cache, da_T, dc_T, M_a, M_c, kernels)
     elif loop == "numpy":
         D, da0, dc0 = _backward_numpy(dA, cache, skips, da_T, dc_T, M_a, M_c)
@@ -485,20 +485,19 @@ def _backward_zoneout(dA, cache, da_T, dc_T, M_a, M_c, kernels):
     D = np.empty((T, B, 4 * n_a), dtype=dtype)  # dĜ⟨t⟩ as rows
     da = np.zeros((B, n_a), dtype) if da_T is None else np.array(da_T, dtype=dtype, order="C")
     dc = np.zeros((B, n_a), dtype) if dc_T is None else np.array(dc_T, dtype=dtype, order="C")
-    da_hat, dc_in, keep, r, zero, spare = (np.zeros((B, n_a), dtype) for _ in range(6))
+    da_hat, dc_in, r, zero, spare = (np.zeros((B, n_a), dtype) for _ in range(5))
     W_aa = np.ascontiguousarray(p["W_aa"])  # (4n_a, n_a)
     step_backward = kernels.lstm_step_backward if kernels is not None else _step_backward
     c_prevs = [np.ascontiguousarray(c0), *C[:-1]]  # c⟨t−1⟩ of each step
-    zones = zip(_per_step(Z_a, T), _per_step(Z_c, T))
+    # per step, Z and the shares 1 − Z that take the step's values (numbers, or (B, n_a) rows)
+    zones = zip(*(_per_step(z, T) for z in (Z_a, Z_c, one - Z_a, one - Z_c)))
     per_step = list(zip(range(T), dA, G, c_prevs, tanh_C, D, zones))
-    for t, dA_t, g_t, c_prev, tc_t, d_t, (z_a, z_c) in per_step[::-1]:
+    for t, dA_t, g_t, c_prev, tc_t, d_t, (z_a, z_c, keep_a, keep_c) in per_step[::-1]:
         da += dA_t  # the whole message reaching a⟨t⟩
         if M_a is not None:
             M_a[t], M_c[t] = da, dc
-        np.subtract(one, z_a, out=keep)
-        np.multiply(da, keep, out=da_hat)  # backprop through the zoneout of a: dã
-        np.subtract(one, z_c, out=keep)
-        np.multiply(dc, keep, out=dc_in)  # ... and of c: the share of dc that reaches c̃
+        np.multiply(da, keep_a, out=da_hat)  # backprop through the zoneout of a: dã
+        np.multiply(dc, keep_c, out=dc_in)  # ... and of c: the share of dc that reaches c̃
         # backprop through o ⊙ tanh c̃, the cell update, σ and tanh: dĜ⟨t⟩, and dc_in ← f ⊙ dc̃
         step_backward(None, None, zero, da_hat, dc_in, g_t, c_prev, tc_t, d_t, spare, r)
         dc *= z_c  # the kept share of c⟨t⟩ is c⟨t−1⟩ ...

@@ -9,6 +9,7 @@ from ..config import Checked, flag, number, one_of, string
 from ..errors import BpttError
 from ..training.config import MAX_UNITS
 from .corpus import UNITS
+from .network import check_zoneout_cell
 
 CELLS = ("rnn", "gru", "lstm")
 OPTIMIZERS = ("adam", "adagrad", "momentum", "sgd")
@@ -114,10 +115,7 @@ class LMConfig(Checked):
             raise BpttError("--entities: needs --conll files (entities come from their tags)")
         if self.rotate and self.unit != "stream":
             raise BpttError("--rotate: only for --unit stream (lines are shuffled every epoch)")
-        if (self.zoneout_hidden or self.zoneout_cell) and self.cell != "lstm":
-            raise BpttError(
-                f"--zoneout-hidden, --zoneout-cell: zoneout is for the LSTM, not the {self.cell} cell"
-            )
+        check_zoneout_cell(self.cell, (self.zoneout_hidden, self.zoneout_cell))
         allowed = {"rnn": ("default", "orthogonal"), "gru": ("default", "orthogonal", "chrono")}
         if self.init not in allowed.get(self.cell, INITS):
             raise BpttError(f"--init: the {self.cell} cell takes {', '.join(allowed[self.cell])}")

@@ -53,6 +53,12 @@ def layer_prefix(layer):
     return "" if layer == 1 else f"layer{layer}."
 
 
+def check_zoneout_cell(cell, zoneout):
+    """Zoneout is the LSTM's: refuse non-zero rates (z_a, z_c) for another cell, naming the options."""
+    if any(zoneout) and cell != "lstm":
+        raise BpttError(f"--zoneout-hidden, --zoneout-cell: zoneout is for the LSTM, not the {cell} cell")
+
+
 class Stack:
     """``layers`` layers of one cell, the state and the passes the language model needs of them.
 
@@ -63,10 +69,7 @@ class Stack:
         self.cell = get_cell(cell) if isinstance(cell, str) else cell
         self.layers, self.name = layers, self.cell.name
         self.zoneout = tuple(float(z) for z in zoneout)  # (z_a, z_c): the share of a⟨t⟩, c⟨t⟩ kept
-        if any(self.zoneout) and self.name != "lstm":
-            raise BpttError(
-                f"--zoneout-hidden, --zoneout-cell: zoneout is for the LSTM, not the {self.name} cell"
-            )
+        check_zoneout_cell(self.name, self.zoneout)
 
     def zones(self, k, B, n_a, dtype, rng):
         """One layer's zoneout for a chunk of k steps: (Z_a, Z_c) 0/1 masks (k, B, n_a) drawn from ``rng``
