@@ -184,6 +184,75 @@ def test_dropout_is_the_identity_at_rate_zero_and_changes_the_loss_otherwise():
     assert chunk_loss(p, c, ids_in, ids_out, s0, dropout=0.5, rng=np.random.default_rng(0))[0] != plain
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_input_dropout_gradient_against_central_differences(cell):
+    """Whole characters dropped (the same draws every call) and dropout before the head, a carried state,
+    masked steps: every gradient; the drop changes the loss, and rate 0 draws nothing."""
+    rng = np.random.default_rng(7)
+    p, c = lm_params(cell, rng), get_cell(cell)
+    ids_in, ids_out = rng.integers(0, V, (K, B)), rng.integers(0, V, (K, B))
+    mask = np.ones((K, B), dtype=bool)
+    mask[4:, 0] = False
+    state0 = carried(cell, rng)
+
+    def run(rate=0.4):
+        return chunk_loss(
+            p, c, ids_in, ids_out, state0, mask, 0.2, np.random.default_rng(8), input_dropout=rate
+        )
+
+    L, grads, _ = run()
+    num = numeric_grads(lambda: run()[0], p)
+    for k in p:
+        err = np.abs(num[k] - grads[k]).max() / max(1.0, np.abs(num[k]).max())
+        assert err < 1e-7, (cell, k, err)
+    assert L != run(0.0)[0]
+    draws = np.random.default_rng(9)
+    chunk_loss(p, c, ids_in, ids_out, state0, mask, input_dropout=0.0, rng=draws)
+    assert draws.random() == np.random.default_rng(9).random()  # no draw: runs without it are unchanged
+
+
+def test_input_dropout_equals_pytorch_on_the_dropped_characters():
+    """The loss and every gradient = PyTorch's LSTM and head reading x⟨t⟩ ⊙ keep⟨t⟩ (float64, 1e-12),
+    keep⟨t⟩ ∈ {0, 1/(1 − rate)} one a character, the mask chunk_loss drew."""
+    import torch
+
+    rng = np.random.default_rng(10)
+    p, c = lm_params("lstm", rng), get_cell("lstm")
+    ids_in, ids_out = rng.integers(0, V, (K, B)), rng.integers(0, V, (K, B))
+    state0 = carried("lstm", rng)
+    L, grads, _ = chunk_loss(p, c, ids_in, ids_out, state0, input_dropout=0.4, rng=np.random.default_rng(11))
+    keep = (np.random.default_rng(11).random((K, B, 1), dtype=np.float32) >= 0.4) / 0.6  # (K, B, 1)
+    assert 0 < (keep == 0).sum() < K * B  # some characters dropped, not all
+    module = torch_twin("lstm", {k: p[k] for k in ("W_ax", "W_aa", "b_a")})
+    W_ya, b_y = (torch.tensor(p[k], requires_grad=True) for k in ("W_ya", "b_y"))
+    out, _ = module(
+        torch.from_numpy(one_hot(ids_in, V, np.float64) * keep),
+        tuple(torch.from_numpy(x)[None] for x in state0),
+    )
+    logits = (out @ W_ya.T + b_y).reshape(-1, V)
+    loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(ids_out).reshape(-1), reduction="sum")
+    loss.backward()
+    assert abs(L - loss.item()) < 1e-12
+    ref = {**torch_twin_grads(module, "lstm"), "W_ya": W_ya.grad.numpy(), "b_y": b_y.grad.numpy()}
+    for k in p:
+        np.testing.assert_allclose(grads[k], ref[k], rtol=0, atol=1e-12, err_msg=k)
+
+
+def test_input_dropout_of_every_character_leaves_only_the_bias():
+    """At a rate that drops every character, x⟨t⟩ = 0: W_ax gets no gradient, and the loss is that of the
+    network with W_ax = 0 and nothing dropped."""
+    rng = np.random.default_rng(12)
+    p, c = lm_params("gru", rng), get_cell("gru")
+    ids_in, ids_out = rng.integers(0, V, (K, B)), rng.integers(0, V, (K, B))
+    state0 = carried("gru", rng)
+    L, grads, _ = chunk_loss(
+        p, c, ids_in, ids_out, state0, input_dropout=1 - 1e-9, rng=np.random.default_rng(0)
+    )
+    assert not grads["W_ax"].any()
+    blind = {**p, "W_ax": np.zeros_like(p["W_ax"])}
+    assert L == pytest.approx(chunk_loss(blind, c, ids_in, ids_out, state0)[0], rel=1e-14)
+
+
 def weight_drop_trainer(tmp_path):
     """An LSTM language-model trainer in float64 with weight drop 0.4, no dropout, a carried state."""
     from bptt.lm.config import LMConfig
@@ -739,6 +808,7 @@ def test_each_epoch_reads_the_text_as_a_circle_from_a_seeded_place(tmp_path, rot
         ("stream", ["--schedule", "cosine"]),
         ("stream", ["--rotate", "--bptt-steps", "100"]),  # 5 updates an epoch: the fault in the third
         ("line", ["--zoneout-cell", "0.5", "--zoneout-hidden", "0.1"]),
+        ("stream", ["--input-dropout", "0.2"]),
     ],
 )
 def test_sigterm_then_resume_is_bit_identical(tmp_path, monkeypatch, unit, extra):
@@ -754,7 +824,9 @@ def test_sigterm_then_resume_is_bit_identical(tmp_path, monkeypatch, unit, extra
     assert (ref / "weights.safetensors").read_bytes() == (out / "weights.safetensors").read_bytes()
     drop = lambda d: {k: v for k, v in json.loads((d / "result.json").read_text()).items() if k != "seconds"}  # noqa: E731
     assert drop(ref) == drop(out)
-    assert json.loads((out / "lm.json").read_text())["settings"]["rotate"] == ("--rotate" in extra)
+    settings = json.loads((out / "lm.json").read_text())["settings"]  # the options given reached the run
+    assert settings["rotate"] == ("--rotate" in extra)
+    assert settings["input_dropout"] == (0.2 if "--input-dropout" in extra else 0.0)
 
 
 def test_resume_refuses_a_changed_text(tmp_path, capsys, monkeypatch):
@@ -783,6 +855,8 @@ def test_resume_refuses_a_changed_text(tmp_path, capsys, monkeypatch):
         (["--text", "TRAIN", "--unit", "line", "--rotate"], ["--rotate", "only for --unit stream"]),
         (["--text", "TRAIN", "--cell", "gru", "--zoneout-cell", "0.5"], ["--zoneout-cell", "not the gru"]),
         (["--text", "TRAIN", "--zoneout-hidden", "1"], ["--zoneout-hidden", "expected a number"]),
+        (["--text", "TRAIN", "--input-dropout", "1"], ["--input-dropout", "expected a number"]),
+        (["--text", "TRAIN", "--input-dropout", "nan"], ["--input-dropout", "expected a number"]),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, capsys, extra, words):

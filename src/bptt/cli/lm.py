@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from dataclasses import fields
 
 from ..errors import BpttError
 from .common import (
@@ -156,6 +157,11 @@ def add_parser(sub):
         type=float,
     )
     option(
+        "input-dropout",
+        "dropout of whole characters read in training: x<t> zeroed, the others scaled by 1/(1 - rate)",
+        type=float,
+    )
+    option(
         "average",
         "keep and evaluate a moving average of the weights with this decay (e.g. 0.999); 0 off",
         type=float,
@@ -270,10 +276,8 @@ def config(args):
     """The run's LMConfig from the options, checked (errors name the option)."""
     from ..lm.config import LMConfig
 
-    names = ("text", "conll", "entities", "unit", "cell", "init", "hidden", "layers", "batch_size",
-             "bptt_steps", "optimizer", "lr", "schedule", "lr_decay", "patience", "clip", "dropout",
-             "weight_drop", "average", "zoneout_hidden", "zoneout_cell", "updates", "eval_every",
-             "valid_fraction", "seed", "dtype", "rotate")  # fmt: skip
+    # every setting has its option, but the budget in minutes (--time-budget) and the divergence rule
+    names = [f.name for f in fields(LMConfig) if f.name not in ("minutes", "max_bad_steps")]
     values = {k: getattr(args, k) for k in names}
     values.update(text=list(args.text), conll=list(args.conll), minutes=minutes_of(args, LMConfig))
     return checked_settings(LMConfig, OPTIONS, **values)

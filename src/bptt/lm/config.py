@@ -42,6 +42,7 @@ _RULES = {
     "clip": number(0),
     "dropout": number(0, 1, below=True),
     "weight_drop": number(0, 1, below=True),
+    "input_dropout": number(0, 1, below=True),
     "average": number(0, 1, below=True),
     "zoneout_hidden": number(0, 1, below=True),
     "zoneout_cell": number(0, 1, below=True),
@@ -82,6 +83,7 @@ class LMConfig(Checked):
     # minutes, on one core and on two (BENCHMARKS.md)
     dropout: float = 0.2  # inverted dropout on a⟨t⟩ before the head (and the next layer) while training
     weight_drop: float = 0.2  # DropConnect on every W_aa: each weight dropped for a whole update
+    input_dropout: float = 0.0  # whole characters read dropped (x⟨t⟩ = 0, the rest scaled) while training
     average: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights, this decay
     # zoneout (LSTM): the probability that a unit of a⟨t⟩ (of c⟨t⟩) keeps its previous value in a step
     zoneout_hidden: float = 0.0
@@ -101,7 +103,7 @@ class LMConfig(Checked):
     # settings written before the option existed
     ADDED = {
         "weight_drop": 0.0, "layers": 1, "average": 0.0, "schedule": "plateau", "rotate": False,
-        "zoneout_hidden": 0.0, "zoneout_cell": 0.0,
+        "zoneout_hidden": 0.0, "zoneout_cell": 0.0, "input_dropout": 0.0,
     }  # fmt: skip
     KIND, WHERE = "the language model's settings", "settings"
 

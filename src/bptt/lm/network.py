@@ -16,7 +16,7 @@ carried from one chunk to the next unchanged, its gradient is cut at the chunk b
 A stack (``Stack``, ``layers`` > 1) keeps layer 1's parameters under the one-layer names (W_ax,
 W_aa, b_a, …) and prefixes layer l's with "layer{l}." (``layer2.W_aa``); its state is the tuple of
 the layers' states. While training, dropout is applied to every layer's a⟨t⟩ before what reads it
-(the next layer, or the head), never on the recurrence.
+(the next layer, or the head), never on the recurrence; ``input_dropout`` drops whole characters read.
 
 Zoneout (LSTM only, ``Stack(..., zoneout=(z_a, z_c))``; Krueger et al. 2016): while training, each
 unit of every layer's a⟨t⟩ and c⟨t⟩ keeps its previous value with probability z_a, z_c (masks drawn
@@ -170,13 +170,17 @@ def init_lm(cell, V, n_a, seed=0, dtype=np.float32, init="default", layers=1):
     return params
 
 
-def chunk_loss(params, cell, ids_in, ids_out, state0, mask=None, dropout=0.0, rng=None, summed=True):
+def chunk_loss(
+    params, cell, ids_in, ids_out, state0, mask=None, dropout=0.0, rng=None, summed=True, input_dropout=0.0
+):
     """Forward, summed loss and truncated BPTT over one chunk of k steps of B streams.
 
     cell: a ``Stack``, or a ``Cell`` (one layer). state0: the state carried in (its gradient is cut).
     mask: (k, B) bool, the real steps of padded lines (``--unit line``), or None.
     dropout: the rate of inverted dropout on a⟨t⟩ before the head and between layers (never on the
     recurrence), drawn from ``rng``.
+    input_dropout: the rate at which whole characters read are dropped (their x⟨t⟩ zeroed, the others
+    scaled by 1/(1 − rate): AWD-LSTM's embedding dropout), drawn from ``rng`` before any other mask.
     Shapes: ids_in, ids_out (k, B) ints: the characters read and the ones to predict.
     Returns: L (float, summed over the predictions; with ``summed`` false the (k, B) array of the step
     losses −log ŷ⟨t⟩, 0 where masked), grads (keys of params, for the sum), and the state at the
@@ -185,6 +189,9 @@ def chunk_loss(params, cell, ids_in, ids_out, state0, mask=None, dropout=0.0, rn
     stack = as_stack(cell)
     V = params["W_ya"].shape[0]
     X = one_hot(ids_in, V, params["W_ya"].dtype)  # (k, B, V)
+    # layer 1 passes no gradient to X, so dropping characters needs no backward of its own: the cell's
+    # ∂L/∂W_ax = Σ_t dĜ⟨t⟩ᵀ x⟨t⟩ reads the dropped x⟨t⟩
+    X, _ = dropout_forward(X, input_dropout, rng, shape=(*ids_in.shape, 1))
     A, saved = stack.forward(X, state0, params, mask, dropout, rng)  # (k, B, n_a)
     A_out, keep = dropout_forward(A, dropout, rng)
     L_t, dZ_y = _step_losses(output_logits(A_out, params), ids_out, "softmax", mask)  # (k, B), (k, B, V)

@@ -309,7 +309,7 @@ class LMTrainer(BudgetedTrainer):
             )
             L, g, state = chunk_loss(
                 params, self.cell, ids_in[s : s + k, lo:hi], ids_out[s : s + k, lo:hi], state, m,
-                self.cfg.dropout, draws,
+                self.cfg.dropout, draws, input_dropout=self.cfg.input_dropout,
             )  # fmt: skip
             total += L
             grads = g if grads is None else {name: grads[name] + g[name] for name in grads}

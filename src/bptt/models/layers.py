@@ -46,14 +46,15 @@ def embedding_backward(dX, ids, n_rows):
     return RowGrad(rows, values, n_rows)
 
 
-def dropout_forward(X, rate, rng):
+def dropout_forward(X, rate, rng, shape=None):
     """Inverted dropout; rate 0 (or rng None, at inference) is the identity.
 
+    shape: the mask's, broadcast over X (e.g. (T, B, 1) drops whole vectors); X's own by default.
     Returns: Y like X, and the scaled keep-mask (None when nothing was dropped).
     """
     if not rate or rng is None:
         return X, None
-    keep = (rng.random(X.shape, dtype=np.float32) >= rate).astype(X.dtype)
+    keep = (rng.random(X.shape if shape is None else shape, dtype=np.float32) >= rate).astype(X.dtype)
     keep *= 1.0 / (1.0 - rate)
     return X * keep, keep
 
