@@ -264,6 +264,18 @@ def test_demo_out_empty(capsys):
     refused(capsys, "demo", "--out", "", expect=["--out: empty"])
 
 
+def test_demo_refuses_a_run_of_bptt_train_without_advising_options_it_lacks(run_dir, capsys):
+    """The demo replaces only its own run: it has no --overwrite nor --resume to suggest."""
+    before = snapshot(run_dir)
+    err = refused(capsys, "demo", "--out", run_dir, expect=["bptt train", "choose another --out"])
+    assert "--overwrite" not in err and "--resume" not in err
+    for name in os.listdir(run_dir):
+        if name != "run.json":
+            shutil.rmtree(run_dir / name) if (run_dir / name).is_dir() else os.remove(run_dir / name)
+    refused(capsys, "demo", "--out", run_dir, expect=["bptt train", "choose another --out"])
+    assert snapshot(run_dir) == {"run.json": before["run.json"]}
+
+
 def test_graph_is_bounded_to_a_readable_sentence(d, capsys, tmp_path):
     words = " ".join(["word"] * 201)
     refused(capsys, "graph", "--model", d / "model", words, "--out", tmp_path / "g.svg",

@@ -538,6 +538,34 @@ def test_step_losses_passes_non_finite_logits_through():
     assert np.isnan(L_t).all() and np.isnan(dZ).all()
 
 
+def test_lm_text_that_is_binary_is_named_a_text_file(tmp_path):
+    from bptt.lm.corpus import read_corpus
+
+    (tmp_path / "notes.txt").write_bytes(b"fine\n\x00\x01\n")
+    with pytest.raises(BpttError, match=r"notes.txt:2: NUL byte: binary content, not a text file$"):
+        read_corpus(texts=[tmp_path / "notes.txt"])
+
+
+@pytest.mark.parametrize("temperature", [1e-40, 1e-320, 5e-324])
+def test_a_tiny_sampling_temperature_draws_greedily(temperature):
+    """Below float32's smallest number, z / temperature was inf - inf: NaN probabilities, and the
+    unknown symbol written for every character."""
+    from bptt.lm.corpus import Alphabet
+    from bptt.lm.model import LanguageModel
+    from bptt.lm.network import init_lm
+
+    a = Alphabet.of("abcd\n")
+    p = init_lm("rnn", len(a), 5, dtype=np.float32)
+    p["b_y"][:] = np.arange(len(a), dtype=np.float32)  # "d", the last character, is the likeliest
+    model = LanguageModel(p, "rnn", a, "stream")
+    with np.errstate(divide="raise", invalid="raise"):  # no 0 / 0, no inf - inf
+        got = model.sample(2, 6, temperature, "a", np.random.default_rng(0))
+    greedy = model.sample(2, 6, 1e-6, "a", np.random.default_rng(1))
+    assert got == greedy and all(len(s) == 7 and "\ufffd" not in s for s in got)
+    with pytest.raises(BpttError, match="--temperature: expected a finite number > 0, got inf"):
+        model.sample(1, 6, float("inf"))
+
+
 # ------------------------------------------------------------------------------ edge cases that work
 
 

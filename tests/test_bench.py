@@ -180,6 +180,15 @@ def test_cli_bad_shape_is_one_line_error(capsys, shape):
     assert err.startswith("bptt: error: --shape:") and "\n" not in err
 
 
+@pytest.mark.parametrize(
+    "argv", [["--rounds", "0"], ["--memory", "--rounds", "-1"], ["--threads", "-2"]], ids=str
+)
+def test_cli_bad_rounds_and_threads_name_the_option(capsys, argv):
+    assert main(["bench", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"bptt: error: {argv[-2]}:") and "\n" not in err
+
+
 def test_missing_torch_is_one_line_error(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
     assert main(["bench", "--quick", "--shape", "2,1,2,2"]) == 2

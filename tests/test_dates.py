@@ -76,6 +76,15 @@ def test_convert_keeps_the_output_aligned_and_names_bad_lines(trained, tmp_path,
     assert rc == 1
 
 
+def test_convert_of_an_input_without_a_line_is_an_error(trained, tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    assert error_line(capsys, "dates", "convert", "--model", trained, "--input", empty) == (
+        f"{empty}: no dates to convert (empty input)"
+    )
+    assert capsys.readouterr().out == ""
+
+
 class Fixed(DateModel):
     """A model that writes what it is told to (to test what convert does with any output)."""
 

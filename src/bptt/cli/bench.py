@@ -87,6 +87,10 @@ def parse_sizes(name, text, count=None):
 def run(args):
     from ..bench import memory, speed  # only here: no other code imports the benchmarks (or torch)
 
+    if args.rounds is not None and args.rounds < 1:
+        raise BpttError(f"--rounds: expected at least 1, got {args.rounds}")
+    if args.threads < 0:
+        raise BpttError(f"--threads: expected a positive count (or 0 for NumPy's own), got {args.threads}")
     log = None if args.json else print  # the table streams out row by row
     if args.memory:
         lengths = parse_sizes("--lengths", args.lengths)

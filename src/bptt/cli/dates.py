@@ -36,7 +36,7 @@ CONVERT_EXAMPLES = """\
   bptt dates convert --model runs/dates --input dates.txt --beam 5
 A line that cannot be read (empty, too long, a character no date format uses, or an output that is
 no calendar date) gets a message naming its line on stderr and an empty line on stdout, so the
-output stays aligned with the input; the exit status is then 1.
+output stays aligned with the input; the exit status is then 1. An input without a line is an error (2).
 """
 
 OPTIONS = {"minutes": "--time-budget", "attention": "--no-attention", "attention_units": "--attention-units"}
@@ -139,7 +139,7 @@ def run_convert(args):
         raise BpttError(f"--beam: expected 1 to 64, got {args.beam}")
     model = load_date_model(args.model)
     stream, name, ready = open_input(args.input)
-    failed = 0
+    failed = lines = 0
     with blas_threads(args.threads), open_output("-", inputs=[args.input] if args.input else [0]) as out:
         pending = []  # (line number, text) waiting to be converted
 
@@ -157,11 +157,14 @@ def run_convert(args):
         try:
             for lineno, line in input_lines(stream):
                 pending.append((lineno, line))
+                lines = lineno
                 if len(pending) >= CHUNK or (ready is not None and not ready()):
                     flush()
             flush()
         finally:
             stream.close()
+    if not lines:  # an empty line is a record (an empty answer); an input without a line has none
+        raise BpttError(f"{name}: no dates to convert (empty input)")
     return 1 if failed else 0
 
 

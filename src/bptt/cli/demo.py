@@ -69,7 +69,7 @@ def check_options(args):
     import math
 
     from ..errors import BpttError
-    from ..training.rundir import check_out_dir
+    from ..training.rundir import RUN_FILES, check_out_dir, list_out_dir
 
     if not (math.isfinite(args.seconds) and args.seconds > 0):
         raise BpttError(f"--seconds: expected a number of seconds > 0, got {args.seconds:g}")
@@ -80,7 +80,14 @@ def check_options(args):
         )
     if not args.out:
         raise BpttError("--out: empty; name the directory for the model")
-    check_out_dir(args.out, overwrite=_holds_a_demo(args.out))  # replaces a demo's run, nothing else
+    demo = _holds_a_demo(args.out)
+    check_out_dir(args.out, overwrite=True)  # refuses a directory of other files, whoever asks
+    if not demo and any(n in RUN_FILES for n in list_out_dir(args.out) or ()):
+        # bptt train's model or run: the demo replaces only its own, and has no --overwrite or --resume
+        raise BpttError(
+            f"{args.out}: holds a model or run of bptt train; the demo replaces only its own:"
+            " choose another --out"
+        )
 
 
 def run(args):

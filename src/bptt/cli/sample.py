@@ -45,7 +45,7 @@ def run(args):
     if not 1 <= args.length <= 1_000_000:
         raise BpttError(f"--length: expected 1 to 1000000 characters, got {args.length}")
     if not args.temperature > 0 or args.temperature == float("inf"):
-        raise BpttError(f"--temperature: expected a number > 0, got {args.temperature:g}")
+        raise BpttError(f"--temperature: expected a finite number > 0, got {args.temperature:g}")
     model = load_lm(args.model)
     unknown = model.alphabet.unknown_in(args.prime)
     if unknown:

@@ -297,14 +297,15 @@ def read_conll(path, **kw) -> list[Sentence]:
     return list(iter_conll(path, **kw))
 
 
-def _lines(path):
-    """(line number, text) for each line of a UTF-8 text file, read line by line."""
+def _lines(path, what="CoNLL"):
+    """(line number, text) for each line of a UTF-8 text file, read line by line (``what``: as in
+    `text_lines`)."""
     try:
         f = open(path, "rb")
     except OSError as e:
         raise BpttError(f"{path}: cannot read: {e.strerror}") from None
     with f:
-        yield from text_lines(f, path)
+        yield from text_lines(f, path, what)
 
 
 def text_lines(f, name, what="CoNLL"):

@@ -84,7 +84,7 @@ def read_text(path):
         raise BpttError(f"{path}: is a directory, expected a text file")
     if not os.path.exists(path):
         raise BpttError(f"{path}: no such file")
-    return "".join(text.replace("\r\n", "\n") for _, text in _lines(path))
+    return "".join(text.replace("\r\n", "\n") for _, text in _lines(path, "text"))
 
 
 def conll_text(path, entities=None):

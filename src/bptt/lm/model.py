@@ -192,8 +192,8 @@ class LanguageModel:
 
         Returns: a list of n strings (each starts with the prime; a line model's stops before its end).
         """
-        if temperature <= 0 or not np.isfinite(temperature):
-            raise BpttError(f"--temperature: expected a number > 0, got {temperature}")
+        if not 0 < temperature < np.inf:
+            raise BpttError(f"--temperature: expected a finite number > 0, got {temperature}")
         rng = rng or np.random.default_rng()
         nl = self.alphabet.index["\n"]
         read = np.concatenate([[nl], self.alphabet.encode(prime)]).astype(np.int64)
@@ -208,9 +208,10 @@ class LanguageModel:
         written = np.full(n, length)
         for t in range(length):
             log_p, state = step_log_softmax(self.params, self.cell, state, x)
-            z = log_p / temperature
+            z = log_p.astype(np.float64)  # a temperature as small as 1e-320 is 0 in float32
             z[:, 0] = -np.inf  # the unknown symbol is never a character to write
-            p = np.exp(z - z.max(axis=1, keepdims=True))
+            with np.errstate(over="ignore"):  # a tiny temperature: the others' -inf, a greedy draw
+                p = np.exp((z - z.max(axis=1, keepdims=True)) / temperature)
             p /= p.sum(axis=1, keepdims=True)
             x = (p.cumsum(axis=1) > rng.random((n, 1))).argmax(axis=1)  # one draw per sample
             out[t] = x
