@@ -147,3 +147,12 @@ def test_no_overwrite_and_bad_models(tmp_path, capsys):
 
     save_safetensors(bad, {"W": np.zeros(2, np.float32)}, {"format": "something"})
     assert "not a model of bptt dates train" in error_line(capsys, "dates", "convert", "--model", bad)
+
+
+def test_a_damaged_model_file_is_refused_not_used(trained, tmp_path, capsys):
+    """The weights check themselves (tensors_sha256): a flipped bit is one line, not slightly wrong dates."""
+    raw = (trained / "weights.safetensors").read_bytes()
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))
+    message = error_line(capsys, "dates", "convert", "--model", damaged)
+    assert "damaged.safetensors" in message and "damaged" in message.split(":", 1)[1]

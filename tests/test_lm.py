@@ -714,7 +714,12 @@ def test_a_stacked_model_trains_evaluates_samples_and_loads(tmp_path, capsys):
     assert main(["sample", "--model", str(out), "--n", "2", "--length", "15", "--seed", "1"]) == 0
     assert len(capsys.readouterr().out.split("\n")) >= 2
     assert "draws one-layer models" in error_line(capsys, "graph", "--lm", out, "--out", tmp_path / "g.png")
+    raw = (out / "weights.safetensors").read_bytes()
+    (tmp_path / "flipped.safetensors").write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))  # one bit of b_y
+    msg = error_line(capsys, "lm", "evaluate", "--model", tmp_path / "flipped.safetensors", "--text", f)
+    assert "flipped.safetensors" in msg and "damaged" in msg
     params, meta = load_safetensors(out / "weights.safetensors")
+    assert len(meta.pop("tensors_sha256")) == 64  # the file checks itself; the edits below go without it
     one = {k: v for k, v in params.items() if not k.startswith("layer2.")}
     old_meta = {k: v for k, v in meta.items() if k != "layers"}  # a file written before stacks
     save_safetensors(tmp_path / "old.safetensors", one, old_meta)

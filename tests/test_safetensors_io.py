@@ -69,6 +69,32 @@ def test_non_contiguous_and_big_endian_inputs_are_stored_little_endian_c_order(t
     assert got["s"].shape == () and got["s"] == np.float32(2.5)
 
 
+def test_a_digested_file_reads_back_and_any_changed_byte_of_it_is_refused(tmp_path):
+    """digest=True: the file round-trips (the reference reads it too), and a change in any tensor byte or
+    metadata value, sizes kept, is refused in one line naming the file; without the key nothing is checked."""
+    arrays = {**sample_arrays(), "be": np.arange(3, dtype=">f8")}
+    path = tmp_path / "m.safetensors"
+    save_safetensors(path, arrays, {"cell": "lstm"}, digest=True)
+    got, meta = load_safetensors(path)
+    assert_same(got, {**arrays, "be": arrays["be"].astype("<f8")})
+    assert meta["cell"] == "lstm" and len(meta["tensors_sha256"]) == 64
+    assert_same(ref_load_file(path), got)
+    raw = path.read_bytes()
+    header_end = 8 + struct.unpack("<Q", raw[:8])[0]
+    at = raw.index(b'"lstm"', 0, header_end) + 1
+    for where, byte in (
+        (len(raw) - 1, raw[-1] ^ 1),
+        (header_end + 5, raw[header_end + 5] ^ 0x80),
+        (at, ord("g")),
+    ):
+        path.write_bytes(raw[:where] + bytes([byte]) + raw[where + 1 :])
+        with pytest.raises(BpttError, match=r"m\.safetensors: .*tensors_sha256 does not match.*damaged") as e:
+            load_safetensors(path)
+        assert "\n" not in str(e.value)
+    save_safetensors(path, arrays, {"cell": "lstm"})  # no digest: read as it is
+    assert "tensors_sha256" not in load_safetensors(path)[1]
+
+
 @pytest.mark.parametrize(
     "arrays, metadata, match",
     [

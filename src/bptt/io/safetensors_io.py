@@ -17,10 +17,16 @@ memory is allocated: known dtypes, shapes of non-negative integers whose byte co
 of their offsets, tensors tiling the data exactly (no overlap, no gap, no trailing bytes), names of
 printable characters. So a crafted file can neither run code nor make the reader allocate more than
 the file itself holds; it fails with a one-line `BpttError` naming the file.
+
+A model file that stands alone (a language or date model: no config.json beside it holding checksums)
+is written with ``digest=True``: its metadata then holds ``tensors_sha256``, a SHA-256 over the other
+metadata and every tensor's name, dtype, shape and bytes, and reading checks it, so a damaged byte is an
+error instead of slightly wrong weights. Other safetensors readers ignore the key.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -51,17 +57,21 @@ DTYPES = {
     "I64": np.dtype("<i8"),
     "U64": np.dtype("<u8"),
 }
+DIGEST = "tensors_sha256"  # the metadata key of a file's own checksum (``digest=True``)
 _RANK = {code: i for i, code in enumerate(DTYPES)}
 _CODE = {(dt.kind, dt.itemsize): code for code, dt in DTYPES.items()}
 _ENTRY_KEYS = ("dtype", "shape", "data_offsets")
 
 
-def save_safetensors(path, arrays, metadata=None):
+def save_safetensors(path, arrays, metadata=None, digest=False):
     """Write ``arrays`` (name -> NumPy array) to ``path`` as safetensors, atomically.
 
-    metadata: optional ``{str: str}``, stored as the header's ``__metadata__``.
+    metadata: optional ``{str: str}``, stored as the header's ``__metadata__``; with ``digest`` it gets
+    the file's checksum as well (``tensors_sha256``), checked by every read.
     Returns: None. The file holds the bytes the reference ``safetensors.numpy.save_file`` writes.
     """
+    if digest:
+        metadata = {**(metadata or {}), DIGEST: content_digest(arrays, metadata or {})}
     header, tensors = _layout(arrays, metadata)
     with atomic_open(path) as f:
         f.write(header)
@@ -97,6 +107,19 @@ def _layout(arrays, metadata):
     text = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     text += b" " * (-len(text) % 8)  # pad to 8 bytes with spaces, as the reference does
     return struct.pack("<Q", len(text)) + text, [a for _, _, a in entries]
+
+
+def content_digest(arrays, metadata):
+    """SHA-256 (hex) over ``metadata`` but its own key and each array's name, dtype, shape and bytes."""
+    h = hashlib.sha256(
+        json.dumps({k: v for k, v in metadata.items() if k != DIGEST}, sort_keys=True).encode()
+    )
+    for name in sorted(arrays):
+        a = np.asarray(arrays[name])
+        a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))  # the bytes as the file holds them
+        h.update(json.dumps([name, a.dtype.str, list(a.shape)]).encode())
+        h.update(a.reshape(-1).view(np.uint8))
+    return h.hexdigest()
 
 
 def load_safetensors(path, *, max_bytes=None):
@@ -177,6 +200,11 @@ def _read(f, size, label, max_bytes, expect=None):
         if code == "BOOL" and a.size and a.view(np.uint8).max() > 1:
             raise BpttError(f"{label}: tensor {name!r} is BOOL but holds bytes other than 0 and 1")
         arrays[name] = a.astype(a.dtype.newbyteorder("="), copy=False)  # native order (a no-op on x86/ARM)
+    if DIGEST in metadata and metadata[DIGEST] != content_digest(arrays, metadata):
+        raise BpttError(
+            f"{label}: its tensors or metadata differ from when it was written ({DIGEST} does not match):"
+            " the file is damaged"
+        )
     return dict(sorted(arrays.items())), metadata
 
 

@@ -444,7 +444,9 @@ class LMTrainer(BudgetedTrainer):
         if c.zoneout_hidden or c.zoneout_cell:  # scoring and sampling use its expectation
             meta.update(zoneout_hidden=repr(c.zoneout_hidden), zoneout_cell=repr(c.zoneout_cell))
         if self.comm.root:  # only process 0 writes
-            save_safetensors(os.path.join(self.out, "weights.safetensors"), self.best_params, meta)
+            save_safetensors(
+                os.path.join(self.out, "weights.safetensors"), self.best_params, meta, digest=True
+            )
         result = {
             "held_out_bpc": self.best, "updates": self.updates, "chars": self.chars, "epochs":
             self.chars / self.train_chars, "seconds": seconds, "stopped": reason,

@@ -391,7 +391,7 @@ class LongRangeTrainer(BudgetedTrainer):
         spec = {"task": conf.task, "T": conf.T, "cell": conf.cell, "init": conf.init}
         meta = {**{k: str(v) for k, v in spec.items()}, "activation": self.activation, "output": t.output}
         if self.comm.root:  # only process 0 writes
-            save_safetensors(os.path.join(self.out, "weights.safetensors"), self.params, meta)
+            save_safetensors(os.path.join(self.out, "weights.safetensors"), self.params, meta, digest=True)
         record = {
             **spec,
             "activation": self.activation,

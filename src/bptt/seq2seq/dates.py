@@ -332,7 +332,7 @@ class DatesTrainer(BudgetedTrainer):
             "format": MODEL_FORMAT, "format_version": str(MODEL_VERSION),
             "network": json.dumps(asdict(self.net)),
         }  # fmt: skip
-        save_safetensors(os.path.join(self.out, "weights.safetensors"), self.best_params, meta)
+        save_safetensors(os.path.join(self.out, "weights.safetensors"), self.best_params, meta, digest=True)
         model = DateModel(self.best_params, self.net)
         scores = {}
         for name, formats in (
