@@ -676,6 +676,11 @@ def test_train_evaluate_sample_end_to_end(tmp_path, capsys):
         ["--dynamic-pieces", "0"],
     ):
         assert bad[0] in error_line(capsys, *argv, *bad)
+    plain = argv[:6]  # without --dynamic: its settings are refused, not ignored
+    assert "--dynamic-pieces: only with --dynamic" in error_line(capsys, *plain, "--dynamic-pieces", "4")
+    assert "--dynamic-rule: only with --dynamic" in error_line(capsys, *plain, "--dynamic-rule", "sgd")
+    # the options are checked before the text is read: no warning of its unknown characters comes first
+    assert "--ngram" in error_line(capsys, "lm", "evaluate", "--model", out, "--text", g, "--ngram", "0")
     assert (
         main(["sample", "--model", str(out), "--n", "3", "--length", "20", "--seed", "1", "--prime", "the"])
         == 0

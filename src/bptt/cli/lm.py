@@ -284,8 +284,14 @@ def config(args):
 
 
 def dynamic_settings(args):
-    """--dynamic's settings, checked (None without it)."""
+    """--dynamic's settings, checked (None without it; then a --dynamic-* option given is refused)."""
     if args.dynamic is None:
+        from ..lm.model import DYNAMIC_DECAY, DYNAMIC_PIECES, DYNAMIC_STEPS
+
+        defaults = {"rule": "rms", "steps": DYNAMIC_STEPS, "decay": DYNAMIC_DECAY, "pieces": DYNAMIC_PIECES}
+        for k, default in defaults.items():
+            if getattr(args, f"dynamic_{k}") != default:
+                raise BpttError(f"--dynamic-{k}: only with --dynamic (it sets dynamic evaluation)")
         return None
     if not (math.isfinite(args.dynamic) and args.dynamic > 0):
         raise BpttError(f"--dynamic: expected a learning rate > 0, got {args.dynamic}")
@@ -330,8 +336,6 @@ def ngram_of(run, order, text, model, dynamic=None):
     from ..lm.ngram import adaptive_bits_per_char, baseline_table, text_sequences
     from ..lm.trainer import read_settings, split_held_out, text_sha256
 
-    if not 1 <= order <= 20:
-        raise BpttError(f"--ngram: expected an order from 1 to 20, got {order}")
     doc = read_settings(run)
     c = doc["settings"]
     train = read_corpus(c.text, c.conll, c.entities)
@@ -355,6 +359,9 @@ def run_evaluate(args):
     from ..lm.model import load_lm
     from ..training.progress import Progress
 
+    dynamic = dynamic_settings(args)  # every option checked before the model and the text are read
+    if args.ngram is not None and not 1 <= args.ngram <= 20:
+        raise BpttError(f"--ngram: expected an order from 1 to 20, got {args.ngram}")
     model = load_lm(args.model)
     text = read_corpus(args.text, args.conll, args.entities)
     unknown = model.alphabet.unknown_in(text)
@@ -365,7 +372,6 @@ def run_evaluate(args):
             f"bptt: warning: {n_unknown:,} character(s) the model never saw ({shown!r}) are read as its"
             " unknown symbol", file=sys.stderr,
         )  # fmt: skip
-    dynamic = dynamic_settings(args)
     with blas_threads(args.threads):
         bpc = model.bits_per_char(text)
         if dynamic is not None:
