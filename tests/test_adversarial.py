@@ -243,6 +243,24 @@ def test_gradflow_demo_refuses_data(d, capsys, tmp_path):
             expect=["--data", "--demo"])  # fmt: skip
 
 
+def test_demo_training_of_the_pictures_is_bounded_and_epochs_need_the_demo(d, capsys, tmp_path):
+    out = ["--out", tmp_path / "g.png"]
+    refused(capsys, "graph", "--demo", "Harry", "--steps", 10**9, *out, expect=["--steps", "1 to 100,000"])
+    refused(capsys, "graph", "--demo", "Harry", "--steps", 0, *out, expect=["--steps"])
+    refused(capsys, "gradflow", "--demo", "--epochs", 0, *out, expect=["--epochs", "1 to 10,000"])
+    refused(
+        capsys,
+        "gradflow",
+        "--model",
+        d / "model",
+        "--epochs",
+        3,
+        *out,
+        expect=["--epochs", "only with --demo"],
+    )
+    assert not (tmp_path / "g.png").exists()
+
+
 @pytest.mark.parametrize(
     "options, expected",
     [

@@ -156,3 +156,9 @@ def test_a_damaged_model_file_is_refused_not_used(trained, tmp_path, capsys):
     damaged.write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))
     message = error_line(capsys, "dates", "convert", "--model", damaged)
     assert "damaged.safetensors" in message and "damaged" in message.split(":", 1)[1]
+
+
+def test_graph_of_a_date_with_characters_no_format_uses_is_refused(trained, tmp_path, capsys):
+    message = error_line(capsys, "graph", "--dates", trained, "3 May ###", "--out", tmp_path / "g.png")
+    assert message.startswith("sentence: '#': no date format uses these characters")
+    assert not (tmp_path / "g.png").exists()

@@ -839,6 +839,26 @@ def test_sigterm_then_resume_is_bit_identical(tmp_path, monkeypatch, unit, extra
     assert settings["input_dropout"] == (0.2 if "--input-dropout" in extra else 0.0)
 
 
+def test_resume_and_ngram_work_from_another_directory(tmp_path, capsys, monkeypatch):
+    """The run records its text files' absolute paths: a relative --text given in one directory is found
+    by --resume and --ngram run from another."""
+    corpus(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    argv = ["lm", "train", "--text", "train.txt", "--updates", "20", "--out", "run", *TRAIN]
+    assert run_with_fault(monkeypatch, argv, "SIGTERM@lm:step:3") == 143
+    assert json.loads((tmp_path / "run" / "lm.json").read_text())["settings"]["text"] == [
+        str(tmp_path / "train.txt")
+    ]
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["lm", "train", "--resume", "../run", "--quiet"]) == 0
+    capsys.readouterr()
+    assert (
+        main(["lm", "evaluate", "--model", "../run", "--text", "../train.txt", "--ngram", "3", "--json"]) == 0
+    )
+    assert json.loads(capsys.readouterr().out)["ngram"]["order"] == 3
+
+
 def test_resume_refuses_a_changed_text(tmp_path, capsys, monkeypatch):
     f = corpus(tmp_path)
     out = tmp_path / "run"

@@ -12,6 +12,9 @@ from ..models.tagger import MAX_WORDS
 from .common import add_seed_option
 from .graph import add_source_arguments, check_out
 
+DEMO_EPOCHS = 15
+MAX_DEMO_EPOCHS = 10_000  # --demo trains the lecture RNN on its echo task; 15 epochs show the picture
+
 EXAMPLES = """examples:
   bptt gradflow --model runs/person --data ../shared/data/conll2003/eng.testa --out gradflow.png
   bptt gradflow --model runs/person --out gradflow.png        the training log alone
@@ -42,7 +45,9 @@ def add_parser(sub):
         help=f"longest distance probed, at most {MAX_WORDS:,} (default 40; the longest probe sentence's"
         " length when that is shorter)",
     )
-    p.add_argument("--epochs", type=int, default=15, help="--demo: epochs of 20 steps (default 15)")
+    p.add_argument(
+        "--epochs", type=int, default=DEMO_EPOCHS, help=f"--demo: epochs of 20 steps (default {DEMO_EPOCHS})"
+    )
     add_seed_option(p, "--demo: random seed")
     p.set_defaults(run=run)
 
@@ -57,6 +62,10 @@ def run(args):
         raise BpttError(f"--K: at most {MAX_WORDS:,} (no sentence is longer), got {args.K:,}")
     if args.demo and args.data is not None:
         raise BpttError("--data: probes a --model; --demo measures the lecture RNN on its own echo task")
+    if args.demo and not 1 <= args.epochs <= MAX_DEMO_EPOCHS:
+        raise BpttError(f"--epochs: expected 1 to {MAX_DEMO_EPOCHS:,} epochs, got {args.epochs:,}")
+    if not args.demo and args.epochs != DEMO_EPOCHS:
+        raise BpttError("--epochs: only with --demo (a --model's epochs are those it trained)")
     probe = None
     if args.demo:
         records, probe = demo_log(args.epochs, seed=args.seed)

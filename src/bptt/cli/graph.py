@@ -24,6 +24,7 @@ against the model's own predictions.
 
 HASH_BUCKETS = 32  # hashed word identity, so the demo model can learn frequent words ("The", "Dr.")
 MODEL_FILES = ("config.json", "vocab.json", "weights.safetensors", "log.jsonl")  # never written over
+MAX_DEMO_STEPS = 100_000  # --demo trains a tiny network on one sentence: 300 steps draw it well
 GENERATED_FILES = ("weights.safetensors", "log.jsonl", "result.json", "lm.json", "dates.json", "report.html")
 
 
@@ -99,6 +100,8 @@ def run(args):
     if args.gold is not None and len(args.gold.split()) != len(words):
         raise BpttError(f"--gold: {len(args.gold.split())} tags for {len(words)} words")
     if args.demo:
+        if not 1 <= args.steps <= MAX_DEMO_STEPS:
+            raise BpttError(f"--steps: expected 1 to {MAX_DEMO_STEPS:,} training steps, got {args.steps:,}")
         gold = None if args.gold is None else gold_iob2(args.gold.split(), ("O", "B-PER", "I-PER"))
         trace = demo_trace(words, gold, steps=args.steps, seed=args.seed)
     else:
@@ -133,10 +136,15 @@ def run_generated(args):
         return 0
     from ..pictures.seq2seq import draw_seq2seq_graph
     from ..seq2seq.dates import load_date_model
+    from ..tasks import dates as task
 
     text = " ".join(args.sentence)
     if not text:
         raise BpttError('sentence: give the date to draw, as written (e.g. "3 May 1979")')
+    try:  # before the model is read
+        task.check_chars(task.check_text(text))
+    except BpttError as e:
+        raise BpttError(f"sentence: {e}") from None
     model = load_date_model(args.dates)
     print(f"wrote {draw_seq2seq_graph(model.trace(text), args.out)}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from dataclasses import fields
 
@@ -279,7 +280,9 @@ def config(args):
     # every setting has its option, but the budget in minutes (--time-budget) and the divergence rule
     names = [f.name for f in fields(LMConfig) if f.name not in ("minutes", "max_bad_steps")]
     values = {k: getattr(args, k) for k in names}
-    values.update(text=list(args.text), conll=list(args.conll), minutes=minutes_of(args, LMConfig))
+    # absolute, so that --resume and --ngram find them from any directory
+    files = {k: [os.path.abspath(p) if p else p for p in getattr(args, k)] for k in ("text", "conll")}
+    values.update(files, minutes=minutes_of(args, LMConfig))
     return checked_settings(LMConfig, OPTIONS, **values)
 
 

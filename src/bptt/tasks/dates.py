@@ -272,6 +272,14 @@ def check_text(text):
     return text
 
 
+def check_chars(text):
+    """Refuse a text with characters no date format uses (the model would read each as UNKNOWN)."""
+    odd = sorted(set(text) - set(INPUT_CHARS))
+    if odd:
+        raise BpttError(f"{''.join(odd)!r}: no date format uses these characters")
+    return text
+
+
 def encode_input(texts):
     """The encoder's ids: characters outside INPUT_CHARS become UNKNOWN, short texts are padded.
 
