@@ -514,6 +514,67 @@ API_CASES = {
         lambda: bptt.models.tagger.load_tagger("/nonexistent/model"),
         ["/nonexistent/model"],
     ),
+    # parameters, labels and arrays that used to raise from deep inside NumPy, or pass silently
+    "sequence_loss: params with an unknown key": (
+        lambda: loss(W_yb=np.zeros((2, N_A))),
+        ["params", "'W_yb'"],
+    ),
+    "sequence_loss: W_ya float32, the cell float64": (
+        lambda: loss(W_ya=P64["W_ya"].astype(np.float32)),
+        ["W_ya", "float32"],
+    ),
+    "sequence_loss: params not a dict": (
+        lambda: bptt.sequence_loss(list(P64.values()), X64, np.zeros((T, B))),
+        ["params", "dict"],
+    ),
+    "sequence_loss: Y a list": (lambda: loss(Y=np.zeros((T, B, 2)).tolist()), ["Y", "array"]),
+    "sequence_loss: Y of objects": (lambda: loss(Y=np.zeros((T, B, 2), dtype=object)), ["Y", "object"]),
+    "truncated_sequence_loss: params with an unknown key": (
+        lambda: bptt.truncated_sequence_loss({**P64, "x": np.ones(1)}, X64, np.zeros((T, B, 2)), k1=2, k2=2),
+        ["params", "'x'"],
+    ),
+    "rnn_forward: X big-endian": (
+        lambda: forward(X=X64.astype(">f8"), **{k: v.astype(">f8") for k, v in P64.items()}),
+        ["W_aa", "byte order", ".astype("],
+    ),
+    "params_from_torch: an RNN's state as a GRU's": (
+        lambda: bptt.params_from_torch(bptt.params_to_torch(P64), cell="gru"),
+        ["weight_hh_l0", "GRU"],
+    ),
+    "params_from_torch: biases of two sizes": (
+        lambda: bptt.params_from_torch({**bptt.params_to_torch(P64), "bias_hh_l0": np.zeros(2)}),
+        ["bias_hh_l0"],
+    ),
+    "to_torch: layers of mismatched sizes": (
+        lambda: bptt.to_torch([P64, P64], cell="rnn"),
+        ["layers[1]['W_ax']", "n_x"],
+    ),
+    "to_torch: layers None": (lambda: bptt.to_torch(None), ["layers"]),
+    "from_torch: a list": (lambda: bptt.from_torch([1, 2], cell="rnn"), ["module"]),
+    "SGD.step: a gradient that would broadcast": (
+        lambda: bptt.SGD(lr=0.1).step({"b": np.ones(3)}, {"b": np.ones(1)}),
+        ["grads['b']", "(1,)", "(3,)"],
+    ),
+    "Adam.step: a gradient without a parameter": (
+        lambda: bptt.Adam().step({"b": np.ones(3)}, {"c": np.ones(3)}),
+        ["grads['c']"],
+    ),
+    "Adam: negative learning rate": (lambda: bptt.Adam(lr=-1), ["lr", "-1"]),
+    "SGD: NaN momentum": (lambda: bptt.SGD(momentum=float("nan")), ["momentum"]),
+    "clip_grad_norm: negative max_norm": (lambda: bptt.clip_grad_norm({"b": np.ones(3)}, -1.0), ["max_norm"]),
+    "clip_grad_norm: grads a list": (lambda: bptt.clip_grad_norm([np.ones(3)], 1.0), ["grads"]),
+    "gradcheck: eps a string": (lambda: check(eps="1e-6"), ["eps"]),
+    "gradcheck: negative max_elements": (lambda: check(max_elements=-1), ["max_elements"]),
+    "gradcheck: complex arrays": (lambda: check(arrays={"w": np.ones(3, dtype=complex)}), ["arrays['w']"]),
+    "gradcheck: L not a number": (
+        lambda: check(fun=lambda a: (a["w"], {"w": np.ones(3)})),
+        ["fun", "L"],
+    ),
+    "Tagger.predict: a sentence that is a string": (lambda: tiny_tagger().predict(["Hi"]), ["sentences[0]"]),
+    "Tagger.predict: a word that is not a string": (
+        lambda: tiny_tagger().predict([["Hi", 3]]),
+        ["sentences[0]"],
+    ),
 }
 
 

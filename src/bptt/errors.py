@@ -38,6 +38,12 @@ def check_array(name, x, dims, *, sizes=None, floating=True, finite=True):
                 )
     if floating and x.dtype.kind != "f":
         raise BpttError(f"{name}: expected a floating-point array, got dtype {x.dtype}")
+    if floating and not x.dtype.isnative:  # BLAS and the compiled loops take the machine's byte order
+        raise BpttError(
+            f"{name}: dtype {x.dtype.str} is not the machine's byte order: use .astype('{x.dtype.str[1:]}')"
+        )
+    if finite and x.dtype.kind not in "biufc":  # isfinite takes numbers only
+        raise BpttError(f"{name}: expected an array of numbers, got dtype {x.dtype}")
     if finite and x.size and not bool(np.isfinite(x).all()):
         raise BpttError(f"{name}: contains NaN or Inf")
     return x

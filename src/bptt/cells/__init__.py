@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..drivers.rnn import ACTIVATIONS, RNNCache
-from ..errors import BpttError, check_choice
+from ..errors import BpttError, check_array, check_choice
 from .base import Cell, check_params
 from .gru import GRU, GRUCache, gru_backward, gru_forward, gru_step_backward, gru_step_forward
 from .lstm import LSTM, LSTMCache, lstm_backward, lstm_forward, lstm_step_backward, lstm_step_forward
@@ -78,13 +78,22 @@ def params_from_torch(state, cell="rnn", suffix="_l0"):
     b_a = bias_ih + bias_hh, except the GRU's n block: b_a = bias_in there and b_hn = bias_hn.
     Returns: the parameter dict of ``cell``.
     """
-    get_cell(cell)
+    c = get_cell(cell)
     names = [f"{k}{suffix}" for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
     missing = [k for k in names if k not in state]
     if missing:
         raise BpttError(f"state: missing key(s) {', '.join(missing)}")
     W_ax, W_aa, b_ih, b_hh = (np.asarray(state[k]) for k in names)
+    sizes = {}
+    shapes = (("G·n_a", "n_x"), ("G·n_a", "n_a"), ("G·n_a",), ("G·n_a",))
+    for k, x, dims in zip(names, (W_ax, W_aa, b_ih, b_hh), shapes):
+        check_array(f"state[{k!r}]", x, dims, sizes=sizes)
     n_a = W_aa.shape[1]
+    if n_a == 0 or W_aa.shape[0] != c.gates * n_a:  # another cell's weights
+        raise BpttError(
+            f"state[{names[1]!r}]: shape {W_aa.shape} is not {c.title}'s"
+            f" ({c.gates}·n_a, n_a) = ({c.gates * n_a}, {n_a}): is cell={cell!r} the module's?"
+        )
     if cell == "gru":
         b_a = b_ih.copy()
         b_a[: 2 * n_a] += b_hh[: 2 * n_a]  # r and z: the two biases add up

@@ -84,6 +84,8 @@ def check_head_params(params, sizes):
 
 def check_labels(Y, output, n_y, sizes):
     """Check labels against the output kind; return them in the loss's layout."""
+    if not hasattr(Y, "shape") or not hasattr(Y, "dtype"):
+        raise BpttError(f"Y: expected an array, got {type(Y).__name__}")
     if output == "softmax":
         check_array("Y", Y, ("T", "B"), sizes=sizes, floating=False, finite=False)
         if Y.dtype.kind not in "iu":

@@ -16,9 +16,12 @@ a dict of arrays).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from ..cells import CELLS, get_cell, params_from_torch, params_to_torch
+from ..cells.base import check_params
 from ..errors import BpttError
 
 TORCH_CLASS = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
@@ -45,6 +48,8 @@ def to_torch(layers, cell="rnn", activation="tanh"):
     except ImportError:
         raise BpttError("to_torch: needs PyTorch (pip install torch)") from None
     c = get_cell(cell, activation)
+    if not isinstance(layers, (dict, list, tuple)):
+        raise BpttError(f"layers: expected a parameter dict or a list of layers, got {type(layers).__name__}")
     layers = [layers] if isinstance(layers, dict) else list(layers)
     if not layers:
         raise BpttError("layers: expected at least one layer")
@@ -53,10 +58,15 @@ def to_torch(layers, cell="rnn", activation="tanh"):
         raise BpttError("layers: every layer must be bidirectional, or none")
     bidirectional = len(dirs[0]) == 2
     state = {}
+    sizes = {}  # n_a of every layer and direction alike; each layer's input is the one below's output
     for k, ds in enumerate(dirs):
+        if k:
+            sizes["n_x"] = len(ds) * sizes["n_a"]
         for d, params in enumerate(ds):
+            check_params(c, params, sizes, f"layers[{k}]" + (f"[{d}]" if bidirectional else ""))
             suffix = f"_l{k}" + ("_reverse" if d else "")
             state.update(params_to_torch(params, cell, suffix))
+        sizes.pop("n_x")
     first = dirs[0][0]
     n_x, n_a = first["W_ax"].shape[1], c.hidden_size(first)
     kwargs = {"nonlinearity": activation} if cell == "rnn" else {}
@@ -85,11 +95,18 @@ def from_torch(module, cell=None):
         if getattr(module, "bias", True) is False:
             raise BpttError("module: bias=False: bptt's cells always have biases (export with zeros)")
         cell = found
-        state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+        try:
+            state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+        except TypeError as e:  # bfloat16: NumPy has no such dtype
+            raise BpttError(f"module: {e}: convert it first, e.g. module.float()") from None
     else:
         if cell not in CELLS:
             raise BpttError(f"cell: expected one of {', '.join(CELLS)} with a state dict, got {cell!r}")
-        state = {k: np.asarray(v) for k, v in dict(module).items()}
+        if not isinstance(module, Mapping):
+            raise BpttError(
+                f"module: expected torch.nn.RNN, GRU or LSTM, or a state dict, got {type(module).__name__}"
+            )
+        state = {k: np.asarray(v) for k, v in module.items()}
     layers = []
     while f"weight_ih_l{len(layers)}" in state:
         k = len(layers)

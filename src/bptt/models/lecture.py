@@ -75,14 +75,27 @@ def check_placed_inputs(params, X, Y, a0, mask, output, activation, reduction, c
     check_choice("output", output, OUTPUTS)
     c = get_cell(cell, activation)
     check_choice("reduction", reduction, ("sum", "mean"))
+    if not isinstance(params, dict):
+        raise BpttError(f"params: expected a dict of arrays, got {type(params).__name__}")
     missing = [key for key in HEAD_KEYS if key not in params]
     if missing:
         raise BpttError(f"params: missing key(s) {', '.join(missing)}")
     a0, mask = c.check_inputs(X, a0, params, mask)
+    unknown = [key for key in params if key not in c.keys + HEAD_KEYS]
+    if unknown:  # grads has exactly params' keys: one that no gradient has is a mistake
+        raise BpttError(
+            f"params: unknown key(s) {', '.join(map(repr, unknown))}: {c.title} and the head have"
+            f" {', '.join(c.keys + HEAD_KEYS)}"
+        )
     T, B, _ = X.shape
     sizes = {"n_a": c.hidden_size(params), "T": T, "B": B}
     check_array("params['W_ya']", params["W_ya"], ("n_y", "n_a"), sizes=sizes)
     check_array("params['b_y']", params["b_y"], ("n_y",), sizes=sizes)
+    for key in HEAD_KEYS:
+        if params[key].dtype != params["W_aa"].dtype:
+            raise BpttError(
+                f"params['{key}']: dtype {params[key].dtype} differs from W_aa's {params['W_aa'].dtype}"
+            )
     scale = 1.0 if reduction == "sum" else 1.0 / B
     steps = scored_steps(loss_at, mask, T, B, np)
     if steps is None:

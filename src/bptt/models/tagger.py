@@ -121,8 +121,15 @@ class Tagger:
         each batch is computed exactly as without ``part``), the other sentences' tags None.
         Returns: list of tag lists, in the input order.
         """
+        if isinstance(sentences, (str, bytes)) or not hasattr(sentences, "__iter__"):
+            raise BpttError(
+                f"sentences: expected a list of sentences (lists of words), got {type(sentences).__name__}"
+            )
         sentences = list(sentences)
         for i, s in enumerate(sentences):
+            if not isinstance(s, (list, tuple)) or not all(isinstance(w, str) for w in s):
+                got = type(s).__name__ if not isinstance(s, (list, tuple)) else "a word that is not a string"
+                raise BpttError(f"sentences[{i}]: expected a list of words (strings), got {got}")
             if len(s) == 0:
                 raise BpttError(f"sentences[{i}]: empty sentence")
             check_length(s, f"sentences[{i}]")

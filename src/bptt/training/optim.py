@@ -43,12 +43,64 @@ def _values(g):
     return g.values if isinstance(g, RowGrad) else g
 
 
+def _check_number(name, value, high=None):
+    """Check a hyperparameter: a finite real number ≥ 0, and < ``high`` when given."""
+    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not (real and math.isfinite(value) and value >= 0 and (high is None or value < high)):
+        where = "≥ 0" if high is None else f"in [0, {high})"
+        raise BpttError(f"{name}: expected a finite number {where}, got {value!r}")
+
+
+def _refuse(name, a, want=None):
+    """Raise the `BpttError` for ``a`` (a parameter or gradient called ``name``) that does not fit."""
+    if getattr(getattr(a, "dtype", None), "kind", None) != "f":
+        got = f"dtype {a.dtype}" if hasattr(a, "dtype") else type(a).__name__
+        raise BpttError(f"{name}: expected a floating-point array, got {got}")
+    raise BpttError(f"{name}: shape {tuple(a.shape)} does not fit its parameter's {tuple(want.shape)}")
+
+
+def _check_grads(grads):
+    """Check that ``grads`` is a dict of floating-point arrays (or ``RowGrad``)."""
+    if not isinstance(grads, dict):
+        raise BpttError(f"grads: expected a dict of arrays, got {type(grads).__name__}")
+    for k, g in grads.items():
+        v = _values(g)
+        if getattr(getattr(v, "dtype", None), "kind", None) != "f":
+            _refuse(f"grads[{k!r}]", v)
+
+
+def _check_step(params, grads):
+    """Check, once per step and before any update, that every gradient fits its parameter.
+
+    (A gradient of another shape would broadcast into the update, or fail halfway through it.)
+    """
+    for name, d in (("params", params), ("grads", grads)):
+        if not isinstance(d, dict):
+            raise BpttError(f"{name}: expected a dict of arrays, got {type(d).__name__}")
+    for k, g in grads.items():
+        p = params.get(k)
+        if p is None:
+            raise BpttError(f"grads[{k!r}]: params has no array of that name")
+        rows = isinstance(g, RowGrad)  # the gradient of some rows: (k, d) against the table's (n_rows, d)
+        v = g.values if rows else g
+        try:
+            fits = p.dtype.kind == "f" and v.dtype.kind == "f" and v.ndim == p.ndim
+            fits = fits and v.shape[rows:] == p.shape[rows:]
+        except AttributeError:  # not an array
+            fits = False
+        if not fits:
+            if getattr(getattr(p, "dtype", None), "kind", None) != "f":
+                _refuse(f"params[{k!r}]", p)
+            _refuse(f"grads[{k!r}]", v, p)
+
+
 def global_norm(grads):
     """‖g‖₂ over all the arrays of ``grads`` together: inf or nan only when a gradient is not finite.
 
     The sum is a Python float (float64): float32 gradients past ~1.8·10¹⁹, which an exploding LSTM reaches,
     still have a finite norm to clip by, where their sum of squares in float32 would overflow.
     """
+    _check_grads(grads)
     total = 0.0
     for g in grads.values():
         v = _values(g)
@@ -61,10 +113,12 @@ def global_norm(grads):
 
 
 def clip_grad_norm(grads, max_norm):
-    """Scale all gradients in place so their global norm is at most ``max_norm``.
+    """Scale all gradients in place so their global norm is at most ``max_norm`` (None or 0: no clipping).
 
     Returns: the norm before clipping (a float; inf or nan when a gradient is not finite).
     """
+    if max_norm is not None:
+        _check_number("max_norm", max_norm)
     norm = global_norm(grads)
     if max_norm is not None and max_norm > 0 and math.isfinite(norm) and norm > max_norm:
         scale = max_norm / (norm + 1e-6)  # the same ε as torch.nn.utils.clip_grad_norm_
@@ -81,7 +135,12 @@ class SGD:
     momentum: float = 0.0  # μ; 0 is plain SGD
     state: dict = field(default_factory=dict)  # velocity per parameter
 
+    def __post_init__(self):
+        _check_number("lr", self.lr)
+        _check_number("momentum", self.momentum)
+
     def step(self, params, grads):
+        _check_step(params, grads)
         for k, g in grads.items():
             if isinstance(g, RowGrad):
                 if self.momentum:
@@ -121,7 +180,14 @@ class Adam:
     m: dict = field(default_factory=dict)  # first moments per parameter
     v: dict = field(default_factory=dict)  # second moments per parameter
 
+    def __post_init__(self):
+        _check_number("lr", self.lr)
+        _check_number("beta1", self.beta1, high=1)
+        _check_number("beta2", self.beta2, high=1)
+        _check_number("eps", self.eps)
+
     def step(self, params, grads):
+        _check_step(params, grads)
         self.t += 1
         c1 = 1 - self.beta1**self.t
         c2 = 1 - self.beta2**self.t
@@ -184,7 +250,12 @@ class Adagrad:
     eps: float = 1e-8  # ε added to √G (min-char-rnn's; torch.optim.Adagrad's default is 1e-10)
     G: dict = field(default_factory=dict)  # the summed squared gradients per parameter
 
+    def __post_init__(self):
+        _check_number("lr", self.lr)
+        _check_number("eps", self.eps)
+
     def step(self, params, grads):
+        _check_step(params, grads)
         for k, g in grads.items():
             g = g.dense() if isinstance(g, RowGrad) else g
             if k not in self.G:
