@@ -21,7 +21,7 @@ import bptt
 from bptt.cli import main
 from bptt.errors import BpttError
 from bptt.io.synthetic import make_corpus
-from tests.helpers import MINI, write_conll
+from tests.helpers import MINI, error_line, write_conll
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 
@@ -265,6 +265,10 @@ CLI_CASES = {
         ["empty.txt", "no sentences"],
     ),
     "tag: --threads 0": ("tag --model {d}/model --threads 0 Hello", ["--threads", "0"]),
+    "train: --aux with --task ner": (
+        "train --train {d}/train.txt --out {d}/o --task ner --aux",
+        ["--aux", "only with --task person"],
+    ),
     "tag: bad --format": ("tag --model {d}/model --format xml Hello", ["--format", "xml"]),
 }
 
@@ -570,6 +574,9 @@ API_CASES = {
         lambda: check(fun=lambda a: (a["w"], {"w": np.ones(3)})),
         ["fun", "L"],
     ),
+    "evaluate: no sequences": (lambda: bptt.evaluate(None, [["O"]]), ["gold_seqs", "NoneType"]),
+    "load_safetensors: no path": (lambda: bptt.load_safetensors(None), ["path", "NoneType"]),
+    "save_safetensors: no path": (lambda: bptt.save_safetensors(None, {"a": np.zeros(2)}), ["path"]),
     "Tagger.predict: a sentence that is a string": (lambda: tiny_tagger().predict(["Hi"]), ["sentences[0]"]),
     "Tagger.predict: a word that is not a string": (
         lambda: tiny_tagger().predict([["Hi", 3]]),
@@ -676,3 +683,25 @@ def test_a_10000_word_sentence_trains_and_tags(d, tmp_path, capsys):
     text = " ".join((text.split() * 2)[:10_000])
     ok("tag", "--model", d / "model", "--format", "conll", text)
     assert len(capsys.readouterr().out.strip().splitlines()) == 10_000
+
+
+@pytest.mark.parametrize("kind", ["lm.json", "dates.json", "longrange.json"])
+def test_another_commands_model_where_a_tagger_is_expected_is_named(kind, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / kind).write_text("{}")
+    (run / "log.jsonl").write_text("")
+    for argv in (["tag", "--model", run, "Hi"], ["gradflow", "--model", run, "--out", tmp_path / "g.png"]):
+        message = error_line(capsys, *argv)
+        assert message.startswith(f"{run}: ") and message.endswith("not a tagger of bptt train"), message
+
+
+def test_the_output_functions_take_lists_as_numpy_does():
+    np.testing.assert_allclose(bptt.sigmoid([0.0, 100.0]), [0.5, 1.0])
+    np.testing.assert_allclose(bptt.softmax([[0.0, 0.0]]), [[0.5, 0.5]])
+    from bptt.io.text import detokenize
+
+    with pytest.raises(TypeError, match="^words: expected a list of words"):
+        detokenize(None)
+    with pytest.raises(TypeError, match="not a string$"):
+        detokenize(["a", 1])

@@ -70,10 +70,12 @@ def run(args):
     if args.demo:
         records, probe = demo_log(args.epochs, seed=args.seed)
     else:
+        from ..models.tagger import check_not_another_model
         from ..pictures.report import read_log
 
         if not Path(args.model).is_dir():
             raise BpttError(f"--model: {args.model} is not a directory")
+        check_not_another_model(args.model)
         records = read_log(Path(args.model) / "log.jsonl")
         if args.data is not None:
             probe = reach_probe(args.model, args.data, args.sentences, args.K)

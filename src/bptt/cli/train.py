@@ -226,6 +226,8 @@ def _run(args, given):
         raise BpttError("--train: required (or --resume DIR)")
     if not args.out:
         raise BpttError("--out: required: the directory for the model and its log")
+    if "aux" in given and args.task != "person":
+        raise BpttError(f"--aux, --no-aux: only with --task person (--task {args.task} learns every type)")
     tcfg, mcfg = configs(args)
     train(tcfg, mcfg, args.out, progress=not args.quiet, overwrite=args.overwrite)
     return 0

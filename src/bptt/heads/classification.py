@@ -20,6 +20,8 @@ PyTorch: ``torch.nn.Linear(n_a, n_y)`` with ``weight = W_ya``, ``bias = b_y``.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..backend import array_namespace
 from ..drivers.rnn import check_mask
 from ..errors import BpttError, check_array, check_choice
@@ -42,6 +44,7 @@ def output_logits(A, params):
 
 def sigmoid(z):
     """σ(z) without overflow for large |z|."""
+    z = z if hasattr(z, "dtype") else np.asarray(z, dtype=float)  # a list or a number, as NumPy takes it
     xp = array_namespace(z)
     e = xp.exp(-xp.abs(z))
     return xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
@@ -49,6 +52,7 @@ def sigmoid(z):
 
 def softmax(z):
     """Softmax over the last axis, shifted by the max for stability."""
+    z = z if hasattr(z, "dtype") else np.asarray(z, dtype=float)
     xp = array_namespace(z)
     e = xp.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)

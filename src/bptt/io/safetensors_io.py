@@ -72,11 +72,20 @@ def save_safetensors(path, arrays, metadata=None, digest=False):
     """
     if digest:
         metadata = {**(metadata or {}), DIGEST: content_digest(arrays, metadata or {})}
+    _path(path)
     header, tensors = _layout(arrays, metadata)
     with atomic_open(path) as f:
         f.write(header)
         for a in tensors:
             f.write(a.reshape(-1).view(np.uint8))  # (nbytes,) view, no copy
+
+
+def _path(path):
+    """``path`` as a string (a str or path-like), else one line naming the argument."""
+    try:
+        return os.fsdecode(os.fspath(path))
+    except TypeError:
+        raise BpttError(f"path: expected a file path, got {type(path).__name__}") from None
 
 
 def _layout(arrays, metadata):
@@ -129,7 +138,7 @@ def load_safetensors(path, *, max_bytes=None):
     Returns: ``(arrays, metadata)``: name -> array (sorted by name, native byte order, C order)
     and the header's ``__metadata__`` (``{}`` when absent).
     """
-    label = os.fspath(path)
+    label = _path(path)
     with open_regular(path, label) as f:
         return read_safetensors(f, label, max_bytes=max_bytes)
 

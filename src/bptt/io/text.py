@@ -274,7 +274,11 @@ def detokenize(words, offsets=False):
     offsets: also return each word's (start, end) in the text.
     Returns: str, or (str, list of (start, end)).
     """
+    if isinstance(words, (str, bytes)) or not hasattr(words, "__iter__"):
+        raise TypeError(f"words: expected a list of words (strings), got {type(words).__name__}")
     words = list(words)
+    if not all(isinstance(w, str) for w in words):
+        raise TypeError("words: expected a list of words (strings), got a word that is not a string")
     parts, spans, pos = [], [], 0
     glue_next = False  # the previous word wants no space after it
     open_double = open_single = False

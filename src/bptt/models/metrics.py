@@ -85,6 +85,9 @@ class Scores:
 
 def _pairs(gold_seqs, pred_seqs):
     """Check that gold and predicted sequences pair up; yield (index, gold, pred) as lists."""
+    for name, seqs in (("gold_seqs", gold_seqs), ("pred_seqs", pred_seqs)):
+        if isinstance(seqs, (str, bytes)) or not hasattr(seqs, "__iter__"):
+            raise BpttError(f"{name}: expected a list of tag sequences, got {type(seqs).__name__}")
     gold_seqs, pred_seqs = list(gold_seqs), list(pred_seqs)
     if len(gold_seqs) != len(pred_seqs):
         raise BpttError(f"gold_seqs has {len(gold_seqs)} sentences but pred_seqs has {len(pred_seqs)}")

@@ -330,6 +330,22 @@ class Tagger:
         return out
 
 
+# the settings file each other command's run directory holds, and what reads it
+OTHER_MODELS = {
+    "lm.json": "a language model of bptt lm train (bptt lm evaluate and bptt sample read it)",
+    "dates.json": "a date model of bptt dates train (bptt dates convert reads it)",
+    "longrange.json": "a run of bptt longrange",
+}
+
+
+def check_not_another_model(directory):
+    """Refuse, in one line, a run directory of another command where a tagger's is expected."""
+    if os.path.isdir(directory) and not os.path.exists(os.path.join(directory, "config.json")):
+        for name, what in OTHER_MODELS.items():
+            if os.path.exists(os.path.join(directory, name)):
+                raise BpttError(f"{directory}: {what}, not a tagger of bptt train")
+
+
 def load_tagger(directory, threads=1):
     """Load a model directory written by ``bptt train``, or an ``.onnx`` file written by ``bptt export``
     (run by onnxruntime with ``threads`` threads; `bptt.export.onnx_runtime`). Returns: Tagger.
@@ -344,6 +360,8 @@ def load_tagger(directory, threads=1):
         return load_onnx_tagger(directory, threads)
     from ..io.conll import SCHEMES
     from ..io.modelfiles import CONFIG, VOCAB, WEIGHTS, load_model_dir
+
+    check_not_another_model(directory)
 
     config_file, vocab_file = os.path.join(directory, CONFIG), os.path.join(directory, VOCAB)
     cfg = vocab = None
