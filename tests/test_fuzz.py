@@ -233,3 +233,11 @@ def test_predict_any_words_batched_as_alone(model, sentences):
     assert together == [tagger.predict([s])[0] for s in sentences]
     for s, tags in zip(sentences, together):
         assert len(tags) == len(s) and set(tags) <= {"O", "B-PER", "I-PER"}
+
+
+def test_a_word_given_twice_in_the_embeddings_keeps_its_first_vector(tmp_path):
+    path = tmp_path / "vectors.txt"
+    path.write_text("2 3\nthe 1 2 3\ncat 4 5 6\nthe 7 8 9\n")
+    words, vectors = read_embeddings(path, 3)
+    assert words == ["the", "cat"]
+    np.testing.assert_array_equal(vectors, [[1, 2, 3], [4, 5, 6]])

@@ -73,9 +73,11 @@ def encode(path, sentences, gold, cfg, table):
 def read_embeddings(path, dim):
     """Pretrained vectors from a GloVe-format text file: ``word v1 … v_dim`` a line.
 
-    Returns: (words found in the file, their vectors (n, dim) float32).
+    A word2vec-style "count dim" first line is skipped; a word given again keeps its first vector (the
+    table had taken the last one, by the accident of NumPy's repeated-index assignment).
+    Returns: (the distinct words found in the file, their vectors (n, dim) float32).
     """
-    words, vectors = [], []
+    words, vectors, seen = [], [], set()
     try:
         f = open(path, "rb")
     except OSError as e:
@@ -95,6 +97,9 @@ def read_embeddings(path, dim):
                 raise BpttError(f"{path}:{lineno}: not a number in the vector of {parts[0]!r}") from None
             if not np.isfinite(v).all():
                 raise BpttError(f"{path}:{lineno}: NaN or Inf in the vector of {parts[0]!r}")
+            if parts[0] in seen:
+                continue
+            seen.add(parts[0])
             words.append(parts[0])
             vectors.append(v)
     if not words:
