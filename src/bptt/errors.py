@@ -49,6 +49,11 @@ def check_array(name, x, dims, *, sizes=None, floating=True, finite=True):
     return x
 
 
+def is_real(x):
+    """Whether ``x`` is a real Python or NumPy number (a bool is not)."""
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
 def check_choice(name, value, choices):
     """Check that ``value`` is one of ``choices``."""
     if value not in choices:

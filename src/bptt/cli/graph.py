@@ -142,7 +142,7 @@ def run_generated(args):
     if not text:
         raise BpttError('sentence: give the date to draw, as written (e.g. "3 May 1979")')
     try:  # before the model is read
-        task.check_chars(task.check_text(text))
+        task.check_chars(text)
     except BpttError as e:
         raise BpttError(f"sentence: {e}") from None
     model = load_date_model(args.dates)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import BpttError, check_array
+from ..errors import BpttError, check_array, is_real
 
 
 @dataclass
@@ -42,11 +42,6 @@ class GradcheckReport:
         return "\n".join(lines)
 
 
-def _real(x):
-    """Whether ``x`` is a real Python or NumPy number (not a bool)."""
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
-
-
 def gradcheck(fun, arrays, *, eps=1e-6, max_elements=None, floor=1e-10, scale_floor=1e-3, seed=0):
     """Compare ``fun``'s analytic gradients with central differences.
 
@@ -61,24 +56,22 @@ def gradcheck(fun, arrays, *, eps=1e-6, max_elements=None, floor=1e-10, scale_fl
         raise BpttError(f"fun: expected a function arrays -> (L, grads), got {type(fun).__name__}")
     if not isinstance(arrays, dict):
         raise BpttError(f"arrays: expected a dict of name -> array, got {type(arrays).__name__}")
-    if not (_real(eps) and 0 < eps < np.inf):
+    if not (is_real(eps) and 0 < eps < np.inf):
         raise BpttError(f"eps: must be a number > 0, got {eps!r}")
     whole = isinstance(max_elements, (int, np.integer)) and not isinstance(max_elements, bool)
     if max_elements is not None and not (whole and max_elements >= 0):
         raise BpttError(f"max_elements: must be None or an integer >= 0, got {max_elements!r}")
     for k, v in arrays.items():
-        kind = np.asarray(v).dtype.kind
-        if kind not in "biuf":  # float64 would fail on text, drop an imaginary part, or misread objects
-            raise BpttError(
-                f"arrays[{k!r}]: expected an array of real numbers, got dtype {np.asarray(v).dtype}"
-            )
+        dtype = np.asarray(v).dtype
+        if dtype.kind not in "biuf":  # float64 would fail on text, drop an imaginary part, or misread objects
+            raise BpttError(f"arrays[{k!r}]: expected an array of real numbers, got dtype {dtype}")
     arrays = {k: np.array(v, dtype=np.float64) for k, v in arrays.items()}
     for k, v in arrays.items():
         check_array(f"arrays[{k!r}]", v, tuple(f"d{i}" for i in range(v.ndim)))
     result = fun(arrays)
     if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict)):
         raise BpttError(f"fun: must return a pair (L, grads dict), got {type(result).__name__}")
-    if not (_real(result[0]) or (np.ndim(result[0]) == 0 and np.asarray(result[0]).dtype.kind in "iuf")):
+    if not (np.ndim(result[0]) == 0 and np.asarray(result[0]).dtype.kind in "iuf"):
         raise BpttError(f"fun: L must be a real number, got {type(result[0]).__name__} {np.shape(result[0])}")
     grads = result[1]
     rng = np.random.default_rng(seed)

@@ -273,8 +273,8 @@ def check_text(text):
 
 
 def check_chars(text):
-    """Refuse a text with characters no date format uses (the model would read each as UNKNOWN)."""
-    odd = sorted(set(text) - set(INPUT_CHARS))
+    """`check_text`, and refuse a text with characters no date format uses (each would read as UNKNOWN)."""
+    odd = sorted(set(check_text(text)) - set(INPUT_CHARS))
     if odd:
         raise BpttError(f"{''.join(odd)!r}: no date format uses these characters")
     return text

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..backend import array_namespace
 from ..cells.base import step_kernels
-from ..errors import BpttError
+from ..errors import BpttError, is_real
 from ..models.layers import RowGrad
 
 
@@ -45,18 +45,16 @@ def _values(g):
 
 def _check_number(name, value, high=None):
     """Check a hyperparameter: a finite real number ≥ 0, and < ``high`` when given."""
-    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if not (real and math.isfinite(value) and value >= 0 and (high is None or value < high)):
+    if not (is_real(value) and math.isfinite(value) and value >= 0 and (high is None or value < high)):
         where = "≥ 0" if high is None else f"in [0, {high})"
         raise BpttError(f"{name}: expected a finite number {where}, got {value!r}")
 
 
-def _refuse(name, a, want=None):
-    """Raise the `BpttError` for ``a`` (a parameter or gradient called ``name``) that does not fit."""
+def _check_floating(name, a):
+    """Refuse ``a`` (a parameter or gradient called ``name``) unless it is a floating-point array."""
     if getattr(getattr(a, "dtype", None), "kind", None) != "f":
         got = f"dtype {a.dtype}" if hasattr(a, "dtype") else type(a).__name__
         raise BpttError(f"{name}: expected a floating-point array, got {got}")
-    raise BpttError(f"{name}: shape {tuple(a.shape)} does not fit its parameter's {tuple(want.shape)}")
 
 
 def _check_grads(grads):
@@ -64,9 +62,7 @@ def _check_grads(grads):
     if not isinstance(grads, dict):
         raise BpttError(f"grads: expected a dict of arrays, got {type(grads).__name__}")
     for k, g in grads.items():
-        v = _values(g)
-        if getattr(getattr(v, "dtype", None), "kind", None) != "f":
-            _refuse(f"grads[{k!r}]", v)
+        _check_floating(f"grads[{k!r}]", _values(g))
 
 
 def _check_step(params, grads):
@@ -74,24 +70,20 @@ def _check_step(params, grads):
 
     (A gradient of another shape would broadcast into the update, or fail halfway through it.)
     """
-    for name, d in (("params", params), ("grads", grads)):
-        if not isinstance(d, dict):
-            raise BpttError(f"{name}: expected a dict of arrays, got {type(d).__name__}")
+    if not isinstance(params, dict):
+        raise BpttError(f"params: expected a dict of arrays, got {type(params).__name__}")
+    _check_grads(grads)
     for k, g in grads.items():
         p = params.get(k)
         if p is None:
             raise BpttError(f"grads[{k!r}]: params has no array of that name")
+        _check_floating(f"params[{k!r}]", p)
         rows = isinstance(g, RowGrad)  # the gradient of some rows: (k, d) against the table's (n_rows, d)
-        v = g.values if rows else g
-        try:
-            fits = p.dtype.kind == "f" and v.dtype.kind == "f" and v.ndim == p.ndim
-            fits = fits and v.shape[rows:] == p.shape[rows:]
-        except AttributeError:  # not an array
-            fits = False
-        if not fits:
-            if getattr(getattr(p, "dtype", None), "kind", None) != "f":
-                _refuse(f"params[{k!r}]", p)
-            _refuse(f"grads[{k!r}]", v, p)
+        v = _values(g)
+        if v.ndim != p.ndim or v.shape[rows:] != p.shape[rows:]:
+            raise BpttError(
+                f"grads[{k!r}]: shape {tuple(v.shape)} does not fit its parameter's {tuple(p.shape)}"
+            )
 
 
 def global_norm(grads):
